@@ -1,0 +1,229 @@
+"""The `sft-tui` command line (Typer). Thin: it parses, calls core, prints.
+
+Heavy libraries (torch, transformers, textual) are imported only inside the commands
+that need them, so `sft-tui --help` answers at once (bench/cli_startup.py measures it).
+A UserError from anywhere becomes one line on stderr and exit code 2 (see main()).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, Optional
+
+import typer
+
+from sft_tui import __version__
+from sft_tui.cli_groups import config_app, data_app, models_app
+from sft_tui.cli_output import print_json, print_table, short_time
+from sft_tui.core.errors import UserError
+
+app = typer.Typer(
+    name="sft-tui",
+    help="A terminal cockpit for adapting open LLMs on one GPU box: decide, estimate, curate, train, monitor.",
+    add_completion=False,
+    no_args_is_help=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(models_app, name="models")
+app.add_typer(config_app, name="config")
+app.add_typer(data_app, name="data")
+
+
+def not_available(command: str, arrives_with: str) -> NoReturn:
+    """Refuse a command this version does not have yet: one line, exit 2, no fake output."""
+    raise UserError(f"`sft-tui {command}` is not available yet in sft-tui {__version__}", fix=f"it arrives with {arrives_with} (README: Status)")
+
+
+def _tui_not_available() -> NoReturn:
+    raise UserError(f"the terminal UI (`sft-tui` without a command) is not available yet in sft-tui {__version__}",
+                    fix="`sft-tui --help` lists the commands that work (README: Status)")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"sft-tui {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def root(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Run `sft-tui` alone to open the terminal UI (home screen)."""
+    if ctx.invoked_subcommand is None:
+        _tui_not_available()
+
+
+@app.command()
+def demo() -> None:
+    """Train an offline tiny model on sample data (CPU-friendly) and open the monitor."""
+    not_available("demo", "the trainer")
+
+
+@app.command()
+def wizard(
+    answers: Annotated[Optional[Path], typer.Option("--answers", help="TOML file with answers; without it the questions are asked.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the recommendation as JSON.")] = False,
+) -> None:
+    """Decide between prompting/ICL, RAG, LoRA/QLoRA and full fine-tuning, with reasons."""
+    not_available("wizard", "the decision wizard")
+
+
+@app.command()
+def estimate(
+    model: Annotated[str, typer.Argument(help="Preset name, config.json / model folder, or repo id in the local HF cache.")],
+    method: Annotated[str, typer.Option(help="full, lora or qlora.")] = "lora",
+    seq_len: Annotated[int, typer.Option("--seq-len", help="Sequence length in tokens.")] = 2048,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Micro-batch size.")] = 1,
+    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Gradient accumulation steps.")] = 1,
+    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations.")] = True,
+    optimizer: Annotated[str, typer.Option(help="adamw_torch, adamw_8bit, paged_adamw_8bit, sgd or adafactor.")] = "adamw_torch",
+    precision: Annotated[str, typer.Option(help="bf16, fp16 or fp32.")] = "bf16",
+    attention: Annotated[str, typer.Option(help="sdpa (memory-efficient) or eager.")] = "sdpa",
+    lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank.")] = 16,
+    lora_targets: Annotated[str, typer.Option("--lora-targets", help='"all-linear" or comma-separated module names.')] = "all-linear",
+    quant_type: Annotated[str, typer.Option("--quant-type", help="QLoRA 4-bit type: nf4 or fp4.")] = "nf4",
+    double_quant: Annotated[bool, typer.Option("--double-quant/--no-double-quant", help="QLoRA double quantisation.")] = True,
+    gpu_gib: Annotated[Optional[float], typer.Option("--gpu-gib", help="GPU memory in GiB instead of the detected GPU.")] = None,
+    gpu: Annotated[Optional[str], typer.Option("--gpu", help="GPU by name (e.g. A100-80GB, 4090) instead of the detected one.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Take the settings from a run config TOML.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Peak GPU memory and time of a run from the model's config alone, against your GPU."""
+    not_available("estimate", "the memory and time estimator")
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Run config TOML.")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a field: section.key=value (repeatable).")] = None,
+    follow: Annotated[bool, typer.Option("--follow", help="Stream progress lines; Ctrl-C stops following, not the run.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Launch even if the estimate says it does not fit.")] = False,
+) -> None:
+    """Validate a run config, then launch a detached training run that survives SSH hang-ups."""
+    from sft_tui.core.config import load_run_config
+
+    resolved = load_run_config(config, set_ or [])
+    for note in resolved.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"{config}: config is valid", file=sys.stderr)
+    not_available("train", "the trainer (the config check above is real: `sft-tui config check` does the same)")
+
+
+@app.command()
+def runs(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False) -> None:
+    """List runs under $SFT_TUI_HOME (default ./sft-runs): state, model, progress, last loss."""
+    from sft_tui.core.runs import RunStore
+
+    store = RunStore()
+    summaries = store.list_runs()
+    if as_json:
+        print_json([s.to_json() for s in summaries])
+        return
+    if not summaries:
+        print(f"no runs in {store.runs_dir}")
+        return
+    rows = []
+    for s in summaries:
+        progress = f"{s.step}/{s.max_steps}" if s.max_steps else str(s.step)
+        loss = f"{s.last_loss:.4f}" if s.last_loss is not None else "-"
+        rows.append([s.id, s.state, s.model, s.method, progress, loss, short_time(s.started_at), short_time(s.updated_at)])
+    print_table(["id", "state", "model", "method", "step", "loss", "started", "updated"], rows, title=str(store.runs_dir))
+
+
+def _run_command(name: str, run: str, arrives_with: str) -> None:
+    from sft_tui.core.runs import RunStore
+
+    found = RunStore().find_run(run)
+    not_available(f"{name} {found.id}", arrives_with)
+
+
+@app.command()
+def watch(run: Annotated[str, typer.Argument(help="Run id, a unique prefix of it, or 'latest'.")]) -> None:
+    """Open the live monitor of a run (loss, VRAM, throughput, ETA, log)."""
+    _run_command("watch", run, "the TUI monitor")
+
+
+@app.command()
+def stop(run: Annotated[str, typer.Argument(help="Run id, a unique prefix of it, or 'latest'.")]) -> None:
+    """Stop a run cleanly (it saves a checkpoint first)."""
+    _run_command("stop", run, "the trainer and run lifecycle")
+
+
+@app.command()
+def resume(run: Annotated[str, typer.Argument(help="Run id, a unique prefix of it, or 'latest'.")]) -> None:
+    """Resume a stopped or crashed run from its last checkpoint."""
+    _run_command("resume", run, "the trainer and run lifecycle")
+
+
+@app.command(name="eval")
+def eval_(
+    run: Annotated[str, typer.Argument(help="Run id, a unique prefix of it, or 'latest'.")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="Held-out JSONL; default: the run's eval split.")] = None,
+    n: Annotated[Optional[int], typer.Option("--n", help="Number of examples.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Evaluate a run against its base model: response loss, task checks, forgetting."""
+    _run_command("eval", run, "evaluation and export")
+
+
+@app.command()
+def merge(
+    run: Annotated[str, typer.Argument(help="Run id, a unique prefix of it, or 'latest'.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the merged model.")],
+    dtype: Annotated[str, typer.Option(help="bf16 or fp16.")] = "bf16",
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder.")] = False,
+) -> None:
+    """Merge a LoRA adapter into its base and save a standalone Hugging Face model."""
+    _run_command("merge", run, "evaluation and export")
+
+
+@app.command()
+def chat(run: Annotated[str, typer.Argument(help="Run id, a unique prefix of it, or 'latest'.")]) -> None:
+    """Chat with the tuned model (and its base) in the terminal UI."""
+    _run_command("chat", run, "evaluation and export")
+
+
+@app.command()
+def gpu(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
+    """Show the GPUs (memory, utilisation, temperature, power, processes) and the host."""
+    from sft_tui.cli_output import gib
+    from sft_tui.core.sysmon import SystemSampler
+
+    sampler = SystemSampler()
+    snapshot, host = sampler.sample_gpus(), sampler.sample_host()
+    sampler.close()
+    if as_json:
+        print_json({"gpu": snapshot.to_json(), "host": host.to_json()})
+        return
+    print(f"host: {host.cpu_count} CPUs, RAM {gib(host.ram_used_bytes)} / {gib(host.ram_total_bytes)} GiB")
+    if not snapshot.available:
+        print(snapshot.reason)
+        return
+    rows: list[list[Any]] = []
+    for g in snapshot.gpus:
+        rows.append([g.index, g.name, f"{gib(g.memory_used_bytes)} / {gib(g.memory_total_bytes)}",
+                     _maybe(g.utilization_pct, "%"), _maybe(g.temperature_c, " C"), _maybe(g.power_w, " W"),
+                     g.compute_capability, "yes" if g.bf16_supported else "no", len(g.processes)])
+    print_table(["#", "name", "memory GiB", "util", "temp", "power", "cc", "bf16", "procs"], rows, title=f"driver {snapshot.driver_version}")
+
+
+def _maybe(value: float | None, unit: str) -> str:
+    return "-" if value is None else f"{value:.0f}{unit}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `sft-tui` console script."""
+    try:
+        app(args=argv, prog_name="sft-tui")
+    except UserError as exc:
+        print(f"error: {exc.line()}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

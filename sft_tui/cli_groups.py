@@ -1,0 +1,197 @@
+"""Sub-command groups of `sft-tui`: models, config and data."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from sft_tui.cli_output import print_json, print_table
+from sft_tui.core.errors import UserError
+
+models_app = typer.Typer(help="Model presets and architecture numbers from any config.json.", no_args_is_help=True)
+config_app = typer.Typer(help="Create, check and show run configs.", no_args_is_help=True)
+data_app = typer.Typer(help="Inspect, deduplicate, select, convert and split datasets.", no_args_is_help=True)
+
+
+def _human_count(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def _spec_json(spec) -> dict:
+    from dataclasses import asdict
+
+    params = spec.count_parameters()
+    out = asdict(spec)
+    out["params"] = {"total": params.total, "embedding": params.embedding, "lm_head": params.lm_head,
+                     "per_layer": params.per_layer, "non_embedding": params.non_embedding}
+    out["linear_layers"] = [asdict(s) for s in spec.linear_shapes()]
+    return out
+
+
+@models_app.command("list")
+def models_list(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False) -> None:
+    """The shipped model presets with their sizes."""
+    from sft_tui.core import modelspec, presets
+
+    specs = [(p, modelspec.spec_from_preset(p.name), presets.load_model_preset(p.name)) for p in presets.list_model_presets()]
+    if as_json:
+        print_json([_spec_json(spec) for _, spec, _ in specs])
+        return
+    rows = [[p.name, spec.family, _human_count(spec.count_parameters().total), spec.num_layers, spec.hidden_size,
+             f"{spec.num_attention_heads}/{spec.num_kv_heads}", spec.vocab_size, spec.max_position_embeddings, data.get("hf_repo", "")]
+            for p, spec, data in specs]
+    print_table(["preset", "family", "params", "layers", "hidden", "heads/kv", "vocab", "context", "HF repo"], rows)
+
+
+@models_app.command("show")
+def models_show(
+    model: Annotated[str, typer.Argument(help="Preset name, config.json / model folder, or repo id in the local HF cache.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Architecture numbers and the exact parameter count of one model (no weights needed)."""
+    from sft_tui.core.modelspec import resolve_model
+
+    spec = resolve_model(model)
+    if as_json:
+        print_json(_spec_json(spec))
+        return
+    params = spec.count_parameters()
+    lines = [
+        ("model", spec.name), ("family", spec.family), ("source", spec.source), ("HF repo", spec.hf_repo or "-"),
+        ("licence", spec.license_note or "-"),
+        ("hidden size", spec.hidden_size), ("layers", spec.num_layers),
+        ("attention heads / KV heads / head dim", f"{spec.num_attention_heads} / {spec.num_kv_heads} / {spec.head_dim}"),
+        ("intermediate size", spec.intermediate_size), ("vocabulary", spec.vocab_size),
+        ("tied embeddings", "yes" if spec.tie_word_embeddings else "no"),
+        ("max positions", spec.max_position_embeddings), ("dtype", spec.torch_dtype),
+        ("parameters", f"{params.total:,} ({_human_count(params.total)})"),
+        ("  embedding", f"{params.embedding:,}"), ("  lm head", f"{params.lm_head:,}" if params.lm_head else "tied"),
+        ("  per layer", f"{params.per_layer:,} x {params.num_layers}"),
+    ]
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        print(f"{key:<{width}}  {value}")
+
+
+@config_app.command("check")
+def config_check(
+    path: Annotated[Path, typer.Argument(help="Run config TOML.")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a field: section.key=value (repeatable).")] = None,
+) -> None:
+    """Validate a run config (with its recipe and overrides); exit 2 with the first problem."""
+    from sft_tui.core.config import check_precision_against_gpus, load_run_config
+    from sft_tui.core.sysmon import SystemSampler
+
+    resolved = load_run_config(path, set_ or [])
+    snapshot = SystemSampler().sample_gpus()
+    check_precision_against_gpus(resolved.config, snapshot.gpus, resolved.origins["training.precision"])
+    for note in resolved.notes:
+        print(f"note: {note}", file=sys.stderr)
+    cfg = resolved.config
+    print(f"{path}: valid ({cfg.method.name} on {cfg.model.name}, recipe {cfg.recipe or 'none'})")
+
+
+@config_app.command("show")
+def config_show(
+    path: Annotated[Path, typer.Argument(help="Run config TOML.")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a field: section.key=value (repeatable).")] = None,
+    origins: Annotated[bool, typer.Option("--origins/--no-origins", help="Say where each value came from.")] = True,
+) -> None:
+    """Print the fully resolved config: every field, and where its value came from."""
+    from sft_tui.core.config import dump_run_config, load_run_config
+
+    resolved = load_run_config(path, set_ or [])
+    sys.stdout.write(dump_run_config(resolved.config, resolved.origins if origins else None))
+
+
+@config_app.command("init")
+def config_init(
+    path: Annotated[Path, typer.Argument(help="Where to write the new run config.")],
+    model: Annotated[str, typer.Option(help="Preset name, model folder, or repo id in the local HF cache.")] = "smollm2-135m",
+    recipe: Annotated[str, typer.Option(help="Recipe preset: lora, qlora or full.")] = "lora",
+    data: Annotated[str, typer.Option(help="Training data file (relative to the config file).")] = "train.jsonl",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a starter run config: recipe, model, data, and every other field commented out."""
+    from sft_tui.core.config_init import starter_config_text
+    from sft_tui.core.modelspec import resolve_model
+
+    if path.exists() and not force:
+        raise UserError("file exists; not overwriting it", str(path), "choose another path or pass --force")
+    resolve_model(model)  # fail now on an unknown model, not at launch
+    text = starter_config_text(model=model, recipe=recipe, data=data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}; check it with: sft-tui config check {path}")
+
+
+def _data_not_available(command: str) -> None:
+    from sft_tui.cli import not_available
+
+    not_available(f"data {command}", "the dataset curation tools")
+
+
+@data_app.command("inspect")
+def data_inspect(
+    file: Annotated[Path, typer.Argument(help="Dataset: JSONL, JSON, CSV or Parquet.")],
+    model: Annotated[Optional[str], typer.Option(help="Count tokens with this model's tokenizer (offline).")] = None,
+    max_seq_len: Annotated[Optional[int], typer.Option("--max-seq-len", help="Report the share truncated at this length.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Format, validity, lengths, duplicates and refusals of a dataset."""
+    _data_not_available("inspect")
+
+
+@data_app.command("dedup")
+def data_dedup(
+    file: Annotated[Path, typer.Argument(help="Dataset to deduplicate (never modified).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Deduplicated dataset.")],
+    threshold: Annotated[float, typer.Option(help="Jaccard similarity for near duplicates.")] = 0.85,
+    fields: Annotated[Optional[list[str]], typer.Option("--fields", help="Fields compared (default: all text).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Remove exact and near duplicates (MinHash LSH), keeping the first of each group."""
+    _data_not_available("dedup")
+
+
+@data_app.command("select")
+def data_select(
+    file: Annotated[Path, typer.Argument(help="Dataset to select from.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Selected subset.")],
+    n: Annotated[Optional[int], typer.Option("--n", help="Number of examples to keep.")] = None,
+    fraction: Annotated[Optional[float], typer.Option("--fraction", help="Share of examples to keep.")] = None,
+    by: Annotated[str, typer.Option("--by", help="diversity or random.")] = "diversity",
+    embed: Annotated[str, typer.Option("--embed", help="tfidf or model.")] = "tfidf",
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Select a diverse subset: embed, cluster, sample across clusters."""
+    _data_not_available("select")
+
+
+@data_app.command("convert")
+def data_convert(
+    file: Annotated[Path, typer.Argument(help="Dataset to convert.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Converted dataset.")],
+    to: Annotated[str, typer.Option("--to", help="messages or alpaca.")] = "messages",
+) -> None:
+    """Convert between alpaca, messages, ShareGPT, prompt/completion and text records."""
+    _data_not_available("convert")
+
+
+@data_app.command("split")
+def data_split(
+    file: Annotated[Path, typer.Argument(help="Dataset to split.")],
+    output_dir: Annotated[Path, typer.Option("-o", "--output-dir", help="Folder for train and eval files.")],
+    eval_fraction: Annotated[float, typer.Option("--eval-fraction", help="Share held out for evaluation.")] = 0.1,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    stratify: Annotated[bool, typer.Option("--stratify", help="Stratify by cluster.")] = False,
+) -> None:
+    """Split a dataset into train and eval files."""
+    _data_not_available("split")
