@@ -7,7 +7,6 @@ A UserError from anywhere becomes one line on stderr and exit code 2 (see main()
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
@@ -105,11 +104,9 @@ def train(
     force: Annotated[bool, typer.Option("--force", help="Launch even if the estimate says it does not fit.")] = False,
 ) -> None:
     """Validate a run config, then launch a detached training run that survives SSH hang-ups."""
-    from sft_tui.core.config import load_run_config
+    from sft_tui.cli_groups import load_and_check_config
 
-    resolved = load_run_config(config, set_ or [])
-    for note in resolved.notes:
-        print(f"note: {note}", file=sys.stderr)
+    load_and_check_config(config, set_ or [])
     print(f"{config}: config is valid", file=sys.stderr)
     not_available("train", "the trainer (the config check above is real: `sft-tui config check` does the same)")
 

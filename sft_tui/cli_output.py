@@ -30,7 +30,7 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: st
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     out = [title] if title else []
     for number, row in enumerate(cells):
-        out.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        out.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
         if number == 0:
             out.append("  ".join("-" * width for width in widths))
     sys.stdout.write("\n".join(out) + "\n")

@@ -177,10 +177,9 @@ def _coerce(path: str, value: Any, hint: Any, meta: Mapping[str, Any], where: st
     return value
 
 
-def _merge(layers: Sequence[_Layer]) -> tuple[dict[str, dict[str, Any]], dict[str, str], dict[str, _Layer]]:
+def _merge(layers: Sequence[_Layer]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     values: dict[str, dict[str, Any]] = {}
     origins: dict[str, str] = {}
-    owners: dict[str, _Layer] = {}
     for name, cls in SECTIONS.items():
         values[name] = {f.name: f.default for f in fields(cls)}
         for f in fields(cls):
@@ -199,8 +198,7 @@ def _merge(layers: Sequence[_Layer]) -> tuple[dict[str, dict[str, Any]], dict[st
                     value = str((layer.base_dir / Path(value).expanduser()).resolve())
                 values[section][key] = value
                 origins[path] = where
-                owners[path] = layer
-    return values, origins, owners
+    return values, origins
 
 
 def _check_required_and_contradictions(values: dict[str, dict[str, Any]], origins: dict[str, str], main_label: str) -> None:
@@ -242,7 +240,7 @@ def resolve_layers(data: Mapping[str, Any], text: str | None, label: str, base_d
         _check_shape(recipe_layer)
         layers.append(recipe_layer)
     layers += [main, override_layer]
-    values, origins, _ = _merge(layers)
+    values, origins = _merge(layers)
     _check_required_and_contradictions(values, origins, label)
     notes = []
     for path in _PATH_FIELDS:
@@ -271,7 +269,8 @@ def check_precision_against_gpus(config: RunConfig, gpus: Sequence[Any], where: 
             )
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """A Python value of the schema types as a TOML value."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -285,12 +284,12 @@ def dump_run_config(config: RunConfig, origins: Mapping[str, str] | None = None,
     """TOML text of a resolved config; with origins, each line says where its value came from."""
     lines = [f"# {line}" if line else "#" for line in header.splitlines()]
     if config.recipe:
-        lines.append(f"recipe = {_toml_value(config.recipe)}")
+        lines.append(f"recipe = {toml_value(config.recipe)}")
     for name in SECTIONS:
         lines += ["", f"[{name}]"]
         section = getattr(config, name)
         for f in fields(section):
-            line = f"{f.name} = {_toml_value(getattr(section, f.name))}"
+            line = f"{f.name} = {toml_value(getattr(section, f.name))}"
             if origins is not None:
                 line = f"{line:<48} # {origins.get(f'{name}.{f.name}', 'default')}"
             lines.append(line)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from sft_tui.core.config import _toml_value, resolve_layers
+from sft_tui.core.config import toml_value, resolve_layers
 from sft_tui.core.config_schema import SECTIONS
 
 
@@ -17,17 +17,17 @@ def starter_config_text(model: str, recipe: str, data: str) -> str:
         f"# Run config for sft-tui: {recipe} on {model}.",
         "# Uncomment a line to change it. Check: sft-tui config check FILE; all values: sft-tui config show FILE",
         "",
-        f"recipe = {_toml_value(recipe)}",
+        f"recipe = {toml_value(recipe)}",
     ]
     for name, cls in SECTIONS.items():
         lines += ["", f"[{name}]"]
         section = getattr(resolved.config, name)
         for f in fields(cls):
-            value = _toml_value(getattr(section, f.name))
+            value = toml_value(getattr(section, f.name))
             if (name, f.name) == ("model", "name"):
-                value = _toml_value(model)
+                value = toml_value(model)
             elif (name, f.name) == ("data", "train"):
-                value = _toml_value(data)
+                value = toml_value(data)
             setting = f"{f.name} = {value}"
             if (name, f.name) in (("model", "name"), ("data", "train")):
                 lines.append(f"{setting:<40} # {f.metadata['help']}")

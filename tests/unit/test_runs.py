@@ -6,9 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 

@@ -1,0 +1,78 @@
+"""Reading a long metrics.jsonl through the run store, against a plain json.loads loop.
+
+The monitor opens a run's whole metrics file once, then reads only what was appended.
+This writes a 100,000-row file shaped like the trainer's rows and times:
+  - baseline: `[json.loads(line) for line in open(path)]`
+  - RunDir.read_new_metrics(0): the whole file through the store (torn-line safe)
+  - read_new_metrics(offset) after appending 1 row: the per-tick cost while watching
+  - last_metrics_row: what `sft-tui runs` reads per run
+Each is the median of several repetitions, in the same process.
+
+    python bench/metrics_read.py [--rows 100000]   -> bench/results/metrics_read.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_facts  # noqa: E402
+
+from sft_tui.core.runs import last_metrics_row, read_new_metrics  # noqa: E402
+
+
+def _median_time(fn, repeat: int) -> float:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "metrics_read.json")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "metrics.jsonl"
+        with path.open("w") as handle:
+            for step in range(1, args.rows + 1):
+                row = {"step": step, "epoch": step / 1000, "loss": 2.0 * math.exp(-step / 20000) + 0.3, "learning_rate": 2e-4,
+                       "grad_norm": 0.8, "tokens_per_s": 5120.5, "gpu_mem_gib": 14.2, "time": 1795316870.5 + step}
+                handle.write(json.dumps(row, separators=(",", ":")) + "\n")
+        size_mb = path.stat().st_size / 1e6
+        baseline = _median_time(lambda: [json.loads(line) for line in path.open()], args.repeat)
+        full = _median_time(lambda: read_new_metrics(path, 0), args.repeat)
+        assert len(read_new_metrics(path, 0).rows) == args.rows
+        offset = read_new_metrics(path, 0).offset
+        with path.open("a") as handle:
+            handle.write(json.dumps({"step": args.rows + 1, "loss": 0.3}) + "\n")
+        tick = _median_time(lambda: read_new_metrics(path, offset), args.repeat * 20)
+        tail = _median_time(lambda: last_metrics_row(path), args.repeat * 20)
+    rows = [
+        {"what": "baseline: json.loads per line, whole file", "median_s": round(baseline, 4), "x_baseline": 1.0},
+        {"what": "read_new_metrics(0), whole file", "median_s": round(full, 4), "x_baseline": round(full / baseline, 2)},
+        {"what": "read_new_metrics(offset), 1 new row", "median_s": round(tick, 6), "x_baseline": round(tick / baseline, 5)},
+        {"what": "last_metrics_row (64 KiB tail)", "median_s": round(tail, 6), "x_baseline": round(tail / baseline, 5)},
+    ]
+    for row in rows:
+        print(f"{row['what']:<44} {row['median_s'] * 1000:9.3f} ms  ({row['x_baseline']} x baseline)")
+    result = {"benchmark": "metrics_read", "rows": args.rows, "file_mb": round(size_mb, 1), "repeat": args.repeat,
+              "machine": machine_facts(), "results": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
