@@ -74,26 +74,36 @@ def wizard(
 
 @app.command()
 def estimate(
-    model: Annotated[str, typer.Argument(help="Preset name, config.json / model folder, or repo id in the local HF cache.")],
-    method: Annotated[str, typer.Option(help="full, lora or qlora.")] = "lora",
-    seq_len: Annotated[int, typer.Option("--seq-len", help="Sequence length in tokens.")] = 2048,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Micro-batch size.")] = 1,
-    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Gradient accumulation steps.")] = 1,
-    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations.")] = True,
-    optimizer: Annotated[str, typer.Option(help="adamw_torch, adamw_8bit, paged_adamw_8bit, sgd or adafactor.")] = "adamw_torch",
-    precision: Annotated[str, typer.Option(help="bf16, fp16 or fp32.")] = "bf16",
-    attention: Annotated[str, typer.Option(help="sdpa (memory-efficient) or eager.")] = "sdpa",
-    lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank.")] = 16,
-    lora_targets: Annotated[str, typer.Option("--lora-targets", help='"all-linear" or comma-separated module names.')] = "all-linear",
-    quant_type: Annotated[str, typer.Option("--quant-type", help="QLoRA 4-bit type: nf4 or fp4.")] = "nf4",
-    double_quant: Annotated[bool, typer.Option("--double-quant/--no-double-quant", help="QLoRA double quantisation.")] = True,
+    model: Annotated[Optional[str], typer.Argument(help="Preset name, config.json / model folder, or repo id in the local HF cache (default: the --config's model).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Take every setting from a run config TOML; options below override it.")] = None,
+    method: Annotated[Optional[str], typer.Option(help="full, lora or qlora. [default: lora]")] = None,
+    seq_len: Annotated[Optional[int], typer.Option("--seq-len", help="Sequence length in tokens. [default: 2048]")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Micro-batch size. [default: 1]")] = None,
+    grad_accum: Annotated[Optional[int], typer.Option("--grad-accum", help="Gradient accumulation steps. [default: 1]")] = None,
+    gradient_checkpointing: Annotated[Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations. [default: on]")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="adamw_torch, adamw_8bit, paged_adamw_8bit, sgd or adafactor. [default: adamw_torch]")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="bf16, fp16 or fp32. [default: bf16]")] = None,
+    attention: Annotated[Optional[str], typer.Option(help="sdpa, flash_attention_2 or eager. [default: sdpa]")] = None,
+    lora_r: Annotated[Optional[int], typer.Option("--lora-r", help="LoRA rank. [default: 16]")] = None,
+    lora_targets: Annotated[Optional[str], typer.Option("--lora-targets", help='"all-linear" or comma-separated layers (q,v or q_proj,v_proj). [default: all-linear]')] = None,
+    lora_dropout: Annotated[Optional[float], typer.Option("--lora-dropout", help="LoRA dropout (it costs a mask per adapted layer). [default: 0.05]")] = None,
+    quant_type: Annotated[Optional[str], typer.Option("--quant-type", help="QLoRA 4-bit type: nf4 or fp4. [default: nf4]")] = None,
+    double_quant: Annotated[Optional[bool], typer.Option("--double-quant/--no-double-quant", help="QLoRA double quantisation. [default: on]")] = None,
+    packing: Annotated[Optional[bool], typer.Option("--packing/--no-packing", help="Packed sequences (no padding mask). [default: off]")] = None,
     gpu_gib: Annotated[Optional[float], typer.Option("--gpu-gib", help="GPU memory in GiB instead of the detected GPU.")] = None,
-    gpu: Annotated[Optional[str], typer.Option("--gpu", help="GPU by name (e.g. A100-80GB, 4090) instead of the detected one.")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="Take the settings from a run config TOML.")] = None,
+    gpu: Annotated[Optional[str], typer.Option("--gpu", help="GPU by name (A100-80GB, H100, 4090, L4, T4, ...) instead of the detected one.")] = None,
+    tokens: Annotated[Optional[float], typer.Option("--tokens", help="Training tokens (dataset tokens x epochs) for an ETA.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Peak GPU memory and time of a run from the model's config alone, against your GPU."""
-    not_available("estimate", "the memory and time estimator")
+    from sft_tui.cli_estimate import run_estimate
+
+    targets = tuple(t.strip() for t in lora_targets.split(",") if t.strip()) if lora_targets is not None else None
+    overrides = dict(method=method, seq_len=seq_len, batch_size=batch_size, grad_accum=grad_accum,
+                     gradient_checkpointing=gradient_checkpointing, optimizer=optimizer, precision=precision, attention=attention,
+                     lora_r=lora_r, lora_targets=targets, lora_dropout=lora_dropout, quant_type=quant_type, double_quant=double_quant,
+                     padded=None if packing is None else not packing)
+    run_estimate(model, config, overrides, gpu, gpu_gib, tokens, as_json)
 
 
 @app.command()

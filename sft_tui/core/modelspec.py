@@ -55,6 +55,10 @@ class LinearShape:
     in_features: int
     out_features: int
     bias: bool
+    # which activation feeds it: attn_in (normed hidden), attn_out (attention output),
+    # mlp_in (normed hidden), mlp_mid (activated MLP hidden). Layers sharing an input
+    # share the tensor autograd saves for them (the estimator needs this).
+    input_of: str = ""
 
 
 @dataclass(frozen=True)
@@ -107,26 +111,26 @@ class ModelSpec:
         h, q, kv, inter = self.hidden_size, self.num_attention_heads * self.head_dim, self.num_kv_heads * self.head_dim, self.intermediate_size
         if self.family == "gpt_neox":
             return (
-                LinearShape("query_key_value", h, q + 2 * kv, self.qkv_bias),
-                LinearShape("dense", q, h, self.o_bias),
-                LinearShape("dense_h_to_4h", h, inter, self.mlp_bias),
-                LinearShape("dense_4h_to_h", inter, h, self.mlp_bias),
+                LinearShape("query_key_value", h, q + 2 * kv, self.qkv_bias, "attn_in"),
+                LinearShape("dense", q, h, self.o_bias, "attn_out"),
+                LinearShape("dense_h_to_4h", h, inter, self.mlp_bias, "mlp_in"),
+                LinearShape("dense_4h_to_h", inter, h, self.mlp_bias, "mlp_mid"),
             )
         if self.family == "phi3":
             return (
-                LinearShape("qkv_proj", h, q + 2 * kv, self.qkv_bias),
-                LinearShape("o_proj", q, h, self.o_bias),
-                LinearShape("gate_up_proj", h, 2 * inter, self.mlp_bias),
-                LinearShape("down_proj", inter, h, self.mlp_bias),
+                LinearShape("qkv_proj", h, q + 2 * kv, self.qkv_bias, "attn_in"),
+                LinearShape("o_proj", q, h, self.o_bias, "attn_out"),
+                LinearShape("gate_up_proj", h, 2 * inter, self.mlp_bias, "mlp_in"),
+                LinearShape("down_proj", inter, h, self.mlp_bias, "mlp_mid"),
             )
         return (
-            LinearShape("q_proj", h, q, self.qkv_bias),
-            LinearShape("k_proj", h, kv, self.qkv_bias),
-            LinearShape("v_proj", h, kv, self.qkv_bias),
-            LinearShape("o_proj", q, h, self.o_bias),
-            LinearShape("gate_proj", h, inter, self.mlp_bias),
-            LinearShape("up_proj", h, inter, self.mlp_bias),
-            LinearShape("down_proj", inter, h, self.mlp_bias),
+            LinearShape("q_proj", h, q, self.qkv_bias, "attn_in"),
+            LinearShape("k_proj", h, kv, self.qkv_bias, "attn_in"),
+            LinearShape("v_proj", h, kv, self.qkv_bias, "attn_in"),
+            LinearShape("o_proj", q, h, self.o_bias, "attn_out"),
+            LinearShape("gate_proj", h, inter, self.mlp_bias, "mlp_in"),
+            LinearShape("up_proj", h, inter, self.mlp_bias, "mlp_in"),
+            LinearShape("down_proj", inter, h, self.mlp_bias, "mlp_mid"),
         )
 
     def count_parameters(self) -> ParamCount:
