@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_facts  # noqa: E402
+from common import machine_facts  # noqa: E402
 
 COMMANDS = {
     "python -c pass (baseline)": [sys.executable, "-c", "pass"],

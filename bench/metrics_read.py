@@ -16,25 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_facts  # noqa: E402
+from common import machine_facts, median_seconds  # noqa: E402
 
 from sft_tui.core.runs import last_metrics_row, read_new_metrics  # noqa: E402
-
-
-def _median_time(fn, repeat: int) -> float:
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def main() -> None:
@@ -51,14 +40,14 @@ def main() -> None:
                        "grad_norm": 0.8, "tokens_per_s": 5120.5, "gpu_mem_gib": 14.2, "time": 1795316870.5 + step}
                 handle.write(json.dumps(row, separators=(",", ":")) + "\n")
         size_mb = path.stat().st_size / 1e6
-        baseline = _median_time(lambda: [json.loads(line) for line in path.open()], args.repeat)
-        full = _median_time(lambda: read_new_metrics(path, 0), args.repeat)
+        baseline = median_seconds(lambda: [json.loads(line) for line in path.open()], args.repeat)
+        full = median_seconds(lambda: read_new_metrics(path, 0), args.repeat)
         assert len(read_new_metrics(path, 0).rows) == args.rows
         offset = read_new_metrics(path, 0).offset
         with path.open("a") as handle:
             handle.write(json.dumps({"step": args.rows + 1, "loss": 0.3}) + "\n")
-        tick = _median_time(lambda: read_new_metrics(path, offset), args.repeat * 20)
-        tail = _median_time(lambda: last_metrics_row(path), args.repeat * 20)
+        tick = median_seconds(lambda: read_new_metrics(path, offset), args.repeat * 20)
+        tail = median_seconds(lambda: last_metrics_row(path), args.repeat * 20)
     rows = [
         {"what": "baseline: json.loads per line, whole file", "median_s": round(baseline, 4), "x_baseline": 1.0},
         {"what": "read_new_metrics(0), whole file", "median_s": round(full, 4), "x_baseline": round(full / baseline, 2)},

@@ -1,12 +1,14 @@
-"""Machine and version facts recorded with every benchmark result."""
+"""What every benchmark shares: the machine and version facts it records, and a median timer."""
 
 from __future__ import annotations
 
 import os
 import platform
+import statistics
+import time
 from datetime import datetime, timezone
 from importlib import metadata
-from typing import Any
+from typing import Any, Callable
 
 
 def _version(package: str) -> str:
@@ -37,3 +39,13 @@ def machine_facts(*packages: str) -> dict[str, Any]:
         "gpu": "none (CPU machine)",
         "versions": {p: _version(p) for p in ("sft-tui", *packages)},
     }
+
+
+def median_seconds(fn: Callable[[], object], repeat: int = 5) -> float:
+    """Median wall time of `repeat` calls of `fn` (median: robust to a noisy machine)."""
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
