@@ -58,9 +58,11 @@ def root(
 
 
 @app.command()
-def demo() -> None:
-    """Train an offline tiny model on sample data (CPU-friendly) and open the monitor."""
-    not_available("demo", "the trainer")
+def demo(no_tui: Annotated[bool, typer.Option("--no-tui", help="Plain progress lines in the foreground; exit when the run ends.")] = False) -> None:
+    """Train an offline tiny model on sample data (about a minute on a CPU) and follow it."""
+    from sft_tui.cli_train import run_demo
+
+    raise typer.Exit(run_demo(no_tui))
 
 
 @app.command()
@@ -114,11 +116,12 @@ def train(
     force: Annotated[bool, typer.Option("--force", help="Launch even if the estimate says it does not fit.")] = False,
 ) -> None:
     """Validate a run config, then launch a detached training run that survives SSH hang-ups."""
-    from sft_tui.cli_groups import load_and_check_config
+    from sft_tui.cli_train import follow as follow_run
+    from sft_tui.cli_train import preflight, start_run
 
-    load_and_check_config(config, set_ or [])
-    print(f"{config}: config is valid", file=sys.stderr)
-    not_available("train", "the trainer (the config check above is real: `sft-tui config check` does the same)")
+    run = start_run(preflight(config, set_ or [], force), str(config))
+    if follow:
+        follow_run(run)
 
 
 @app.command()
@@ -151,20 +154,52 @@ def _run_command(name: str, run: str, arrives_with: str) -> None:
 
 @app.command()
 def watch(run: Annotated[str, typer.Argument(help="Run id, a unique prefix of it, or 'latest'.")]) -> None:
-    """Open the live monitor of a run (loss, VRAM, throughput, ETA, log)."""
-    _run_command("watch", run, "the TUI monitor")
+    """Follow a run's progress (plain lines until the TUI monitor lands); Ctrl-C stops watching, not the run."""
+    from sft_tui.cli_train import follow as follow_run
+    from sft_tui.core.runs import RunStore
+
+    follow_run(RunStore().find_run(run))
 
 
 @app.command()
-def stop(run: Annotated[str, typer.Argument(help="Run id, a unique prefix of it, or 'latest'.")]) -> None:
-    """Stop a run cleanly (it saves a checkpoint first)."""
-    _run_command("stop", run, "the trainer and run lifecycle")
+def stop(
+    run: Annotated[str, typer.Argument(help="Run id, a unique prefix of it, or 'latest'.")],
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until it has stopped.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait before killing it (SIGKILL).")] = 120.0,
+) -> None:
+    """Stop a run cleanly: it finishes the step and saves a checkpoint; a second stop kills it."""
+    from sft_tui.core.launcher import request_stop, wait_until_inactive
+    from sft_tui.core.runs import RunStore
+
+    found = RunStore().find_run(run)
+    result = request_stop(found)
+    print(result.message)
+    if not wait or result.escalated:
+        return
+    state = wait_until_inactive(found, timeout)
+    if state is None:
+        print(f"still running after {timeout:g} s: {request_stop(found).message}")
+    else:
+        print(f"run {found.id}: {state}")
 
 
 @app.command()
-def resume(run: Annotated[str, typer.Argument(help="Run id, a unique prefix of it, or 'latest'.")]) -> None:
-    """Resume a stopped or crashed run from its last checkpoint."""
-    _run_command("resume", run, "the trainer and run lifecycle")
+def resume(
+    run: Annotated[str, typer.Argument(help="Run id, a unique prefix of it, or 'latest'.")],
+    follow: Annotated[bool, typer.Option("--follow", help="Stream progress lines; Ctrl-C stops following, not the run.")] = False,
+) -> None:
+    """Resume a stopped, failed or crashed run from its last checkpoint, in the same run dir."""
+    from sft_tui.cli_train import follow as follow_run
+    from sft_tui.core.launcher import check_resumable, launch
+    from sft_tui.core.runs import RunStore
+
+    found = RunStore().find_run(run)
+    check_resumable(found)
+    checkpoint = found.latest_checkpoint()
+    pid = launch(found, resume=True)
+    print(f"resuming run {found.id} from {checkpoint.name} (supervisor pid {pid})")
+    if follow:
+        follow_run(found)
 
 
 @app.command(name="eval")

@@ -222,8 +222,13 @@ def _check_required_and_contradictions(values: dict[str, dict[str, Any]], origin
         )
 
 
-def resolve_layers(data: Mapping[str, Any], text: str | None, label: str, base_dir: Path | None, overrides: Sequence[str] = ()) -> ResolvedConfig:
-    """Validate and merge one config (already parsed) with its recipe and overrides."""
+def resolve_layers(data: Mapping[str, Any], text: str | None, label: str, base_dir: Path | None, overrides: Sequence[str] = (),
+                   check_contradictions: bool = True) -> ResolvedConfig:
+    """Validate and merge one config (already parsed) with its recipe and overrides.
+
+    `check_contradictions=False` is for configs sft-tui wrote itself (a run's config.toml
+    sets every field explicitly, so "set by the user" means nothing there).
+    """
     # command-line mistakes first: they are the newest and the cheapest to fix
     override_layer = _Layer("--set", _nest([parse_override(o) for o in overrides]), None, Path.cwd())
     _check_shape(override_layer)
@@ -241,7 +246,8 @@ def resolve_layers(data: Mapping[str, Any], text: str | None, label: str, base_d
         layers.append(recipe_layer)
     layers += [main, override_layer]
     values, origins = _merge(layers)
-    _check_required_and_contradictions(values, origins, label)
+    if check_contradictions:
+        _check_required_and_contradictions(values, origins, label)
     notes = []
     for path in _PATH_FIELDS:
         section, key = path.split(".")
@@ -304,5 +310,5 @@ def config_from_toml_text(text: str, source: str) -> RunConfig:
     """
     data = dict(parse_toml_text(text, source))
     recipe = str(data.pop("recipe", "") or "")
-    config = resolve_layers(data, text, source, None).config
+    config = resolve_layers(data, text, source, None, check_contradictions=False).config
     return RunConfig(**{name: getattr(config, name) for name in SECTIONS}, recipe=recipe)

@@ -223,7 +223,10 @@ def pid_is_alive(pid: int, not_after: datetime | None = None) -> bool:
 
 def effective_state(status: RunStatus, now: datetime | None = None,
                     alive: Callable[[int, datetime | None], bool] = pid_is_alive) -> str:
-    """The state to show: status.state, or 'crashed' for an active run whose process is gone."""
+    """The state to show: status.state, or 'crashed' for an active run whose process is gone
+    (or a run its supervisor saw die: state failed, error kind crash)."""
+    if status.state == "failed" and status.error is not None and status.error.kind == "crash":
+        return CRASHED
     if status.state not in ACTIVE_STATES:
         return status.state
     now = now or datetime.now(timezone.utc)
@@ -350,6 +353,32 @@ class RunDir:
             return json.loads(self.summary_path.read_text(encoding="utf-8"))
         except (FileNotFoundError, ValueError):
             return None
+
+    @property
+    def stop_request_path(self) -> Path:
+        """Written by `sft-tui stop`; a second request escalates to SIGKILL."""
+        return self.path / ".stop_requested"
+
+    def latest_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint (checkpoints/checkpoint-N with its trainer state), if any."""
+        found = []
+        for folder in self.checkpoints_dir.glob("checkpoint-*"):
+            suffix = folder.name.rsplit("-", 1)[-1]
+            if suffix.isdigit() and (folder / "trainer_state.json").is_file():
+                found.append((int(suffix), folder))
+        return max(found)[1] if found else None
+
+    def truncate_metrics_after(self, step: int) -> int:
+        """Drop metrics rows past `step` (resuming from an older checkpoint repeats those steps); returns rows dropped."""
+        chunk = read_new_metrics(self.metrics_path, 0)
+        kept = [row for row in chunk.rows if int(row.get("step", 0)) <= step]
+        dropped = len(chunk.rows) - len(kept)
+        if dropped:
+            fd, tmp = tempfile.mkstemp(prefix=".metrics.", dir=self.path)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.writelines(json.dumps(row, separators=(",", ":")) + "\n" for row in kept)
+            os.replace(tmp, self.metrics_path)
+        return dropped
 
     def lock(self) -> RunLock:
         """The ownership lock of this run (use as a context manager)."""

@@ -1,0 +1,1 @@
+"""The training child process: torch, transformers, peft, bitsandbytes and TRL live here, never in the UI."""

@@ -1,0 +1,81 @@
+"""From normalised examples (core.data) to the rows TRL's SFTTrainer trains on, plus the data report.
+
+Conversations become TRL's conversational prompt/completion: everything before the last
+assistant turn is the prompt, that turn is the completion. With completion_only_loss
+(the default) the loss then covers only the answer, and the chat template closes it with
+the end-of-turn token, so the model learns to stop.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from sft_tui.core.config_schema import RunConfig
+from sft_tui.core.data.formats import Example, load_examples
+
+
+@dataclass(frozen=True)
+class DataReport:
+    """What the run trains and evaluates on."""
+
+    format: str
+    train_rows: int
+    eval_rows: int
+    skipped: tuple[tuple[str, str], ...]
+    truncated: int  # training examples longer than max_seq_length
+
+
+def to_trl_row(example: Example) -> dict:
+    """One TRL row: conversational prompt/completion, plain prompt/completion, or text."""
+    if example.text is not None:
+        return {"text": example.text}
+    if example.completion is not None:
+        return {"prompt": example.prompt, "completion": example.completion}
+    turns = [{"role": t.role, "content": t.content} for t in example.turns]
+    return {"prompt": turns[:-1], "completion": turns[-1:]}
+
+
+def split_examples(config: RunConfig) -> tuple[str, list[Example], list[Example], tuple]:
+    """(format, train, eval, skipped): the eval file, or a seeded eval_fraction of the training rows."""
+    loaded = load_examples(Path(config.data.train), config.data.format)
+    train, skipped = list(loaded.examples), loaded.skipped
+    if config.data.eval:
+        evaluation = load_examples(Path(config.data.eval), config.data.format)
+        return loaded.format, train, list(evaluation.examples), skipped + evaluation.skipped
+    count = int(len(train) * config.data.eval_fraction)
+    if count == 0:
+        return loaded.format, train, [], skipped
+    order = list(range(len(train)))
+    random.Random(config.training.seed).shuffle(order)
+    held = set(order[:count])
+    return loaded.format, [e for i, e in enumerate(train) if i not in held], [train[i] for i in sorted(held)], skipped
+
+
+def count_truncated(examples: list[Example], tokenizer, max_length: int) -> int:
+    """How many examples are longer than max_length tokens once formatted (TRL truncates them silently)."""
+    count = 0
+    for example in examples:
+        row = to_trl_row(example)
+        if "text" in row:
+            length = len(tokenizer(row["text"])["input_ids"])
+        elif isinstance(row["prompt"], str):
+            length = len(tokenizer(row["prompt"] + row["completion"])["input_ids"])
+        else:
+            text = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=False)
+            length = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        count += length > max_length
+    return count
+
+
+def build_datasets(config: RunConfig, tokenizer):
+    """(train Dataset, eval Dataset or None, DataReport)."""
+    from datasets import Dataset
+
+    fmt, train, evaluation, skipped = split_examples(config)
+    truncated = count_truncated(train, tokenizer, config.training.max_seq_length)
+    report = DataReport(fmt, len(train), len(evaluation), skipped, truncated)
+    train_ds = Dataset.from_list([to_trl_row(e) for e in train])
+    eval_ds = Dataset.from_list([to_trl_row(e) for e in evaluation]) if evaluation else None
+    return train_ds, eval_ds, report
