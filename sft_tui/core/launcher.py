@@ -31,11 +31,10 @@ def launch(run: RunDir, resume: bool = False) -> int:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True, close_fds=True, cwd=str(run.path),
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    status = run.read_status()
-    stamp = now_iso()
-    if status is not None:
-        run.write_status(replace(status, state="queued", pid=process.pid, updated_at=stamp, error=None))
     run.stop_request_path.unlink(missing_ok=True)
+    status = run.read_status()
+    if status is not None and status.state != "running":  # the trainer may already have taken over
+        run.write_status(replace(status, state="queued", pid=process.pid, updated_at=now_iso(), error=None))
     return process.pid
 
 

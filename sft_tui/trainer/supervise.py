@@ -9,6 +9,7 @@ status behind, and this process turns it into failed/crash with the signal or ex
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -46,7 +47,10 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     code = child.wait()
     status = run.read_status()
-    if status is not None and status.state in ACTIVE_STATES:
+    # Only a status this supervisor or its own trainer wrote is ours to close: a resumed run
+    # may already have queued a new supervisor while this trainer was still exiting.
+    ours = status is not None and status.pid in (child.pid, os.getpid())
+    if ours and status.state in ACTIVE_STATES:
         message, hint = describe_exit(code)
         if run.stop_request_path.exists():
             run.write_status(replace(status, state="stopped", updated_at=now_iso(),
