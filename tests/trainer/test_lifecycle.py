@@ -122,3 +122,19 @@ def test_demo_runs_to_a_falling_loss(runs_home):
     assert summary["final_loss"] < 0.5 * summary["first_loss"]
     assert (run.adapter_dir / "adapter_model.safetensors").is_file() and run.summary_path.is_file()
     assert "completed; loss" in proc.stdout
+
+
+def test_preflight_refuses_a_run_the_estimate_says_will_not_fit(runs_home, tiny_model, cli, monkeypatch):
+    import sft_tui.cli_estimate as cli_estimate
+    from sft_tui.core.estimate_fit import GpuTarget
+
+    monkeypatch.setattr(cli_estimate, "resolve_gpu", lambda *a, **k: GpuTarget("a 0.5 GiB test GPU", 0.5, None, "detected"))
+    overrides = ["--set", f"model.name={tiny_model}"]
+    refused = cli("train", str(DEMO / "demo.toml"), *overrides)
+    assert refused.code == 2 and refused.err.splitlines()[-1].startswith(f"error: {DEMO / 'demo.toml'}: the estimate (")
+    assert "  weights" in refused.err and "peak" in refused.err  # the breakdown comes with the refusal
+    assert RunStore().run_dirs() == []
+    forced = cli("train", str(DEMO / "demo.toml"), *overrides, "--set", "training.max_steps=2", "--force")
+    assert forced.code == 0 and "started run" in forced.out
+    run = RunStore().run_dirs()[0]
+    assert wait_until_inactive(run, 120) == "completed"
