@@ -69,9 +69,14 @@ def demo(no_tui: Annotated[bool, typer.Option("--no-tui", help="Plain progress l
 def wizard(
     answers: Annotated[Optional[Path], typer.Option("--answers", help="TOML file with answers; without it the questions are asked.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the recommendation as JSON.")] = False,
+    record: Annotated[Optional[Path], typer.Option("--record", help="Write a Markdown decision record the team can commit.")] = None,
+    config_out: Annotated[Optional[Path], typer.Option("--config-out", help="Write a starter run config when fine-tuning is recommended.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --record / --config-out files.")] = False,
 ) -> None:
     """Decide between prompting/ICL, RAG, LoRA/QLoRA and full fine-tuning, with reasons."""
-    not_available("wizard", "the decision wizard")
+    from sft_tui.cli_wizard import run_wizard
+
+    run_wizard(answers, as_json, record, config_out, force)
 
 
 @app.command()

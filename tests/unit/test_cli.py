@@ -14,7 +14,7 @@ from sft_tui.core.runs import RunStatus, RunStore
 
 CONTRACT = ["demo", "wizard", "estimate", "data", "train", "runs", "watch", "stop", "resume", "eval", "merge", "chat"]
 STUBS = [
-    ["wizard"], ["data", "inspect", "x.jsonl"],
+    ["data", "inspect", "x.jsonl"],
     ["data", "dedup", "x.jsonl", "-o", "y.jsonl"], ["data", "select", "x.jsonl", "-o", "y.jsonl", "--n", "5"],
     ["data", "convert", "x.jsonl", "-o", "y.jsonl"], ["data", "split", "x.jsonl", "-o", "out"],
 ]

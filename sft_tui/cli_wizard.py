@@ -1,0 +1,109 @@
+"""`sft-tui wizard`: ask (or read) the answers, print the recommendation, write the record and a starter config."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from sft_tui.cli_output import print_json
+from sft_tui.core.errors import UserError
+
+
+def _parse(question, text: str) -> Any:
+    if question.kind == "bool":
+        if text.lower() in ("y", "yes", "true", "1"):
+            return True
+        if text.lower() in ("n", "no", "false", "0"):
+            return False
+        raise ValueError("answer yes or no")
+    if question.kind == "int":
+        return int(text)
+    if question.kind == "float":
+        return float(text)
+    return text
+
+
+def ask(spec) -> dict[str, Any]:
+    """Ask every question in the terminal; Enter keeps the default (shown in brackets)."""
+    from sft_tui.core.wizard import validate_answers
+
+    if not sys.stdin.isatty():
+        raise UserError("no --answers file and no terminal to ask the questions in", "sft-tui wizard", "pass --answers answers.toml (keys: see presets/wizard.toml)")
+    raw: dict[str, Any] = {}
+    for number, q in enumerate(spec.questions, 1):
+        options = f" ({'/'.join(q.choices)})" if q.choices else " (yes/no)" if q.kind == "bool" else ""
+        default = "" if q.default is None else (" [yes]" if q.default is True else " [no]" if q.default is False else f" [{q.default}]")
+        print(f"\n{number}/{len(spec.questions)} {q.text}{options}{default}\n    {q.help}\n    why it matters: {q.why}")
+        while True:
+            text = input("> ").strip()
+            if not text:
+                break
+            try:
+                raw[q.key] = _parse(q, text)
+                validate_answers({q.key: raw[q.key]}, spec)
+                break
+            except (ValueError, UserError) as exc:
+                raw.pop(q.key, None)
+                print(f"    {exc.line() if isinstance(exc, UserError) else exc}; try again")
+    return validate_answers(raw, spec)
+
+
+def render(rec) -> str:
+    """The readable recommendation."""
+    outcome = rec.approach + (f" with {rec.method}" if rec.method else "") + (f" on {rec.model}" if rec.model and rec.method else "")
+    lines = [f"recommendation: {outcome}", "", "why:"] + [f"  - {r}" for r in rec.reasons]
+    if rec.method_steps:
+        lines += ["", "memory check:"] + [f"  {'fits' if s.fits else 'no  '}  {s.note}" for s in rec.method_steps]
+    if rec.cautions:
+        lines += ["", "cautions:"] + [f"  - {c}" for c in rec.cautions]
+    lines += ["", "next steps:"] + [f"  {i}. {s}" for i, s in enumerate(rec.next_steps, 1)]
+    return "\n".join(lines) + "\n"
+
+
+def _write_new(path: Path, text: str, force: bool) -> None:
+    if path.exists() and not force:
+        raise UserError("file exists; not overwriting it", str(path), "choose another path or pass --force")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def run_wizard(answers_path: Path | None, as_json: bool, record: Path | None, config_out: Path | None, force: bool) -> None:
+    """Entry point of `sft-tui wizard`."""
+    from sft_tui.cli_estimate import resolve_gpu
+    from sft_tui.core.wizard import decision_record, load_answers, load_spec, recommend
+
+    spec = load_spec()
+    answers = load_answers(answers_path, spec) if answers_path else ask(spec)
+    detected = None
+    if answers.get("gpu_gib") is None:
+        target = resolve_gpu(None, None)
+        detected = target.memory_gib if target else None
+    rec = recommend(answers, spec, detected)
+    for path in (record, config_out):  # refuse before writing anything
+        if path is not None and path.exists() and not force:
+            raise UserError("file exists; not overwriting it", str(path), "choose another path or pass --force")
+    notes = []
+    if record is not None:
+        _write_new(record, decision_record(answers, rec, spec), force)
+        notes.append(f"wrote the decision record {record}")
+    if config_out is not None:
+        if rec.method is None:
+            notes.append(f"no fine-tuning recommended: no run config written to {config_out}")
+        else:
+            from sft_tui.core.config import load_run_config
+            from sft_tui.core.config_init import starter_config_text
+
+            model = rec.model or "qwen2.5-1.5b"
+            text = starter_config_text(model=model, recipe=rec.method, data="train.jsonl")
+            if not rec.model:
+                text = text.replace("[model]\n", "[model]\n# no model was given to the wizard: qwen2.5-1.5b is a placeholder, change it\n", 1)
+            _write_new(config_out, text, force)
+            load_run_config(config_out)  # the starter must validate
+            notes.append(f"wrote the starter run config {config_out}; next: put your data in train.jsonl beside it, then sft-tui train {config_out}")
+    if as_json:
+        print_json(rec.to_json())
+    else:
+        sys.stdout.write(render(rec))
+    for note in notes:
+        print(note, file=sys.stderr)
