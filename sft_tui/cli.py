@@ -36,9 +36,13 @@ def not_available(command: str, arrives_with: str) -> NoReturn:
     raise UserError(f"`sft-tui {command}` is not available yet in sft-tui {__version__}", fix=f"it arrives with {arrives_with} (README: Status)")
 
 
-def _tui_not_available() -> NoReturn:
-    raise UserError(f"the terminal UI (`sft-tui` without a command) is not available yet in sft-tui {__version__}",
-                    fix="`sft-tui --help` lists the commands that work (README: Status)")
+def run_tui(open_run: str | None = None) -> None:
+    """Open the terminal UI (home, or a run's monitor); a non-terminal gets one clear line instead."""
+    if not (sys.stdout.isatty() and sys.stdin.isatty()):
+        raise UserError("the terminal UI needs an interactive terminal", fix="use `sft-tui runs` or `sft-tui watch RUN --plain` in scripts")
+    from sft_tui.tui.app import make_app
+
+    make_app(open_run=open_run).run()
 
 
 def _version(value: bool) -> None:
@@ -54,7 +58,7 @@ def root(
 ) -> None:
     """Run `sft-tui` alone to open the terminal UI (home screen)."""
     if ctx.invoked_subcommand is None:
-        _tui_not_available()
+        run_tui()
 
 
 @app.command()
@@ -158,12 +162,19 @@ def _run_command(name: str, run: str, arrives_with: str) -> None:
 
 
 @app.command()
-def watch(run: Annotated[str, typer.Argument(help="Run id, a unique prefix of it, or 'latest'.")]) -> None:
-    """Follow a run's progress (plain lines until the TUI monitor lands); Ctrl-C stops watching, not the run."""
+def watch(
+    run: Annotated[str, typer.Argument(help="Run id, a unique prefix of it, or 'latest'.")],
+    plain: Annotated[bool, typer.Option("--plain", help="Plain progress lines instead of the monitor (automatic without a terminal).")] = False,
+) -> None:
+    """Open the live monitor of a run; leaving it never stops the run."""
     from sft_tui.cli_train import follow as follow_run
     from sft_tui.core.runs import RunStore
 
-    follow_run(RunStore().find_run(run))
+    found = RunStore().find_run(run)
+    if plain or not (sys.stdout.isatty() and sys.stdin.isatty()):
+        follow_run(found)
+    else:
+        run_tui(open_run=found.id)
 
 
 @app.command()

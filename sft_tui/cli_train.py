@@ -146,7 +146,11 @@ def run_demo(no_tui: bool) -> int:
     config_path, overrides = demo_config_overrides(home)
     resolved = preflight(config_path, overrides, force=False)
     run = start_run(resolved, str(config_path))
-    if not no_tui:
-        _note("(the live TUI monitor is not available yet; following with plain lines)")
+    if not no_tui and sys.stdout.isatty() and sys.stdin.isatty():
+        from sft_tui.tui.app import make_app
+
+        make_app(open_run=run.id).run()  # quitting leaves the run going; `sft-tui` finds it again
+        print(f"left the monitor; run {run.id} goes on (sft-tui watch {run.id})")
+        return 0
     state = follow(run)
     return 0 if state == "completed" else 1

@@ -1,0 +1,87 @@
+"""The Textual app. Data sources are injected: tests pass a store over a temp folder and a fake sampler.
+
+`make_app()` builds the real one for the CLI (and for snapshot tests). The app never
+imports torch or transformers, so its first frame is fast; stopping and resuming go
+through core.launcher, the same code as `sft-tui stop/resume`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from textual.app import App
+
+from sft_tui.core.errors import UserError
+from sft_tui.core.runs import RunDir, RunStore
+from sft_tui.core.sysmon import SystemSampler
+from sft_tui.tui.screens.home import HomeScreen
+from sft_tui.tui.screens.monitor import MonitorScreen
+
+
+def _stop(run: RunDir) -> str:
+    from sft_tui.core.launcher import request_stop
+
+    return request_stop(run).message
+
+
+def _resume(run: RunDir) -> str:
+    from sft_tui.core.launcher import check_resumable, launch
+
+    check_resumable(run)
+    checkpoint = run.latest_checkpoint()
+    launch(run, resume=True)
+    return f"resuming {run.id} from {checkpoint.name if checkpoint else 'its checkpoint'}"
+
+
+class SftApp(App):
+    """sft-tui's terminal UI: home (runs, GPUs) and a live monitor per run."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "sft-tui"
+    SCREENS = {"home": HomeScreen}
+
+    def __init__(self, store: RunStore, sampler: SystemSampler, stop_run: Callable[[RunDir], str] = _stop,
+                 resume_run: Callable[[RunDir], str] = _resume, open_run: str | None = None, poll_s: float = 1.0):
+        super().__init__()
+        self.store = store
+        self.sampler = sampler
+        self.stop_run = stop_run
+        self.resume_run = resume_run
+        self.open_run = open_run
+        self.poll_s = poll_s
+
+    def on_mount(self) -> None:
+        self.push_screen("home")
+        if self.open_run:
+            self.open_monitor(self.open_run)
+
+    def open_monitor(self, run_id: str) -> None:
+        """Show the live monitor of a run."""
+        try:
+            run = self.store.find_run(run_id)
+        except UserError as exc:
+            self.notify(exc.line(), severity="error")
+            return
+        self.push_screen(MonitorScreen(run))
+
+    def _act(self, run_id: str, action: Callable[[RunDir], str]) -> None:
+        try:
+            self.notify(action(self.store.find_run(run_id)))
+        except UserError as exc:
+            self.notify(exc.line(), severity="warning")
+
+    def stop(self, run_id: str) -> None:
+        """Ask a run to stop; a second request kills it (and says so)."""
+        self._act(run_id, self.stop_run)
+
+    def resume(self, run_id: str) -> None:
+        """Resume a stopped, failed or crashed run."""
+        self._act(run_id, self.resume_run)
+
+    def on_unmount(self) -> None:
+        self.sampler.close()
+
+
+def make_app(open_run: str | None = None, store: RunStore | None = None, sampler: SystemSampler | None = None) -> SftApp:
+    """The app as the CLI runs it: runs under $SFT_TUI_HOME, the real GPU sampler."""
+    return SftApp(store or RunStore(), sampler or SystemSampler(), open_run=open_run)

@@ -1,0 +1,1 @@
+"""Screens of the app: home (runs and GPUs) and monitor (one run, live)."""

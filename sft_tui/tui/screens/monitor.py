@@ -1,0 +1,163 @@
+"""Monitor: one run live. Loss chart, progress and ETA, GPU/host memory, throughput, log tail, errors.
+
+Leaving the screen or the app never touches the run: the trainer runs in its own session.
+"""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Log, ProgressBar, Sparkline, Static
+
+from sft_tui.core.runs import RunDir
+from sft_tui.tui.messages import MetricsAppended, RunStateChanged, SystemSampled
+from sft_tui.tui.poller import RunWatch
+from sft_tui.tui.widgets.loss_chart import LossChart
+
+HISTORY = 120  # memory samples kept for the sparkline
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class MonitorScreen(Screen):
+    """Everything about one run, refreshed about once a second."""
+
+    BINDINGS = [
+        Binding("s", "stop", "Stop"),
+        Binding("r", "resume", "Resume"),
+        Binding("m", "smoothing", "Smoothing"),
+        Binding("l", "log_scale", "Log scale"),
+        Binding("escape,b", "back", "Back"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self, run: RunDir) -> None:
+        super().__init__()
+        self.run = run
+        self.watch_state = RunWatch(run)
+        self.train: list[dict] = []
+        self.evals: list[dict] = []
+        self.memory_history: list[float] = []
+        self.state = "unknown"
+        self._ticks = 0
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"run {self.run.id}", id="run-title")
+        yield ProgressBar(total=None, show_eta=False, id="progress")
+        with Horizontal(id="body"):
+            yield LossChart(id="loss")
+            with Vertical(id="side"):
+                yield Static("", id="numbers")
+                yield Static("memory", id="memory-label")
+                yield Sparkline([], id="memory")
+                yield Static("", id="system")
+        yield Static("", id="error")
+        yield Log(id="log", max_lines=200)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.poll()
+        self.set_interval(self.app.poll_s, self.poll)
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def poll(self) -> None:
+        chunk = self.watch_state.run.read_new_metrics(self.watch_state.offset)
+        self.watch_state.offset = chunk.offset
+        if chunk.rows or chunk.restarted:
+            self.post_message(MetricsAppended(chunk.rows, chunk.restarted))
+        status, state, tail = self.watch_state.poll_status()
+        self.post_message(RunStateChanged(status, state, tail))
+        self._ticks += 1
+        if self._ticks % 2 == 1:  # GPU/host every other tick: NVML calls are the costly part
+            pid = status.pid if status else None
+            self.post_message(SystemSampled(self.app.sampler.sample_gpus(), self.app.sampler.sample_host(pid)))
+
+    def on_metrics_appended(self, message: MetricsAppended) -> None:
+        if message.restarted:
+            self.train.clear()
+            self.evals.clear()
+        for row in message.rows:
+            (self.evals if "eval_loss" in row else self.train).append(row)
+        self.query_one(LossChart).set_rows(self.train, self.evals)
+        self._update_numbers()
+
+    def _update_numbers(self, status=None) -> None:
+        last = self.train[-1] if self.train else {}
+        best_eval = min((r["eval_loss"] for r in self.evals), default=None)
+        lines = [
+            f"loss      {last['loss']:.4f}" if last.get("loss") is not None else "loss      -",
+            f"eval      {self.evals[-1]['eval_loss']:.4f} (best {best_eval:.4f})" if self.evals else "eval      -",
+            f"lr        {last.get('learning_rate') or 0:.2e}",
+            f"grad norm {last['grad_norm']:.3f}" if last.get("grad_norm") is not None else "grad norm -",
+            f"tokens/s  {last['tokens_per_s']:,.0f}" if last.get("tokens_per_s") else "tokens/s  -",
+            f"GPU mem   {last['gpu_reserved_gib']:.1f} GiB reserved" if last.get("gpu_reserved_gib") is not None else "GPU mem   - (cpu run)",
+        ]
+        self.query_one("#numbers", Static).update("\n".join(lines))
+
+    def on_run_state_changed(self, message: RunStateChanged) -> None:
+        self.state = message.state
+        status = message.status
+        step, total = (status.step, status.max_steps) if status else (0, 0)
+        eta = status.eta_s if status and message.state == "running" else None
+        self.query_one("#run-title", Static).update(f"run {self.run.id} · [b]{message.state}[/b] · step {step}/{total or '?'} · ETA {_clock(eta)}")
+        bar = self.query_one("#progress", ProgressBar)
+        if total:
+            bar.update(total=total, progress=step)
+        error = self.query_one("#error", Static)
+        if status and status.error:
+            error.update(f"[b red]{status.error.kind}[/]: {status.error.message}\n[b]what to do:[/] {status.error.hint}")
+        else:
+            error.update("")
+        log = self.query_one("#log", Log)
+        if message.log_tail and (not log.lines or log.lines[-1] != message.log_tail[-1]):
+            log.clear()
+            log.write_lines(message.log_tail)
+
+    def on_system_sampled(self, message: SystemSampled) -> None:
+        host, gpu = message.host, message.gpu
+        lines = [f"host CPU {host.cpu_percent:.0f}%  RAM {host.ram_used_bytes / 2**30:.1f}/{host.ram_total_bytes / 2**30:.1f} GiB"]
+        if host.process_rss_bytes:
+            lines.append(f"trainer RSS {host.process_rss_bytes / 2**30:.2f} GiB, CPU {host.process_cpu_percent or 0:.0f}%")
+        if gpu.available:
+            for g in gpu.gpus:
+                lines.append(f"GPU{g.index} {g.memory_used_bytes / 2**30:.1f}/{g.memory_total_bytes / 2**30:.1f} GiB"
+                             f" util {g.utilization_pct or 0:.0f}% {g.temperature_c or 0:.0f}C {g.power_w or 0:.0f} W")
+            used = gpu.gpus[0].memory_used_bytes / 2**30
+        else:
+            lines.append(gpu.reason)
+            used = (host.process_rss_bytes or 0) / 2**30  # on a CPU run, the trainer's memory is what matters
+        self.memory_history = (self.memory_history + [used])[-HISTORY:]
+        self.query_one("#memory", Sparkline).data = self.memory_history
+        self.query_one("#memory-label", Static).update("GPU memory (GiB)" if gpu.available else "trainer RAM (GiB)")
+        self.query_one("#system", Static).update("\n".join(lines))
+
+    def action_smoothing(self) -> None:
+        """Raw loss <-> smoothed."""
+        self.query_one(LossChart).toggle_smoothing()
+
+    def action_log_scale(self) -> None:
+        """Linear <-> log loss axis."""
+        self.query_one(LossChart).toggle_log_scale()
+
+    def action_stop(self) -> None:
+        """Ask the run to stop (it checkpoints first)."""
+        self.app.stop(self.run.id)
+
+    def action_resume(self) -> None:
+        """Resume the run from its last checkpoint."""
+        self.app.resume(self.run.id)
+
+    def action_back(self) -> None:
+        """Back to the runs (the run keeps going)."""
+        if len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
+        else:
+            self.app.switch_screen("home")

@@ -1,0 +1,112 @@
+"""The TUI under Pilot, with a store over a temp folder and a fake NVML: no terminal, no trainer."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from sft_tui.core.runs import RunStatus, RunStore, now_iso
+from sft_tui.core.sysmon import SystemSampler
+from sft_tui.tui.app import SftApp
+from sft_tui.tui.screens.home import HomeScreen
+from sft_tui.tui.screens.monitor import MonitorScreen
+from sft_tui.tui.widgets.loss_chart import LossChart
+from tests.unit.test_sysmon import FakeNvml
+
+
+@pytest.fixture()
+def store(tmp_path):
+    store = RunStore(tmp_path / "home")
+    now = datetime.now(timezone.utc)
+    live = store.create_run('[model]\nname = "qwen2.5-0.5b"\n[method]\nname = "lora"\n', "qwen2.5-0.5b", "lora", name="live", now=now)
+    live.write_status(RunStatus("running", 999_999, now_iso(), now_iso(), 20, 100, eta_s=80.0))
+    with live.metrics_writer() as writer:
+        for step in range(1, 21):
+            writer.append({"step": step, "loss": 3.0 - step * 0.05, "learning_rate": 2e-4, "grad_norm": 1.0, "tokens_per_s": 900.0,
+                           "gpu_mem_gib": 3.1, "gpu_reserved_gib": 3.5, "time": 0})
+    live.log_path.write_text("[sft-tui] training\n")
+    old = (now - timedelta(minutes=10)).isoformat()
+    dead = store.create_run('[model]\nname = "llama3.1-8b"\n[method]\nname = "qlora"\n', "llama3.1-8b", "qlora", name="dead", now=now - timedelta(hours=1))
+    dead.write_status(RunStatus("running", 999_998, old, old, 7, 300))
+    return store
+
+
+def make(store, **kwargs):
+    calls = []
+    app = SftApp(store, SystemSampler(FakeNvml()), stop_run=lambda run: calls.append(("stop", run.id)) or f"stopping {run.id}",
+                 resume_run=lambda run: calls.append(("resume", run.id)) or f"resuming {run.id}", poll_s=0.2, **kwargs)
+    return app, calls
+
+
+async def test_home_lists_runs_and_gpus(store):
+    app, _ = make(store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+        home = app.screen
+        assert isinstance(home, HomeScreen)
+        assert [r.id for r in home.runs] == [r.id for r in store.run_dirs()]
+        assert {r.state for r in home.runs} == {"running", "crashed"}
+        strip = str(home.query_one("#gpu-strip").render())
+        assert "NVIDIA A100-SXM4-80GB" in strip and "Tesla T4" in strip
+
+
+async def test_monitor_updates_as_rows_are_appended_and_keys_work(store):
+    app, calls = make(store)
+    live = store.find_run("live")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+        await pilot.press("enter")  # the newest run (live) is first
+        await pilot.pause(0.5)
+        monitor = app.screen
+        assert isinstance(monitor, MonitorScreen) and monitor.run.id == live.id
+        chart = monitor.query_one(LossChart)
+        assert len(chart.points()[0]) == 20
+        with live.metrics_writer() as writer:
+            for step in range(21, 31):
+                writer.append({"step": step, "loss": 1.0, "tokens_per_s": 950.0, "time": 0})
+            writer.append({"step": 30, "eval_loss": 1.2, "time": 0})
+        await pilot.pause(0.8)
+        xs, _, exs, eys = chart.points()
+        assert xs[-1] == 30 and exs == [30.0] and eys == [1.2]
+        assert "running" in str(monitor.query_one("#run-title").render())
+        await pilot.press("m", "l")
+        assert chart.smoothing is False and chart.log_scale is True
+        await pilot.press("s")
+        await pilot.press("r")
+        assert calls == [("stop", live.id), ("resume", live.id)]
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, HomeScreen)
+    assert live.read_status().state == "running"  # leaving the app never touches the run
+
+
+async def test_opening_a_run_directly_and_seeing_its_error(store):
+    app, _ = make(store, open_run="dead")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.6)
+        assert isinstance(app.screen, MonitorScreen)
+        assert "crashed" in str(app.screen.query_one("#run-title").render())
+
+
+async def test_a_failed_run_shows_kind_message_and_hint(store):
+    from sft_tui.core.runs import RunError
+
+    run = store.find_run("live")
+    status = run.read_status()
+    run.write_status(RunStatus("failed", status.pid, status.started_at, now_iso(), 20, 100,
+                               RunError("oom", "out of memory at step 20", "micro-batch 1 with gradient accumulation 4 fits")))
+    app, _ = make(store, open_run="live")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.6)
+        error = str(app.screen.query_one("#error").render())
+        assert "oom" in error and "out of memory at step 20" in error and "gradient accumulation 4 fits" in error
+
+
+def test_the_tui_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = "import sys\nimport sft_tui.tui.app\nprint(sorted(m for m in ('torch', 'transformers', 'peft', 'trl') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
