@@ -22,7 +22,8 @@ def _note(message: str) -> None:
 
 def preflight(config_path: Path, overrides: list[str], force: bool):
     """Every check that can fail before a run starts, in seconds; returns the resolved config."""
-    from sft_tui.cli_estimate import render_estimate, resolve_gpu
+    from sft_tui.cli_estimate import resolve_gpu
+    from sft_tui.core.estimate_report import render_estimate
     from sft_tui.cli_groups import load_and_check_config
     from sft_tui.core.data.formats import load_examples
     from sft_tui.core.estimate_fit import build_estimate

@@ -9,7 +9,6 @@ import importlib.util
 import math
 import threading
 import time
-from pathlib import Path
 
 import torch
 

@@ -110,3 +110,44 @@ def test_the_tui_never_imports_torch():
 
     code = "import sys\nimport sft_tui.tui.app\nprint(sorted(m for m in ('torch', 'transformers', 'peft', 'trl') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+async def test_the_estimator_recomputes_as_fields_change(store):
+    from sft_tui.tui.screens.estimate import EstimateScreen
+
+    app, _ = make(store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("e")
+        await pilot.pause(0.3)
+        screen = app.screen
+        assert isinstance(screen, EstimateScreen)
+        assert "qwen2.5-1.5b · lora · seq 2048" in screen.report and "GPU: NVIDIA A100-SXM4-80GB" in screen.report
+        screen.query_one("#seq_len").value = "8192"
+        screen.query_one("#gpu_gib").value = "8"
+        await pilot.pause(0.5)
+        assert "seq 8192" in screen.report and "does NOT fit" in screen.report and "to make it fit:" in screen.report
+        screen.query_one("#model").value = "no-such-model"
+        await pilot.pause(0.5)
+        assert "unknown model 'no-such-model'" in screen.report
+        await pilot.press("escape")
+        assert isinstance(app.screen, HomeScreen)
+
+
+async def test_compare_overlays_marked_runs_and_lists_differences(store):
+    from sft_tui.tui.screens.compare import CompareScreen
+
+    app, _ = make(store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.4)
+        await pilot.press("c")  # nothing marked: a warning, no screen
+        assert isinstance(app.screen, HomeScreen)
+        await pilot.press("space", "down", "space", "c")
+        await pilot.pause(0.3)
+        screen = app.screen
+        assert isinstance(screen, CompareScreen) and len(screen.runs) == 2
+        live = store.find_run("live").id
+        assert len(screen.series[live][0]) == 20
+        table = screen.query_one("#diff")
+        fields = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+        assert {"model.name", "method.name", "final loss"} <= set(fields)

@@ -39,6 +39,9 @@ class HomeScreen(Screen):
         Binding("enter", "open", "Open"),
         Binding("s", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
+        Binding("space", "mark", "Mark"),
+        Binding("c", "compare", "Compare"),
+        Binding("e", "estimate", "Estimate"),
         Binding("g", "refresh", "Refresh"),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -46,6 +49,7 @@ class HomeScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.runs: tuple[RunSummary, ...] = ()
+        self.marked: list[str] = []  # runs chosen for Compare, in the order marked
 
     def compose(self) -> ComposeResult:
         yield Static("sft-tui · runs", id="title")
@@ -87,7 +91,8 @@ class HomeScreen(Screen):
             loss = f"{s.last_loss:.4f}" if s.last_loss is not None else "-"
             state = f"[{STATE_STYLE.get(s.state, '')}]{s.state}[/]" if STATE_STYLE.get(s.state) else s.state
             model = s.model.rstrip("/").rsplit("/", 1)[-1]
-            table.add_row(s.id, state, model, s.method, progress, loss, speed, "-", s.started_at[:16].replace("T", " "), key=s.id)
+            shown_id = f"[reverse]{s.id}[/]" if s.id in self.marked else s.id
+            table.add_row(shown_id, state, model, s.method, progress, loss, speed, "-", s.started_at[:16].replace("T", " "), key=s.id)
         if message.runs:
             table.move_cursor(row=min(max(row, 0), len(message.runs) - 1))
         self.query_one("#empty", Static).update("" if message.runs else f"no runs in {self.app.store.runs_dir}: start one with `sft-tui train run.toml` or `sft-tui demo`")
@@ -115,6 +120,34 @@ class HomeScreen(Screen):
         run_id = self._selected()
         if run_id:
             self.app.resume(run_id)
+
+    def action_mark(self) -> None:
+        """Mark or unmark the selected run for Compare (up to four)."""
+        run_id = self._selected()
+        if run_id is None:
+            return
+        if run_id in self.marked:
+            self.marked.remove(run_id)
+        elif len(self.marked) < 4:
+            self.marked.append(run_id)
+        else:
+            self.app.notify("Compare takes up to four runs", severity="warning")
+        self.post_message(RunsListed(self.runs))
+
+    def action_compare(self) -> None:
+        """Compare the marked runs (two to four)."""
+        if len(self.marked) < 2:
+            self.app.notify("mark two to four runs with space first", severity="warning")
+            return
+        from sft_tui.tui.screens.compare import CompareScreen
+
+        self.app.push_screen(CompareScreen([self.app.store.find_run(r) for r in self.marked]))
+
+    def action_estimate(self) -> None:
+        """Open the estimator."""
+        from sft_tui.tui.screens.estimate import EstimateScreen
+
+        self.app.push_screen(EstimateScreen())
 
     def on_data_table_row_selected(self, _event: DataTable.RowSelected) -> None:
         self.action_open()
