@@ -10,23 +10,9 @@ from sft_tui.cli_output import print_json
 from sft_tui.core.errors import UserError
 
 
-def _parse(question, text: str) -> Any:
-    if question.kind == "bool":
-        if text.lower() in ("y", "yes", "true", "1"):
-            return True
-        if text.lower() in ("n", "no", "false", "0"):
-            return False
-        raise ValueError("answer yes or no")
-    if question.kind == "int":
-        return int(text)
-    if question.kind == "float":
-        return float(text)
-    return text
-
-
 def ask(spec) -> dict[str, Any]:
     """Ask every question in the terminal; Enter keeps the default (shown in brackets)."""
-    from sft_tui.core.wizard import validate_answers
+    from sft_tui.core.wizard import parse_answer, validate_answers
 
     if not sys.stdin.isatty():
         raise UserError("no --answers file and no terminal to ask the questions in", "sft-tui wizard", "pass --answers answers.toml (keys: see presets/wizard.toml)")
@@ -40,25 +26,13 @@ def ask(spec) -> dict[str, Any]:
             if not text:
                 break
             try:
-                raw[q.key] = _parse(q, text)
+                raw[q.key] = parse_answer(q, text)
                 validate_answers({q.key: raw[q.key]}, spec)
                 break
             except (ValueError, UserError) as exc:
                 raw.pop(q.key, None)
                 print(f"    {exc.line() if isinstance(exc, UserError) else exc}; try again")
     return validate_answers(raw, spec)
-
-
-def render(rec) -> str:
-    """The readable recommendation."""
-    outcome = rec.approach + (f" with {rec.method}" if rec.method else "") + (f" on {rec.model}" if rec.model and rec.method else "")
-    lines = [f"recommendation: {outcome}", "", "why:"] + [f"  - {r}" for r in rec.reasons]
-    if rec.method_steps:
-        lines += ["", "memory check:"] + [f"  {'fits' if s.fits else 'no  '}  {s.note}" for s in rec.method_steps]
-    if rec.cautions:
-        lines += ["", "cautions:"] + [f"  - {c}" for c in rec.cautions]
-    lines += ["", "next steps:"] + [f"  {i}. {s}" for i, s in enumerate(rec.next_steps, 1)]
-    return "\n".join(lines) + "\n"
 
 
 def _write_new(path: Path, text: str, force: bool) -> None:
@@ -71,7 +45,7 @@ def _write_new(path: Path, text: str, force: bool) -> None:
 def run_wizard(answers_path: Path | None, as_json: bool, record: Path | None, config_out: Path | None, force: bool) -> None:
     """Entry point of `sft-tui wizard`."""
     from sft_tui.cli_estimate import resolve_gpu
-    from sft_tui.core.wizard import decision_record, load_answers, load_spec, recommend
+    from sft_tui.core.wizard import decision_record, load_answers, load_spec, recommend, render_recommendation
 
     spec = load_spec()
     answers = load_answers(answers_path, spec) if answers_path else ask(spec)
@@ -104,6 +78,6 @@ def run_wizard(answers_path: Path | None, as_json: bool, record: Path | None, co
     if as_json:
         print_json(rec.to_json())
     else:
-        sys.stdout.write(render(rec))
+        sys.stdout.write(render_recommendation(rec))
     for note in notes:
         print(note, file=sys.stderr)

@@ -307,3 +307,30 @@ def decision_record(answers: dict[str, Any], rec: Recommendation, spec: WizardSp
                   f"peak {e['peak_gib']:.1f} GiB on a {e['gpu_gib']:g} GiB GPU.", ""]
         lines += [f"- {t['key']}: {t['gib']:.2f} GiB ({t['explanation']})" for t in e["terms"]]
     return "\n".join(lines) + "\n"
+
+
+def render_recommendation(rec: Recommendation) -> str:
+    """The readable recommendation."""
+    outcome = rec.approach + (f" with {rec.method}" if rec.method else "") + (f" on {rec.model}" if rec.model and rec.method else "")
+    lines = [f"recommendation: {outcome}", "", "why:"] + [f"  - {r}" for r in rec.reasons]
+    if rec.method_steps:
+        lines += ["", "memory check:"] + [f"  {'fits' if s.fits else 'no  '}  {s.note}" for s in rec.method_steps]
+    if rec.cautions:
+        lines += ["", "cautions:"] + [f"  - {c}" for c in rec.cautions]
+    lines += ["", "next steps:"] + [f"  {i}. {s}" for i, s in enumerate(rec.next_steps, 1)]
+    return "\n".join(lines) + "\n"
+
+
+def parse_answer(question: Question, text: str) -> Any:
+    """A typed answer from what a person typed (yes/no, numbers, text); ValueError when it does not parse."""
+    if question.kind == "bool":
+        if text.lower() in ("y", "yes", "true", "1"):
+            return True
+        if text.lower() in ("n", "no", "false", "0"):
+            return False
+        raise ValueError("answer yes or no")
+    if question.kind == "int":
+        return int(text)
+    if question.kind == "float":
+        return float(text)
+    return text

@@ -151,3 +151,50 @@ async def test_compare_overlays_marked_runs_and_lists_differences(store):
         table = screen.query_one("#diff")
         fields = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
         assert {"model.name", "method.name", "final loss"} <= set(fields)
+
+
+async def test_the_wizard_asks_then_recommends_and_writes_files(store, tmp_path):
+    from sft_tui.tui.screens.wizard import WizardScreen
+
+    app, _ = make(store)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("w")
+        await pilot.pause(0.2)
+        screen = app.screen
+        assert isinstance(screen, WizardScreen)
+        screen.folder = tmp_path
+        answers = {"goal": "task", "labeled_examples": "800", "prompting_accuracy": "0.4", "model": "llama3.1-8b", "gpu_gib": "16"}
+        for question in screen.spec.questions:
+            widget = screen.query_one("#value")
+            if question.key in answers:
+                widget.value = answers[question.key]
+            elif question.key == "labeled_examples":
+                widget.value = "abc"
+            await pilot.click("#next")
+            await pilot.pause(0.05)
+        assert screen.recommendation is not None
+        assert (screen.recommendation.approach, screen.recommendation.method) == ("finetune", "qlora")
+        assert "recommendation: finetune with qlora on llama3.1-8b" in str(screen.query_one("#result").render())
+        await pilot.press("w", "o")
+        await pilot.pause(0.1)
+        assert (tmp_path / "decision.md").read_text().startswith("# Adaptation decision: finetune with qlora")
+        assert 'recipe = "qlora"' in (tmp_path / "run.toml").read_text()
+
+
+async def test_the_wizard_refuses_a_bad_answer_and_stays(store):
+    from sft_tui.tui.screens.wizard import WizardScreen
+
+    app, _ = make(store)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("w")
+        screen = app.screen
+        await pilot.pause(0.2)
+        while screen.spec.questions[screen.index].key != "labeled_examples":
+            await pilot.click("#next")
+            await pilot.pause(0.05)
+        screen.query_one("#value").value = "lots"
+        await pilot.click("#next")
+        await pilot.pause(0.05)
+        assert screen.spec.questions[screen.index].key == "labeled_examples" and "labeled_examples" not in screen.raw

@@ -42,6 +42,7 @@ class HomeScreen(Screen):
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
         Binding("e", "estimate", "Estimate"),
+        Binding("w", "wizard", "Wizard"),
         Binding("g", "refresh", "Refresh"),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -142,6 +143,12 @@ class HomeScreen(Screen):
         from sft_tui.tui.screens.compare import CompareScreen
 
         self.app.push_screen(CompareScreen([self.app.store.find_run(r) for r in self.marked]))
+
+    def action_wizard(self) -> None:
+        """Open the decision wizard."""
+        from sft_tui.tui.screens.wizard import WizardScreen
+
+        self.app.push_screen(WizardScreen())
 
     def action_estimate(self) -> None:
         """Open the estimator."""
