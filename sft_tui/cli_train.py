@@ -20,8 +20,11 @@ def _note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def preflight(config_path: Path, overrides: list[str], force: bool):
-    """Every check that can fail before a run starts, in seconds; returns the resolved config."""
+def preflight(config_path: Path, overrides: list[str], force: bool, note=_note):
+    """Every check that can fail before a run starts, in seconds; returns the resolved config.
+
+    `note` receives the progress lines (stderr for the CLI, the Launch screen in the TUI).
+    """
     from sft_tui.cli_estimate import resolve_gpu
     from sft_tui.core.estimate_report import render_estimate
     from sft_tui.cli_groups import load_and_check_config
@@ -40,21 +43,21 @@ def preflight(config_path: Path, overrides: list[str], force: bool):
         line += f", {len(train.skipped)} skipped (first: {train.skipped[0][0]}: {train.skipped[0][1]})"
     if config.data.eval:
         line += f", {len(load_examples(Path(config.data.eval), config.data.format).examples)} eval rows"
-    _note(line)
+    note(line)
     files = find_model_files(config.model.name)
     if not files.has_tokenizer:
         raise UserError("no tokenizer files next to the weights", str(files.folder), "use a complete model folder (tokenizer.json or tokenizer.model)")
-    _note(f"model: {files.folder}" + ("" if files.has_chat_template or config.model.chat_template else " (no chat template: a default one is set and saved with the output)"))
+    note(f"model: {files.folder}" + ("" if files.has_chat_template or config.model.chat_template else " (no chat template: a default one is set and saved with the output)"))
     target = resolve_gpu(None, None)
     spec = resolve_model(str(files.folder))
     if target is None:
-        _note("GPU: none found; training runs on the CPU (fine for tiny models, very slow for real ones)")
+        note("GPU: none found; training runs on the CPU (fine for tiny models, very slow for real ones)")
     else:
         settings = settings_from_run_config(config, target.info.bf16_supported if target.info else None)
         estimate = build_estimate(spec, settings, target)
-        _note(f"estimate: {estimate.memory.peak_gib:.1f} GiB peak on {target.name} ({target.memory_gib:.1f} GiB)")
+        note(f"estimate: {estimate.memory.peak_gib:.1f} GiB peak on {target.name} ({target.memory_gib:.1f} GiB)")
         if not estimate.fits and not force:
-            sys.stderr.write(render_estimate(estimate))
+            note(render_estimate(estimate))
             raise UserError(f"the estimate ({estimate.memory.peak_gib:.1f} GiB) does not fit {target.name} ({target.memory_gib:.1f} GiB)",
                             str(config_path), "apply a suggestion above (e.g. --set training.micro_batch_size=1) or pass --force to try anyway")
     trainable = spec.count_parameters().total if config.method.name == "full" else spec.count_parameters().total // 100
@@ -68,17 +71,17 @@ def preflight(config_path: Path, overrides: list[str], force: bool):
     return resolved
 
 
-def start_run(resolved, source: str) -> RunDir:
-    """Create the run dir with the resolved config and launch its detached trainer."""
+def start_run(resolved, source: str, launch_fn=None, out=print, store: RunStore | None = None) -> RunDir:
+    """Create the run dir with the resolved config and launch its detached trainer (launch_fn: tests pass a fake)."""
     from sft_tui.core.config import dump_run_config
     from sft_tui.core.launcher import launch
 
     config = resolved.config
     text = dump_run_config(config, resolved.origins, header=f"Resolved by sft-tui from {source}; this is what the run used.")
-    run = RunStore().create_run(text, config.model.name, config.method.name, name=config.output.name)
-    pid = launch(run)
-    print(f"started run {run.id} (supervisor pid {pid}); it keeps going if this terminal closes")
-    print(f"  watch:  sft-tui watch {run.id}\n  stop:   sft-tui stop {run.id}\n  folder: {run.path}")
+    run = (store or RunStore()).create_run(text, config.model.name, config.method.name, name=config.output.name)
+    pid = (launch_fn or launch)(run)
+    out(f"started run {run.id} (supervisor pid {pid}); it keeps going if this terminal closes")
+    out(f"  watch:  sft-tui watch {run.id}\n  stop:   sft-tui stop {run.id}\n  folder: {run.path}")
     return run
 
 

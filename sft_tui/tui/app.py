@@ -41,8 +41,10 @@ class SftApp(App):
     SCREENS = {"home": HomeScreen}
 
     def __init__(self, store: RunStore, sampler: SystemSampler, stop_run: Callable[[RunDir], str] = _stop,
-                 resume_run: Callable[[RunDir], str] = _resume, open_run: str | None = None, poll_s: float = 1.0):
+                 resume_run: Callable[[RunDir], str] = _resume, open_run: str | None = None, poll_s: float = 1.0,
+                 launch_fn: Callable[[RunDir], int] | None = None):
         super().__init__()
+        self.launch_fn = launch_fn  # None: core.launcher.launch (tests pass a fake)
         self.store = store
         self.sampler = sampler
         self.stop_run = stop_run

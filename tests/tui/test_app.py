@@ -198,3 +198,40 @@ async def test_the_wizard_refuses_a_bad_answer_and_stays(store):
         await pilot.click("#next")
         await pilot.pause(0.05)
         assert screen.spec.questions[screen.index].key == "labeled_examples" and "labeled_examples" not in screen.raw
+
+
+async def test_launch_checks_then_launches_through_the_same_code_as_train(store, tmp_path):
+    import json as _json
+
+    from sft_tui.tui.screens.launch import LaunchScreen
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text(_json.dumps(dict(model_type="llama", hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                                         num_key_value_heads=2, intermediate_size=128, vocab_size=500)))
+    (model / "model.safetensors").write_bytes(b"")
+    (model / "tokenizer.json").write_text("{}")
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps({"instruction": "a", "output": "b"}) + "\n")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{nope\n")
+    config = tmp_path / "run.toml"
+    config.write_text(f'recipe = "lora"\n[model]\nname = "{model}"\n[data]\ntrain = "{data}"\n')
+    launched = []
+    app, _ = make(store, launch_fn=lambda run: launched.append(run.id) or 4242)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("n")
+        screen = app.screen
+        assert isinstance(screen, LaunchScreen)
+        screen.query_one("#config").value = str(config)
+        screen.query_one("#overrides").value = f"data.train={bad}"
+        await pilot.click("#check")
+        await pilot.pause(1.0)
+        assert any(f"{bad}:1: not valid JSON" in line for line in screen.output) and not launched
+        screen.query_one("#overrides").value = "training.lr=1e-4, method.lora_r=8"
+        await pilot.click("#launch")
+        await pilot.pause(1.5)
+        assert len(launched) == 1 and isinstance(app.screen, MonitorScreen)
+    run = store.find_run(launched[0])
+    assert "lr = 0.0001" in run.config_path.read_text() and "lora_r = 8" in run.config_path.read_text()

@@ -43,6 +43,7 @@ class HomeScreen(Screen):
         Binding("c", "compare", "Compare"),
         Binding("e", "estimate", "Estimate"),
         Binding("w", "wizard", "Wizard"),
+        Binding("n", "launch", "New run"),
         Binding("g", "refresh", "Refresh"),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -143,6 +144,12 @@ class HomeScreen(Screen):
         from sft_tui.tui.screens.compare import CompareScreen
 
         self.app.push_screen(CompareScreen([self.app.store.find_run(r) for r in self.marked]))
+
+    def action_launch(self) -> None:
+        """Open the Launch screen."""
+        from sft_tui.tui.screens.launch import LaunchScreen
+
+        self.app.push_screen(LaunchScreen())
 
     def action_wizard(self) -> None:
         """Open the decision wizard."""

@@ -1,0 +1,72 @@
+"""Launch: a run config, overrides and the same pre-flight as `sft-tui train`, then the monitor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Checkbox, Footer, Input, Label, Static
+
+from sft_tui.core.errors import UserError
+
+
+def parse_overrides(text: str) -> list[str]:
+    """'training.lr=1e-4, method.lora_r=32' or space-separated -> ['training.lr=1e-4', 'method.lora_r=32']."""
+    return [part.strip() for chunk in text.split(",") for part in chunk.split() if part.strip()]
+
+
+class LaunchScreen(Screen):
+    """Check a run config (data, weights, fit, disk) and launch it."""
+
+    BINDINGS = [Binding("escape", "back", "Back"), Binding("ctrl+q", "app.quit", "Quit")]
+
+    def __init__(self, config: str = "run.toml") -> None:
+        super().__init__()
+        self.config = config
+        self.output: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static("sft-tui · launch a run (the same checks as `sft-tui train`)", id="title")
+        with VerticalScroll(id="launch-form"):
+            yield Label("run config (TOML; `sft-tui config init run.toml` writes one, the wizard too)")
+            yield Input(self.config, id="config")
+            yield Label("overrides (section.key=value, comma or space separated)")
+            yield Input("", id="overrides", placeholder="training.lr=1e-4 method.lora_r=32")
+            yield Checkbox("launch even if the estimate says it does not fit", False, id="force")
+            with Horizontal(id="launch-buttons"):
+                yield Button("Check", id="check")
+                yield Button("Launch", id="launch", variant="primary")
+            yield Static("", id="launch-output")
+        yield Footer()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.run_preflight(launch=event.button.id == "launch")
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def run_preflight(self, launch: bool) -> None:
+        """Pre-flight in a worker thread (it reads every data row); launch when asked and it passes."""
+        from sft_tui.cli_train import preflight, start_run
+
+        lines: list[str] = []
+        config = Path(self.query_one("#config", Input).value.strip()).expanduser()
+        overrides = parse_overrides(self.query_one("#overrides", Input).value)
+        force = bool(self.query_one("#force", Checkbox).value)
+        try:
+            resolved = preflight(config, overrides, force, note=lines.append)
+            if launch:
+                run = start_run(resolved, str(config), launch_fn=self.app.launch_fn, out=lines.append, store=self.app.store)
+                self.app.call_from_thread(self.app.open_monitor, run.id)
+            else:
+                lines.append(f"{config}: all checks passed; press Launch")
+        except UserError as exc:
+            lines.append(f"[b red]{exc.line()}[/]")
+        self.output = lines
+        self.app.call_from_thread(self.query_one("#launch-output", Static).update, "\n".join(lines))
+
+    def action_back(self) -> None:
+        """Back to the runs."""
+        self.app.pop_screen()

@@ -1,0 +1,80 @@
+"""Snapshots of Home, Monitor and Estimator at 80x24 and 120x40, from frozen data (no clock, no live GPU).
+
+Update after an intended change: `python -m pytest tests/tui/test_snapshots.py --snapshot-update`,
+then look at the SVGs in tests/tui/__snapshots__/ before committing them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from sft_tui.core.runs import RunError, RunStatus, RunStore
+from sft_tui.core.sysmon import HostSample, SystemSampler
+from sft_tui.tui.app import SftApp
+from tests.unit.test_sysmon import FakeNvml
+
+FROZEN = datetime(2026, 11, 22, 9, 30, tzinfo=timezone.utc)
+
+
+class FixedSampler(SystemSampler):
+    """The fake NVML's two GPUs and a host that never changes."""
+
+    def __init__(self):
+        super().__init__(FakeNvml(), clock=lambda: 0.0)
+
+    def sample_host(self, pid=None):
+        return HostSample(12.0, 16, 24 * 2**30, 128 * 2**30, 3 * 2**30 if pid else None, 95.0 if pid else None, 0.0)
+
+
+@pytest.fixture()
+def frozen_store(tmp_path):
+    store = RunStore(tmp_path / "home")
+    stamp = FROZEN.isoformat()
+    done = store.create_run('[model]\nname = "qwen2.5-1.5b"\n[method]\nname = "lora"\n', "qwen2.5-1.5b", "lora", name="json-lora", now=FROZEN)
+    done.write_status(RunStatus("completed", 4242, stamp, stamp, 300, 300))
+    with done.metrics_writer() as writer:
+        for step in range(1, 301, 3):
+            writer.append({"step": step, "loss": 0.6 + 2.4 / (1 + step / 25), "learning_rate": 2e-4 * (1 - step / 300), "grad_norm": 0.8,
+                           "tokens_per_s": 4100.0, "gpu_mem_gib": 9.5, "gpu_reserved_gib": 11.2, "time": 0})
+            if step % 60 == 1:
+                writer.append({"step": step, "eval_loss": 0.7 + 2.4 / (1 + step / 25), "time": 0})
+    done.log_path.write_text("[sft-tui] data: alpaca, 4,800 training rows, 200 eval rows\n[sft-tui] completed at step 300: loss 3.0 -> 0.83\n")
+    oom = store.create_run('[model]\nname = "llama3.1-8b"\n[method]\nname = "lora"\n', "llama3.1-8b", "lora", name="big", now=FROZEN.replace(hour=10))
+    oom.write_status(RunStatus("failed", 4343, stamp, stamp, 12, 500, RunError("oom", "out of memory at step 12; peak reserved 79.2 of 79.6 GiB",
+                                                                                "the estimator says this fits in 80 GiB: gradient checkpointing on (about 38.1 GiB)")))
+    return store
+
+
+def app_for(store, **kwargs):
+    return SftApp(store, FixedSampler(), poll_s=0.5, **kwargs)
+
+
+async def settle(pilot):
+    await pilot.pause(0.8)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_home(snap_compare, frozen_store, size):
+    assert snap_compare(app_for(frozen_store), terminal_size=size, run_before=settle)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_monitor(snap_compare, frozen_store, size):
+    assert snap_compare(app_for(frozen_store, open_run="json-lora"), terminal_size=size, run_before=settle)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_estimator(snap_compare, frozen_store, size):
+    async def open_estimator(pilot):
+        await pilot.pause(0.3)
+        await pilot.press("e")
+        await pilot.pause(0.8)
+
+    assert snap_compare(app_for(frozen_store), terminal_size=size, run_before=open_estimator)
+
+
+def test_monitor_without_colour(snap_compare, frozen_store, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")  # readable without colour: states and errors are words, not only colours
+    assert snap_compare(app_for(frozen_store, open_run="big"), terminal_size=(80, 24), run_before=settle)
