@@ -51,7 +51,10 @@ def preflight(config_path: Path, overrides: list[str], force: bool, note=_note):
     target = resolve_gpu(None, None)
     spec = resolve_model(str(files.folder))
     if target is None:
-        note("GPU: none found; training runs on the CPU (fine for tiny models, very slow for real ones)")
+        from sft_tui.core.estimator import estimate_memory
+
+        peak = estimate_memory(spec, settings_from_run_config(config)).peak_gib
+        note(f"GPU: none found; training runs on the CPU (fine for tiny models, very slow for real ones); on a GPU this run would peak near {peak:.1f} GiB")
     else:
         settings = settings_from_run_config(config, target.info.bf16_supported if target.info else None)
         estimate = build_estimate(spec, settings, target)

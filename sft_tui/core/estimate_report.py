@@ -5,6 +5,15 @@ from __future__ import annotations
 from sft_tui.core.estimate_fit import Estimate
 
 BAR = 24
+STACK = 48
+FILL = {"weights": "█", "trainable": "▓", "gradients": "▒", "optimizer": "░", "activations": "▚", "logits": "▞", "overhead": "·"}
+
+
+def stacked_bar(memory) -> str:
+    """The whole peak as one bar, a fill character per term (each term keeps at least one cell when present)."""
+    peak = memory.peak_bytes or 1
+    cells = [(t.key, max(1, round(STACK * t.bytes / peak))) for t in memory.terms if t.bytes > 0]
+    return "".join(FILL[key] * count for key, count in cells)[:STACK + len(cells)]
 
 
 def _bar(part: float, whole: float) -> str:
@@ -31,6 +40,9 @@ def render_estimate(e: Estimate) -> str:
         "",
     ]
     peak = m.peak_gib
+    lines.append(f"  {stacked_bar(m)}")
+    lines.append("  " + "  ".join(f"{FILL[t.key]} {t.key}" for t in m.terms if t.bytes > 0))
+    lines.append("")
     for term in m.terms:
         gib = term.bytes / 1024**3
         lines.append(f"  {term.key:<12}{gib:8.2f} GiB  {_bar(gib, peak)}  {term.explanation}")

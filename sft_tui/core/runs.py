@@ -123,6 +123,7 @@ class RunSummary:
     heartbeat_age_s: float | None
     error: RunError | None
     path: str
+    eta_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object `sft-tui runs --json` prints for this run."""
@@ -409,6 +410,7 @@ class RunDir:
             last_loss=float(last["loss"]) if last else None,
             started_at=status.started_at, updated_at=status.updated_at,
             heartbeat_age_s=round(age, 1), error=status.error, path=str(self.path),
+            eta_s=status.eta_s if status.state in ACTIVE_STATES else None,
         )
 
 

@@ -18,11 +18,12 @@ LOG_TAIL_BYTES = 16 * 1024
 
 def tail_lines(path, count: int = 12) -> tuple[str, ...]:
     """The last `count` lines of a text file (reads only its end); progress-bar carriage returns collapse."""
+    window = LOG_TAIL_BYTES if count <= 50 else 400 * count  # a few hundred bytes a line at most
     try:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)
             size = handle.tell()
-            handle.seek(max(0, size - LOG_TAIL_BYTES))
+            handle.seek(max(0, size - window))
             data = handle.read().decode("utf-8", errors="replace")
     except FileNotFoundError:
         return ()

@@ -73,6 +73,10 @@ async def test_monitor_updates_as_rows_are_appended_and_keys_work(store):
         assert "running" in str(monitor.query_one("#run-title").render())
         await pilot.press("m", "l")
         assert chart.smoothing is False and chart.log_scale is True
+        await pilot.press("o")
+        await pilot.pause(0.2)
+        assert "[sft-tui] training" in "\n".join(app.screen.query_one("#full-log").lines)
+        await pilot.press("escape")
         await pilot.press("s")
         await pilot.press("r")
         assert calls == [("stop", live.id), ("resume", live.id)]
@@ -177,9 +181,12 @@ async def test_the_wizard_asks_then_recommends_and_writes_files(store, tmp_path)
         assert (screen.recommendation.approach, screen.recommendation.method) == ("finetune", "qlora")
         assert "recommendation: finetune with qlora on llama3.1-8b" in str(screen.query_one("#result").render())
         await pilot.press("w", "o")
-        await pilot.pause(0.1)
+        await pilot.pause(0.2)
         assert (tmp_path / "decision.md").read_text().startswith("# Adaptation decision: finetune with qlora")
         assert 'recipe = "qlora"' in (tmp_path / "run.toml").read_text()
+        from sft_tui.tui.screens.launch import LaunchScreen
+
+        assert isinstance(app.screen, LaunchScreen) and app.screen.config == str(tmp_path / "run.toml")  # on to Launch
 
 
 async def test_the_wizard_refuses_a_bad_answer_and_stays(store):
@@ -235,3 +242,22 @@ async def test_launch_checks_then_launches_through_the_same_code_as_train(store,
         assert len(launched) == 1 and isinstance(app.screen, MonitorScreen)
     run = store.find_run(launched[0])
     assert "lr = 0.0001" in run.config_path.read_text() and "lora_r = 8" in run.config_path.read_text()
+
+
+async def test_launch_writes_a_config_from_the_fields_when_there_is_none(store, tmp_path):
+    from sft_tui.tui.screens.launch import LaunchScreen
+
+    app, _ = make(store, launch_fn=lambda run: 1)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("n")
+        screen = app.screen
+        assert isinstance(screen, LaunchScreen)
+        config = tmp_path / "new" / "run.toml"
+        screen.query_one("#config").value = str(config)
+        screen.query_one("#model").value = "qwen2.5-0.5b"
+        await pilot.click("#check")
+        await pilot.pause(1.0)
+        assert config.exists() and 'name = "qwen2.5-0.5b"' in config.read_text()
+        # the data file named in the fields does not exist yet: pre-flight stops there, nothing launches
+        assert any("dataset file not found" in line for line in screen.output), screen.output

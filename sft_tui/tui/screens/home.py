@@ -14,6 +14,16 @@ from sft_tui.tui.messages import RunsListed, SystemSampled
 STATE_STYLE = {"running": "bold green", "queued": "yellow", "completed": "cyan", "stopped": "magenta", "failed": "bold red", "crashed": "bold red"}
 
 
+def _bar(step: int, total: int, width: int = 8) -> str:
+    filled = round(width * min(step, total) / total) if total else 0
+    return "█" * filled + "░" * (width - filled)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
 def gpu_strip(sample: SystemSampled | None) -> str:
     """One line per GPU (memory bar, utilisation, temperature), or the plain no-GPU reason."""
     if sample is None:
@@ -89,12 +99,13 @@ class HomeScreen(Screen):
         for s in message.runs:
             last = last_metrics_row(__import__("pathlib").Path(s.path) / "metrics.jsonl", "tokens_per_s")
             speed = f"{last['tokens_per_s']:,.0f}" if last and last.get("tokens_per_s") else "-"
-            progress = f"{s.step}/{s.max_steps}" if s.max_steps else str(s.step)
+            progress = f"{_bar(s.step, s.max_steps)} {s.step}/{s.max_steps}" if s.max_steps else str(s.step)
             loss = f"{s.last_loss:.4f}" if s.last_loss is not None else "-"
             state = f"[{STATE_STYLE.get(s.state, '')}]{s.state}[/]" if STATE_STYLE.get(s.state) else s.state
             model = s.model.rstrip("/").rsplit("/", 1)[-1]
             shown_id = f"[reverse]{s.id}[/]" if s.id in self.marked else s.id
-            table.add_row(shown_id, state, model, s.method, progress, loss, speed, "-", s.started_at[:16].replace("T", " "), key=s.id)
+            eta = _clock(s.eta_s) if s.eta_s is not None else "-"
+            table.add_row(shown_id, state, model, s.method, progress, loss, speed, eta, s.started_at[:16].replace("T", " "), key=s.id)
         if message.runs:
             table.move_cursor(row=min(max(row, 0), len(message.runs) - 1))
         self.query_one("#empty", Static).update("" if message.runs else f"no runs in {self.app.store.runs_dir}: start one with `sft-tui train run.toml` or `sft-tui demo`")

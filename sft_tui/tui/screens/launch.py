@@ -9,9 +9,16 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Checkbox, Footer, Input, Label, Static
+from textual.suggester import SuggestFromList
+from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
 from sft_tui.core.errors import UserError
+
+
+def _presets() -> list[str]:
+    from sft_tui.core.presets import list_model_presets
+
+    return [p.name for p in list_model_presets()]
 
 
 def parse_overrides(text: str) -> list[str]:
@@ -32,8 +39,14 @@ class LaunchScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static("sft-tui · launch a run (the same checks as `sft-tui train`)", id="title")
         with VerticalScroll(id="launch-form"):
-            yield Label("run config (TOML; `sft-tui config init run.toml` writes one, the wizard too)")
+            yield Label("run config (TOML); if it does not exist yet, it is written from the three fields below")
             yield Input(self.config, id="config")
+            yield Label("recipe")
+            yield Select([(r, r) for r in ("lora", "qlora", "full")], value="lora", allow_blank=False, id="recipe")
+            yield Label("model (preset, folder with weights, or cached repo id)")
+            yield Input("qwen2.5-1.5b", id="model", suggester=SuggestFromList(_presets(), case_sensitive=False))
+            yield Label("training data (JSONL, JSON, CSV or Parquet)")
+            yield Input("train.jsonl", id="data")
             yield Label("overrides (section.key=value, comma or space separated)")
             yield Input("", id="overrides", placeholder="training.lr=1e-4 method.lora_r=32")
             yield Checkbox("launch even if the estimate says it does not fit", False, id="force")
@@ -56,6 +69,16 @@ class LaunchScreen(Screen):
         overrides = parse_overrides(self.query_one("#overrides", Input).value)
         force = bool(self.query_one("#force", Checkbox).value)
         try:
+            if not config.exists():
+                from sft_tui.core.config_init import starter_config_text
+                from sft_tui.core.modelspec import resolve_model
+
+                model = self.query_one("#model", Input).value.strip()
+                resolve_model(model)  # an unknown model fails here, before a file is written
+                config.parent.mkdir(parents=True, exist_ok=True)
+                config.write_text(starter_config_text(model=model, recipe=str(self.query_one("#recipe", Select).value),
+                                                      data=self.query_one("#data", Input).value.strip()), encoding="utf-8")
+                lines.append(f"wrote {config} from the fields above")
             resolved = preflight(config, overrides, force, note=lines.append)
             if launch:
                 run = start_run(resolved, str(config), launch_fn=self.app.launch_fn, out=lines.append, store=self.app.store)

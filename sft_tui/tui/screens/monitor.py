@@ -35,6 +35,7 @@ class MonitorScreen(Screen):
         Binding("r", "resume", "Resume"),
         Binding("m", "smoothing", "Smoothing"),
         Binding("l", "log_scale", "Log scale"),
+        Binding("o", "open_log", "Open log"),
         Binding("escape,b", "back", "Back"),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -48,6 +49,7 @@ class MonitorScreen(Screen):
         self.memory_history: list[float] = []
         self.state = "unknown"
         self._ticks = 0
+        self._pid: int | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(f"run {self.run.id}", id="run-title")
@@ -56,6 +58,8 @@ class MonitorScreen(Screen):
             yield LossChart(id="loss")
             with Vertical(id="side"):
                 yield Static("", id="numbers")
+                yield Static("learning rate", id="lr-label")
+                yield Sparkline([], id="lr")
                 yield Static("memory", id="memory-label")
                 yield Sparkline([], id="memory")
                 yield Static("", id="system")
@@ -87,6 +91,9 @@ class MonitorScreen(Screen):
         for row in message.rows:
             (self.evals if "eval_loss" in row else self.train).append(row)
         self.query_one(LossChart).set_rows(self.train, self.evals)
+        rates = [float(r["learning_rate"]) for r in self.train if isinstance(r.get("learning_rate"), (int, float))]
+        step = max(1, len(rates) // 36)  # the sparkline is ~36 cells wide: one value per cell
+        self.query_one("#lr", Sparkline).data = rates[::step]
         self._update_numbers()
 
     def _update_numbers(self, status=None) -> None:
@@ -105,6 +112,7 @@ class MonitorScreen(Screen):
     def on_run_state_changed(self, message: RunStateChanged) -> None:
         self.state = message.state
         status = message.status
+        self._pid = status.pid if status else None
         step, total = (status.step, status.max_steps) if status else (0, 0)
         eta = status.eta_s if status and message.state == "running" else None
         self.query_one("#run-title", Static).update(f"run {self.run.id} · [b]{message.state}[/b] · step {step}/{total or '?'} · ETA {_clock(eta)}")
@@ -127,9 +135,13 @@ class MonitorScreen(Screen):
         if host.process_rss_bytes:
             lines.append(f"trainer RSS {host.process_rss_bytes / 2**30:.2f} GiB, CPU {host.process_cpu_percent or 0:.0f}%")
         if gpu.available:
+            pid = self._pid
             for g in gpu.gpus:
                 lines.append(f"GPU{g.index} {g.memory_used_bytes / 2**30:.1f}/{g.memory_total_bytes / 2**30:.1f} GiB"
                              f" util {g.utilization_pct or 0:.0f}% {g.temperature_c or 0:.0f}C {g.power_w or 0:.0f} W")
+                mine = [p.used_bytes for p in g.processes if p.pid == pid and p.used_bytes is not None]
+                if mine:
+                    lines.append(f"  this run: {sum(mine) / 2**30:.1f} GiB on GPU{g.index}")
             used = gpu.gpus[0].memory_used_bytes / 2**30
         else:
             lines.append(gpu.reason)
@@ -147,6 +159,10 @@ class MonitorScreen(Screen):
         """Linear <-> log loss axis."""
         self.query_one(LossChart).toggle_log_scale()
 
+    def action_open_log(self) -> None:
+        """The last 2,000 lines of train.log, scrollable."""
+        self.app.push_screen(LogScreen(self.run))
+
     def action_stop(self) -> None:
         """Ask the run to stop (it checkpoints first)."""
         self.app.stop(self.run.id)
@@ -161,3 +177,23 @@ class MonitorScreen(Screen):
             self.app.pop_screen()
         else:
             self.app.switch_screen("home")
+
+
+class LogScreen(Screen):
+    """train.log of one run (its end), to scroll through; esc goes back to the monitor."""
+
+    BINDINGS = [Binding("escape,b", "app.pop_screen", "Back")]
+
+    def __init__(self, run: RunDir) -> None:
+        super().__init__()
+        self.run = run
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"train.log of {self.run.id}  ({self.run.log_path})", id="title")
+        yield Log(id="full-log", max_lines=2000)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        from sft_tui.tui.poller import tail_lines
+
+        self.query_one("#full-log", Log).write_lines(tail_lines(self.run.log_path, 2000))

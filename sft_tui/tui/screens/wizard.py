@@ -113,7 +113,7 @@ class WizardScreen(Screen):
             detected = snapshot.gpus[0].memory_total_bytes / 2**30 if snapshot.available else None
         try:
             self.recommendation = recommend(self.answers, self.spec, detected)
-            text = render_recommendation(self.recommendation) + "\n[dim]w: write decision.md   o: write run.toml   esc: back[/dim]"
+            text = render_recommendation(self.recommendation) + "\n[dim]w: write decision.md   o: write run.toml and go to Launch   esc: back[/dim]"
         except UserError as exc:
             text = f"[b red]{exc.line()}[/]"
         self.query_one("#asking").display = False
@@ -146,7 +146,11 @@ class WizardScreen(Screen):
             return
         from sft_tui.core.config_init import starter_config_text
 
-        self._write("run.toml", starter_config_text(model=rec.model or "qwen2.5-1.5b", recipe=rec.method, data="train.jsonl"))
+        path = self._write("run.toml", starter_config_text(model=rec.model or "qwen2.5-1.5b", recipe=rec.method, data="train.jsonl"))
+        if path is not None:  # next step: check and launch it
+            from sft_tui.tui.screens.launch import LaunchScreen
+
+            self.app.push_screen(LaunchScreen(str(path)))
 
     def action_back(self) -> None:
         """Back to the runs."""
