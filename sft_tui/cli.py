@@ -125,10 +125,11 @@ def train(
     force: Annotated[bool, typer.Option("--force", help="Launch even if the estimate says it does not fit.")] = False,
 ) -> None:
     """Validate a run config, then launch a detached training run that survives SSH hang-ups."""
+    from sft_tui.cli_train import _note
     from sft_tui.cli_train import follow as follow_run
-    from sft_tui.cli_train import preflight, start_run
+    from sft_tui.core.preflight import preflight, start_run
 
-    run = start_run(preflight(config, set_ or [], force), str(config))
+    run = start_run(preflight(config, set_ or [], force, note=_note), str(config), out=print)
     if follow:
         follow_run(run)
 

@@ -14,9 +14,8 @@ from sft_tui.core.estimate_report import render_estimate
 
 def resolve_gpu(gpu: str | None, gpu_gib: float | None, sampler=None):
     """The memory budget: --gpu NAME and/or --gpu-gib N, else the first GPU NVML reports, else None."""
-    from sft_tui.core.estimate_fit import GpuTarget
-    from sft_tui.core.gpus import gpu_by_name, gpu_from_nvml_name
-    from sft_tui.core.sysmon import SystemSampler
+    from sft_tui.core.estimate_fit import GpuTarget, detected_gpu
+    from sft_tui.core.gpus import gpu_by_name
 
     if gpu_gib is not None and gpu_gib <= 0:
         raise UserError(f"--gpu-gib must be more than 0, got {gpu_gib:g}", "--gpu-gib", "give the GPU's memory in GiB, e.g. --gpu-gib 24")
@@ -25,14 +24,7 @@ def resolve_gpu(gpu: str | None, gpu_gib: float | None, sampler=None):
         return GpuTarget(info.name, gpu_gib or info.memory_gib, info, "--gpu")
     if gpu_gib is not None:
         return GpuTarget(f"{gpu_gib:g} GiB GPU", gpu_gib, None, "--gpu-gib")
-    sampler = sampler or SystemSampler()
-    snapshot = sampler.sample_gpus()
-    sampler.close()
-    if not snapshot.available:
-        return None
-    first = snapshot.gpus[0]
-    memory = first.memory_total_bytes / 1024**3
-    return GpuTarget(first.name, memory, gpu_from_nvml_name(first.name, memory), "detected")
+    return detected_gpu(sampler)
 
 
 def run_estimate(model: str | None, config: Path | None, overrides: dict[str, Any], gpu: str | None, gpu_gib: float | None,

@@ -79,27 +79,15 @@ def models_show(
         print(f"{key:<{width}}  {value}")
 
 
-def load_and_check_config(path: Path, overrides: list[str]):
-    """Load a run config and check it against this machine's GPUs; notes go to stderr."""
-    from sft_tui.core.config import check_precision_against_gpus, load_run_config
-    from sft_tui.core.sysmon import SystemSampler
-
-    resolved = load_run_config(path, overrides)
-    sampler = SystemSampler()
-    check_precision_against_gpus(resolved.config, sampler.sample_gpus().gpus, resolved.origins["training.precision"])
-    sampler.close()
-    for note in resolved.notes:
-        print(f"note: {note}", file=sys.stderr)
-    return resolved
-
-
 @config_app.command("check")
 def config_check(
     path: Annotated[Path, typer.Argument(help="Run config TOML.")],
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a field: section.key=value (repeatable).")] = None,
 ) -> None:
     """Validate a run config (with its recipe and overrides); exit 2 with the first problem."""
-    cfg = load_and_check_config(path, set_ or []).config
+    from sft_tui.core.preflight import load_and_check_config
+
+    cfg = load_and_check_config(path, set_ or [], note=lambda line: print(line, file=sys.stderr)).config
     print(f"{path}: valid ({cfg.method.name} on {cfg.model.name}, recipe {cfg.recipe or 'none'})")
 
 

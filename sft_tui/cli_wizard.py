@@ -44,14 +44,14 @@ def _write_new(path: Path, text: str, force: bool) -> None:
 
 def run_wizard(answers_path: Path | None, as_json: bool, record: Path | None, config_out: Path | None, force: bool) -> None:
     """Entry point of `sft-tui wizard`."""
-    from sft_tui.cli_estimate import resolve_gpu
+    from sft_tui.core.estimate_fit import detected_gpu
     from sft_tui.core.wizard import decision_record, load_answers, load_spec, recommend, render_recommendation
 
     spec = load_spec()
     answers = load_answers(answers_path, spec) if answers_path else ask(spec)
     detected = None
     if answers.get("gpu_gib") is None:
-        target = resolve_gpu(None, None)
+        target = detected_gpu()
         detected = target.memory_gib if target else None
     rec = recommend(answers, spec, detected)
     for path in (record, config_out):  # refuse before writing anything

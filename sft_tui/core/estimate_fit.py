@@ -96,6 +96,23 @@ class Estimate:
                 f"({t.flops_per_token / 1e9:.1f} GFLOP per trained token); measure it on your data to know"]
 
 
+def detected_gpu(sampler=None) -> GpuTarget | None:
+    """The first GPU NVML reports, as a memory budget (None without a GPU). A sampler passed in stays open."""
+    from sft_tui.core.gpus import gpu_from_nvml_name
+    from sft_tui.core.sysmon import SystemSampler
+
+    own = sampler is None
+    sampler = sampler or SystemSampler()
+    snapshot = sampler.sample_gpus()
+    if own:
+        sampler.close()
+    if not snapshot.available:
+        return None
+    first = snapshot.gpus[0]
+    memory = first.memory_total_bytes / 1024**3
+    return GpuTarget(first.name, memory, gpu_from_nvml_name(first.name, memory), "detected")
+
+
 def _fits(spec: ModelSpec, s: TrainSettings, budget_gib: float, cal: Calibration) -> bool:
     return estimate_memory(spec, s, cal).peak_gib <= budget_gib
 

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 
-import pytest
 
 from sft_tui.core.launcher import launch, request_stop, wait_until_inactive
 from sft_tui.core.runs import RunStore, effective_state
@@ -125,10 +124,10 @@ def test_demo_runs_to_a_falling_loss(runs_home):
 
 
 def test_preflight_refuses_a_run_the_estimate_says_will_not_fit(runs_home, tiny_model, cli, monkeypatch):
-    import sft_tui.cli_estimate as cli_estimate
+    import sft_tui.core.preflight as preflight
     from sft_tui.core.estimate_fit import GpuTarget
 
-    monkeypatch.setattr(cli_estimate, "resolve_gpu", lambda *a, **k: GpuTarget("a 0.5 GiB test GPU", 0.5, None, "detected"))
+    monkeypatch.setattr(preflight, "detected_gpu", lambda *a, **k: GpuTarget("a 0.5 GiB test GPU", 0.5, None, "detected"))
     overrides = ["--set", f"model.name={tiny_model}"]
     refused = cli("train", str(DEMO / "demo.toml"), *overrides)
     assert refused.code == 2 and refused.err.splitlines()[-1].startswith(f"error: {DEMO / 'demo.toml'}: the estimate (")

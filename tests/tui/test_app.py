@@ -190,7 +190,6 @@ async def test_the_wizard_asks_then_recommends_and_writes_files(store, tmp_path)
 
 
 async def test_the_wizard_refuses_a_bad_answer_and_stays(store):
-    from sft_tui.tui.screens.wizard import WizardScreen
 
     app, _ = make(store)
     async with app.run_test(size=(100, 40)) as pilot:

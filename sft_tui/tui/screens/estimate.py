@@ -79,7 +79,7 @@ class EstimateScreen(Screen):
 
     def recompute(self) -> None:
         """Estimate with the form's values; a mistake shows as one line instead of the report."""
-        from sft_tui.core.estimate_fit import GpuTarget, build_estimate
+        from sft_tui.core.estimate_fit import GpuTarget, build_estimate, detected_gpu
         from sft_tui.core.estimate_report import render_estimate
         from sft_tui.core.estimator import TrainSettings
         from sft_tui.core.modelspec import resolve_model
@@ -96,17 +96,7 @@ class EstimateScreen(Screen):
                                      gradient_checkpointing=bool(self.query_one("#gradient_checkpointing", Checkbox).value),
                                      lora_targets=targets, **numbers)
             gpu_text = self._value("gpu_gib")
-            if gpu_text:
-                gpu = GpuTarget(f"{float(gpu_text):g} GiB GPU", float(gpu_text), None, "form")
-            else:
-                snapshot = self.app.sampler.sample_gpus()
-                gpu = None
-                if snapshot.available:
-                    from sft_tui.core.gpus import gpu_from_nvml_name
-
-                    first = snapshot.gpus[0]
-                    memory = first.memory_total_bytes / 2**30
-                    gpu = GpuTarget(first.name, memory, gpu_from_nvml_name(first.name, memory), "detected")
+            gpu = GpuTarget(f"{float(gpu_text):g} GiB GPU", float(gpu_text), None, "form") if gpu_text else detected_gpu(self.app.sampler)
             self.report = render_estimate(build_estimate(resolve_model(self._value("model")), settings, gpu))
         except UserError as exc:
             self.report = f"[b red]{exc.line()}[/]"

@@ -62,7 +62,7 @@ class LaunchScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False)
     def run_preflight(self, launch: bool) -> None:
         """Pre-flight in a worker thread (it reads every data row); launch when asked and it passes."""
-        from sft_tui.cli_train import preflight, start_run
+        from sft_tui.core.preflight import preflight, start_run
 
         lines: list[str] = []
         config = Path(self.query_one("#config", Input).value.strip()).expanduser()
@@ -79,9 +79,9 @@ class LaunchScreen(Screen):
                 config.write_text(starter_config_text(model=model, recipe=str(self.query_one("#recipe", Select).value),
                                                       data=self.query_one("#data", Input).value.strip()), encoding="utf-8")
                 lines.append(f"wrote {config} from the fields above")
-            resolved = preflight(config, overrides, force, note=lines.append)
+            resolved = preflight(config, overrides, force, note=lines.append, store=self.app.store, sampler=self.app.sampler)
             if launch:
-                run = start_run(resolved, str(config), launch_fn=self.app.launch_fn, out=lines.append, store=self.app.store)
+                run = start_run(resolved, str(config), out=lines.append, launch_fn=self.app.launch_fn, store=self.app.store)
                 self.app.call_from_thread(self.app.open_monitor, run.id)
             else:
                 lines.append(f"{config}: all checks passed; press Launch")

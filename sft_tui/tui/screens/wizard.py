@@ -109,8 +109,10 @@ class WizardScreen(Screen):
         self.answers = validate_answers(self.raw, self.spec)
         detected = None
         if self.answers.get("gpu_gib") is None:
-            snapshot = self.app.sampler.sample_gpus()
-            detected = snapshot.gpus[0].memory_total_bytes / 2**30 if snapshot.available else None
+            from sft_tui.core.estimate_fit import detected_gpu
+
+            target = detected_gpu(self.app.sampler)
+            detected = target.memory_gib if target else None
         try:
             self.recommendation = recommend(self.answers, self.spec, detected)
             text = render_recommendation(self.recommendation) + "\n[dim]w: write decision.md   o: write run.toml and go to Launch   esc: back[/dim]"
