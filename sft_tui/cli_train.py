@@ -10,18 +10,11 @@ import time
 from pathlib import Path
 
 from sft_tui.core.preflight import preflight, start_run
-from sft_tui.core.runs import ACTIVE_STATES, RunDir, RunStore, effective_state
+from sft_tui.core.runs import ACTIVE_STATES, RunDir, RunStore, effective_state, format_eta
 
 
 def _note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def _clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def progress_line(row: dict, max_steps: int, eta_s: float | None) -> str:
@@ -31,7 +24,7 @@ def progress_line(row: dict, max_steps: int, eta_s: float | None) -> str:
     speed = f"{row['tokens_per_s']:,.0f} tok/s" if row.get("tokens_per_s") else "- tok/s"
     memory = f"{row['gpu_reserved_gib']:.1f} GiB" if row.get("gpu_reserved_gib") is not None else "cpu"
     loss = f"{row['loss']:.4f}" if row.get("loss") is not None else "nan"
-    return f"step {row['step']:>6}/{max_steps or '?'}  loss {loss}  lr {row.get('learning_rate') or 0:.2e}  {speed}  {memory}  ETA {_clock(eta_s)}"
+    return f"step {row['step']:>6}/{max_steps or '?'}  loss {loss}  lr {row.get('learning_rate') or 0:.2e}  {speed}  {memory}  ETA {format_eta(eta_s)}"
 
 
 def follow(run: RunDir, poll_s: float = 1.0) -> str | None:

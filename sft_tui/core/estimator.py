@@ -19,7 +19,7 @@ measurements should set live in `Calibration`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from sft_tui.core.config_schema import METHODS, OPTIMIZERS, RunConfig
 from sft_tui.core.errors import UserError, did_you_mean
@@ -242,8 +242,8 @@ def _optimizer_bytes(spec: ModelSpec, s: TrainSettings, trainable: int, targets:
     # Adafactor keeps factored second moments: one row and one column vector per matrix
     if s.method == "full":
         matrices = [(x.in_features, x.out_features) for x in spec.linear_shapes()] * spec.num_layers
-        matrices.append((spec.vocab_size, spec.hidden_size))
-        vectors = trainable - sum(i * o for i, o in matrices) - (0 if spec.tie_word_embeddings else 0)
+        matrices += [(spec.vocab_size, spec.hidden_size)] * (1 if spec.tie_word_embeddings else 2)  # embedding (+ untied head)
+        vectors = trainable - sum(i * o for i, o in matrices)  # norms and biases keep a full second moment
     else:
         matrices = [(t.in_features, s.lora_r) for t in targets] * spec.num_layers + [(s.lora_r, t.out_features) for t in targets] * spec.num_layers
         vectors = 0
@@ -349,11 +349,6 @@ def estimate_memory(spec: ModelSpec, s: TrainSettings, calibration: Calibration 
                        "(allocator, CUDA context, temporaries) is not yet calibrated on a GPU")
     ordered = tuple(sorted(best_terms, key=lambda t: BREAKDOWN_KEYS.index(t.key)))
     return MemoryEstimate(spec.name, s, total, trainable, best_phase, ordered, tuple(assumptions))
-
-
-def with_changes(settings: TrainSettings, **changes: object) -> TrainSettings:
-    """A copy of `settings` with some fields changed (for what-if suggestions)."""
-    return replace(settings, **changes)
 
 
 def _n(count: float) -> str:

@@ -49,6 +49,16 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def format_eta(seconds: float | None) -> str:
+    """Seconds as m:ss, or h:mm:ss from an hour up; '-' when unknown."""
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
 def parse_iso(text: str) -> datetime:
     """Parse a status.json timestamp (naive values are taken as UTC)."""
     moment = datetime.fromisoformat(text)
@@ -124,6 +134,7 @@ class RunSummary:
     error: RunError | None
     path: str
     eta_s: float | None = None
+    tokens_per_s: float | None = None  # from the same newest row as last_loss
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object `sft-tui runs --json` prints for this run."""
@@ -411,6 +422,7 @@ class RunDir:
             started_at=status.started_at, updated_at=status.updated_at,
             heartbeat_age_s=round(age, 1), error=status.error, path=str(self.path),
             eta_s=status.eta_s if status.state in ACTIVE_STATES else None,
+            tokens_per_s=float(last["tokens_per_s"]) if last and last.get("tokens_per_s") else None,
         )
 
 

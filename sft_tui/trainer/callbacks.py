@@ -89,12 +89,12 @@ class RunCallback(TrainerCallback):
         self.inject_oom_at = int(os.environ.get(INJECT_OOM_ENV, "0") or 0)
         self.peak_reserved_gib = 0.0
         self._last = (time.monotonic(), 0.0)  # (time, tokens) at the previous train row
-        self._tokens_seen = 0.0
+        self.tokens_seen = 0.0
         self.stopped_at: int | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.reporter.set_progress(state.global_step, state.max_steps)
-        self._last = (time.monotonic(), self._tokens_seen)
+        self._last = (time.monotonic(), self.tokens_seen)
 
     def on_step_end(self, args, state, control, **kwargs):
         self.reporter.set_progress(state.global_step)
@@ -128,7 +128,7 @@ class RunCallback(TrainerCallback):
             return
         # TRL counts real (non-padding) tokens in num_tokens; fall back to the Trainer's own count
         tokens = float(logs.get("num_tokens", state.num_input_tokens_seen or 0))
-        self._tokens_seen = tokens
+        self.tokens_seen = tokens
         last_time, last_tokens = self._last
         elapsed = time.monotonic() - last_time
         tokens_per_s = (tokens - last_tokens) / elapsed if elapsed > 0 and tokens > last_tokens else None

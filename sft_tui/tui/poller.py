@@ -8,8 +8,7 @@ takes about 0.4 s and keeps every row. Drawing downsamples (see downsample()).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from sft_tui.core.runs import MetricsChunk, RunDir, RunStatus, effective_state
 
@@ -33,22 +32,15 @@ def tail_lines(path, count: int = 12) -> tuple[str, ...]:
 
 @dataclass
 class RunWatch:
-    """The state of watching one run: offset into metrics.jsonl and the rows read so far."""
+    """Where watching one run has got to: the offset into its metrics.jsonl (the screen keeps the rows)."""
 
     run: RunDir
     offset: int = 0
-    train: list[dict[str, Any]] = field(default_factory=list)
-    evals: list[dict[str, Any]] = field(default_factory=list)
 
     def poll_metrics(self) -> MetricsChunk:
         """Rows appended since the last poll (all of them on the first)."""
         chunk = self.run.read_new_metrics(self.offset)
         self.offset = chunk.offset
-        if chunk.restarted:
-            self.train.clear()
-            self.evals.clear()
-        for row in chunk.rows:
-            (self.evals if "eval_loss" in row else self.train).append(row)
         return chunk
 
     def poll_status(self) -> tuple[RunStatus | None, str, tuple[str, ...]]:

@@ -8,7 +8,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from sft_tui.core.runs import RunSummary
+from sft_tui.core.runs import RunSummary, format_eta
 from sft_tui.tui.messages import RunsListed, SystemSampled
 
 STATE_STYLE = {"running": "bold green", "queued": "yellow", "completed": "cyan", "stopped": "magenta", "failed": "bold red", "crashed": "bold red"}
@@ -17,11 +17,6 @@ STATE_STYLE = {"running": "bold green", "queued": "yellow", "completed": "cyan",
 def _bar(step: int, total: int, width: int = 8) -> str:
     filled = round(width * min(step, total) / total) if total else 0
     return "█" * filled + "░" * (width - filled)
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def gpu_strip(sample: SystemSampled | None) -> str:
@@ -90,21 +85,18 @@ class HomeScreen(Screen):
         self.query_one("#gpu-strip", Static).update(gpu_strip(message))
 
     def on_runs_listed(self, message: RunsListed) -> None:
-        from sft_tui.core.runs import last_metrics_row
-
         self.runs = message.runs
         table = self.query_one("#runs", DataTable)
         row = table.cursor_row
         table.clear()
         for s in message.runs:
-            last = last_metrics_row(__import__("pathlib").Path(s.path) / "metrics.jsonl", "tokens_per_s")
-            speed = f"{last['tokens_per_s']:,.0f}" if last and last.get("tokens_per_s") else "-"
+            speed = f"{s.tokens_per_s:,.0f}" if s.tokens_per_s else "-"
             progress = f"{_bar(s.step, s.max_steps)} {s.step}/{s.max_steps}" if s.max_steps else str(s.step)
             loss = f"{s.last_loss:.4f}" if s.last_loss is not None else "-"
             state = f"[{STATE_STYLE.get(s.state, '')}]{s.state}[/]" if STATE_STYLE.get(s.state) else s.state
             model = s.model.rstrip("/").rsplit("/", 1)[-1]
             shown_id = f"[reverse]{s.id}[/]" if s.id in self.marked else s.id
-            eta = _clock(s.eta_s) if s.eta_s is not None else "-"
+            eta = format_eta(s.eta_s)
             table.add_row(shown_id, state, model, s.method, progress, loss, speed, eta, s.started_at[:16].replace("T", " "), key=s.id)
         if message.runs:
             table.move_cursor(row=min(max(row, 0), len(message.runs) - 1))

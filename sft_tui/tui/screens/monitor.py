@@ -12,19 +12,12 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Log, ProgressBar, Sparkline, Static
 
-from sft_tui.core.runs import RunDir
+from sft_tui.core.runs import RunDir, format_eta
 from sft_tui.tui.messages import MetricsAppended, RunStateChanged, SystemSampled
 from sft_tui.tui.poller import RunWatch
 from sft_tui.tui.widgets.loss_chart import LossChart
 
 HISTORY = 120  # memory samples kept for the sparkline
-
-
-def _clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 class MonitorScreen(Screen):
@@ -47,7 +40,6 @@ class MonitorScreen(Screen):
         self.train: list[dict] = []
         self.evals: list[dict] = []
         self.memory_history: list[float] = []
-        self.state = "unknown"
         self._ticks = 0
         self._pid: int | None = None
 
@@ -73,8 +65,7 @@ class MonitorScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False)
     def poll(self) -> None:
-        chunk = self.watch_state.run.read_new_metrics(self.watch_state.offset)
-        self.watch_state.offset = chunk.offset
+        chunk = self.watch_state.poll_metrics()
         if chunk.rows or chunk.restarted:
             self.post_message(MetricsAppended(chunk.rows, chunk.restarted))
         status, state, tail = self.watch_state.poll_status()
@@ -96,7 +87,7 @@ class MonitorScreen(Screen):
         self.query_one("#lr", Sparkline).data = rates[::step]
         self._update_numbers()
 
-    def _update_numbers(self, status=None) -> None:
+    def _update_numbers(self) -> None:
         last = self.train[-1] if self.train else {}
         best_eval = min((r["eval_loss"] for r in self.evals), default=None)
         lines = [
@@ -110,12 +101,11 @@ class MonitorScreen(Screen):
         self.query_one("#numbers", Static).update("\n".join(lines))
 
     def on_run_state_changed(self, message: RunStateChanged) -> None:
-        self.state = message.state
         status = message.status
         self._pid = status.pid if status else None
         step, total = (status.step, status.max_steps) if status else (0, 0)
         eta = status.eta_s if status and message.state == "running" else None
-        self.query_one("#run-title", Static).update(f"run {self.run.id} · [b]{message.state}[/b] · step {step}/{total or '?'} · ETA {_clock(eta)}")
+        self.query_one("#run-title", Static).update(f"run {self.run.id} · [b]{message.state}[/b] · step {step}/{total or '?'} · ETA {format_eta(eta)}")
         bar = self.query_one("#progress", ProgressBar)
         if total:
             bar.update(total=total, progress=step)
