@@ -63,7 +63,7 @@ def root(
 
 @app.command()
 def demo(no_tui: Annotated[bool, typer.Option("--no-tui", help="Plain progress lines in the foreground; exit when the run ends.")] = False) -> None:
-    """Train an offline tiny model on sample data (about a minute on a CPU) and follow it."""
+    """Train an offline tiny model on sample data (under a minute on a CPU) and follow it."""
     from sft_tui.cli_train import run_demo
 
     raise typer.Exit(run_demo(no_tui))

@@ -70,7 +70,7 @@ def demo_config_overrides(home: Path) -> tuple[Path, list[str]]:
 
 
 def run_demo(no_tui: bool) -> int:
-    """The demo: tiny model, sample data, a run of about a minute on the CPU, followed to its end."""
+    """The demo: tiny model, sample data, a run of under a minute on the CPU, followed to its end."""
     home = RunStore().home
     config_path, overrides = demo_config_overrides(home)
     resolved = preflight(config_path, overrides, force=False, note=_note)
