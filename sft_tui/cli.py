@@ -14,7 +14,8 @@ from typing import Annotated, Any, NoReturn, Optional
 import typer
 
 from sft_tui import __version__
-from sft_tui.cli_groups import config_app, data_app, models_app
+from sft_tui.cli_data import data_app
+from sft_tui.cli_groups import config_app, models_app
 from sft_tui.cli_output import print_json, print_table, short_time
 from sft_tui.core.errors import UserError
 

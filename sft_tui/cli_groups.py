@@ -1,4 +1,4 @@
-"""Sub-command groups of `sft-tui`: models, config and data."""
+"""Sub-command groups of `sft-tui`: models and config (data lives in cli_data)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from sft_tui.core.errors import UserError
 
 models_app = typer.Typer(help="Model presets and architecture numbers from any config.json.", no_args_is_help=True)
 config_app = typer.Typer(help="Create, check and show run configs.", no_args_is_help=True)
-data_app = typer.Typer(help="Inspect, deduplicate, select, convert and split datasets.", no_args_is_help=True)
 
 
 def _human_count(n: int) -> str:
@@ -123,69 +122,3 @@ def config_init(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     print(f"wrote {path}; check it with: sft-tui config check {path}")
-
-
-def _data_not_available(command: str) -> None:
-    from sft_tui.cli import not_available
-
-    not_available(f"data {command}", "the dataset curation tools")
-
-
-@data_app.command("inspect")
-def data_inspect(
-    file: Annotated[Path, typer.Argument(help="Dataset: JSONL, JSON, CSV or Parquet.")],
-    model: Annotated[Optional[str], typer.Option(help="Count tokens with this model's tokenizer (offline).")] = None,
-    max_seq_len: Annotated[Optional[int], typer.Option("--max-seq-len", help="Report the share truncated at this length.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-) -> None:
-    """Format, validity, lengths, duplicates and refusals of a dataset."""
-    _data_not_available("inspect")
-
-
-@data_app.command("dedup")
-def data_dedup(
-    file: Annotated[Path, typer.Argument(help="Dataset to deduplicate (never modified).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Deduplicated dataset.")],
-    threshold: Annotated[float, typer.Option(help="Jaccard similarity for near duplicates.")] = 0.85,
-    fields: Annotated[Optional[list[str]], typer.Option("--fields", help="Fields compared (default: all text).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-) -> None:
-    """Remove exact and near duplicates (MinHash LSH), keeping the first of each group."""
-    _data_not_available("dedup")
-
-
-@data_app.command("select")
-def data_select(
-    file: Annotated[Path, typer.Argument(help="Dataset to select from.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Selected subset.")],
-    n: Annotated[Optional[int], typer.Option("--n", help="Number of examples to keep.")] = None,
-    fraction: Annotated[Optional[float], typer.Option("--fraction", help="Share of examples to keep.")] = None,
-    by: Annotated[str, typer.Option("--by", help="diversity or random.")] = "diversity",
-    embed: Annotated[str, typer.Option("--embed", help="tfidf or model.")] = "tfidf",
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-) -> None:
-    """Select a diverse subset: embed, cluster, sample across clusters."""
-    _data_not_available("select")
-
-
-@data_app.command("convert")
-def data_convert(
-    file: Annotated[Path, typer.Argument(help="Dataset to convert.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Converted dataset.")],
-    to: Annotated[str, typer.Option("--to", help="messages or alpaca.")] = "messages",
-) -> None:
-    """Convert between alpaca, messages, ShareGPT, prompt/completion and text records."""
-    _data_not_available("convert")
-
-
-@data_app.command("split")
-def data_split(
-    file: Annotated[Path, typer.Argument(help="Dataset to split.")],
-    output_dir: Annotated[Path, typer.Option("-o", "--output-dir", help="Folder for train and eval files.")],
-    eval_fraction: Annotated[float, typer.Option("--eval-fraction", help="Share held out for evaluation.")] = 0.1,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
-    stratify: Annotated[bool, typer.Option("--stratify", help="Stratify by cluster.")] = False,
-) -> None:
-    """Split a dataset into train and eval files."""
-    _data_not_available("split")

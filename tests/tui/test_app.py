@@ -260,3 +260,38 @@ async def test_launch_writes_a_config_from_the_fields_when_there_is_none(store, 
         assert config.exists() and 'name = "qwen2.5-0.5b"' in config.read_text()
         # the data file named in the fields does not exist yet: pre-flight stops there, nothing launches
         assert any("dataset file not found" in line for line in screen.output), screen.output
+
+
+async def test_the_data_screen_inspects_a_file_and_shows_bad_rows(store, tmp_path):
+    from textual.widgets import DataTable
+
+    from sft_tui.tui.screens.data import DataInspected, DataInspectFailed, DataScreen
+
+    rows = [json.dumps({"instruction": f"task {i} about topic {i}", "output": f"answer {i} in words"}) for i in range(30)]
+    rows.insert(4, '{"instruction": "broken"')
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(rows) + "\n")
+    app, _ = make(store)
+    seen = []
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("d")
+        screen = app.screen
+        assert isinstance(screen, DataScreen)
+        screen.query_one("#data-path").value = str(data)
+        await pilot.press("enter")  # the path input has focus: Enter inspects
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.3)
+        assert any(isinstance(m, DataInspected) for m in seen)
+        assert screen.report.records == 30 and screen.report.invalid == 1
+        assert f"{data}:5: not valid JSON" in str(screen.query_one("#data-details").render())
+        table = screen.query_one("#data-table", DataTable)
+        assert table.row_count == 8 and "30 usable rows" in str(screen.query_one("#data-summary").render())
+        screen.query_one("#data-path").value = str(tmp_path / "missing.jsonl")
+        await pilot.click("#data-inspect")
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.3)
+        assert any(isinstance(m, DataInspectFailed) for m in seen) and screen.report is None
+        assert "dataset file not found" in str(screen.query_one("#data-summary").render())
+        await pilot.press("escape")
+        assert isinstance(app.screen, HomeScreen)

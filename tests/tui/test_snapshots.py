@@ -78,3 +78,21 @@ def test_estimator(snap_compare, frozen_store, size):
 def test_monitor_without_colour(snap_compare, frozen_store, monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")  # readable without colour: states and errors are words, not only colours
     assert snap_compare(app_for(frozen_store, open_run="big"), terminal_size=(80, 24), run_before=settle)
+
+
+def test_data_screen_inspecting_the_demo_data(snap_compare, frozen_store, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # a relative path keeps the picture the same on every machine
+
+    async def inspect(pilot):
+        await pilot.pause(0.3)
+        await pilot.press("d")
+        await pilot.pause(0.2)
+        pilot.app.screen.query_one("#data-path").value = "assets/demo/train.jsonl"
+        pilot.app.screen.query_one("#data-seq-len").value = "40"
+        await pilot.click("#data-inspect")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause(0.5)
+
+    assert snap_compare(app_for(frozen_store), terminal_size=(120, 40), run_before=inspect)

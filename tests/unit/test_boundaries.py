@@ -50,3 +50,14 @@ def test_cli_fast_paths_import_no_ml_or_ui_library(argv):
     code = f"from sft_tui.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass"
     leaked = _loaded_after(code) & set(ML + UI)
     assert not leaked, f"sft-tui {' '.join(argv)} imports {sorted(leaked)}"
+
+
+def test_data_tools_run_without_loading_ml_or_ui_libraries(tmp_path):
+    """inspect, dedup and TF-IDF selection are CPU-light: no torch (seconds to import), no textual."""
+    demo = sft_tui.__path__[0] + "/../assets/demo/train.jsonl"
+    calls = [["data", "inspect", demo], ["data", "dedup", demo, "-o", str(tmp_path / "d.jsonl")],
+             ["data", "select", demo, "-o", str(tmp_path / "s.jsonl"), "--n", "20"]]
+    code = "from sft_tui.cli import main\n" + "".join(f"try:\n    main({argv!r})\nexcept SystemExit as e:\n    assert not e.code, e.code\n" for argv in calls)
+    leaked = _loaded_after(code) & set(ML + UI)
+    assert not leaked, f"data tools import {sorted(leaked)}"
+    assert (tmp_path / "s.jsonl").is_file()

@@ -13,7 +13,7 @@ from sft_tui import __version__
 from sft_tui.core.runs import RunStatus, RunStore
 
 CONTRACT = ["demo", "wizard", "estimate", "data", "train", "runs", "watch", "stop", "resume", "eval", "merge", "chat"]
-STUBS = [
+DATA_COMMANDS = [
     ["data", "inspect", "x.jsonl"],
     ["data", "dedup", "x.jsonl", "-o", "y.jsonl"], ["data", "select", "x.jsonl", "-o", "y.jsonl", "--n", "5"],
     ["data", "convert", "x.jsonl", "-o", "y.jsonl"], ["data", "split", "x.jsonl", "-o", "out"],
@@ -37,12 +37,13 @@ def test_every_command_has_help(cli, command):
     assert cli(command, "--help").code == 0
 
 
-@pytest.mark.parametrize("args", STUBS, ids=lambda a: " ".join(a))
-def test_unfinished_commands_say_so_and_exit_2(cli, args):
+@pytest.mark.parametrize("args", DATA_COMMANDS, ids=lambda a: " ".join(a))
+def test_data_commands_name_a_missing_file_in_one_line(cli, tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
     result = cli(*args)
-    assert result.code == 2
-    assert result.out == ""
-    assert result.err.count("\n") == 1 and "not available yet" in result.err
+    assert result.code == 2 and result.out == ""
+    assert result.err.count("\n") == 1 and "x.jsonl: dataset file not found" in result.err
+    assert not (tmp_path / "y.jsonl").exists() and not (tmp_path / "out").exists()
 
 
 def test_bare_sft_tui_without_a_terminal_says_so(cli):

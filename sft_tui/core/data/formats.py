@@ -118,20 +118,60 @@ def to_example(row: dict[str, Any], fmt: str, where: str) -> Example:
     return example
 
 
+@dataclass(frozen=True)
+class Record:
+    """One row of a file: the raw row and its normalised example, or why it cannot be used."""
+
+    index: int  # 0-based position among the file's rows, invalid ones included
+    where: str
+    row: dict[str, Any] | None  # None when the row is not even a JSON object
+    example: Example | None
+    error: str | None = None
+
+
+def iter_records(path: Path, fmt: str = "auto") -> Iterator[Record]:
+    """Every row of a file as a Record; bad rows carry their reason instead of stopping the walk.
+
+    With fmt='auto' the format is the first readable row's; a later row in another format is invalid.
+    """
+    if fmt != "auto" and fmt not in FORMATS:
+        raise UserError(f"unknown row format {fmt!r}", "--format / data.format", f"use auto or one of {', '.join(FORMATS)}")
+    chosen = None if fmt == "auto" else fmt
+    for index, (where, row) in enumerate(iter_rows(path)):
+        if isinstance(row, RowError):
+            yield Record(index, where, None, None, row.reason)
+            continue
+        found = detect_format(row)
+        if chosen is None:
+            if found is None:
+                yield Record(index, where, row, None, f"no known format in the row's keys ({', '.join(sorted(row)) or 'none'})")
+                continue
+            chosen = found
+        elif fmt == "auto" and found not in (chosen, None):
+            yield Record(index, where, row, None, f"row is in {found} format but the file started as {chosen}")
+            continue
+        try:
+            yield Record(index, where, row, to_example(row, chosen, where))
+        except DataError as exc:
+            yield Record(index, where, row, None, exc.what)
+
+
+def detected_format(path: Path, fmt: str = "auto") -> str:
+    """The format the rows are read in: `fmt`, or the first readable row's when 'auto'."""
+    if fmt != "auto":
+        return fmt
+    first = next((row for _, row in iter_rows(path) if isinstance(row, dict) and detect_format(row)), None)
+    return detect_format(first) if first else "unknown"
+
+
 def iter_examples(path: Path, fmt: str = "auto") -> Iterator[Example]:
     """Normalised examples of a file; the format is detected from the first row when 'auto'. Stops at the first bad row."""
-    chosen = None if fmt == "auto" else fmt
-    for where, row in iter_rows(path):
-        if isinstance(row, RowError):
-            raise DataError(row.reason, where, "fix or remove that row")
-        if chosen is None:
-            chosen = detect_format(row)
-            if chosen is None:
-                raise DataError(f"no known format in the row's keys ({', '.join(sorted(row)) or 'none'})", where,
-                                "use alpaca (instruction/output), messages, conversations (ShareGPT), prompt/completion or text")
-        elif fmt == "auto" and (other := detect_format(row)) not in (chosen, None):
-            raise DataError(f"row is in {other} format but the file started as {chosen}", where, "use one format per file")
-        yield to_example(row, chosen, where)
+    for record in iter_records(path, fmt):
+        if record.error is not None:
+            hint = ("use alpaca (instruction/output), messages, conversations (ShareGPT), prompt/completion or text"
+                    if record.error.startswith("no known format") else "fix or remove that row; `sft-tui data inspect` lists every bad row")
+            raise DataError(record.error, record.where, hint)
+        yield record.example
 
 
 @dataclass(frozen=True)
@@ -153,8 +193,7 @@ def load_examples(path: Path, fmt: str = "auto") -> LoadedData:
         else:
             examples.append(example)
     if fmt == "auto":
-        first = next((row for _, row in iter_rows(path) if isinstance(row, dict)), None)
-        detected = detect_format(first) if first else "unknown"
+        detected = detected_format(path)
     if not examples:
         raise DataError("the file holds no usable rows" + (f" ({len(skipped)} with empty responses)" if skipped else ""), str(path), "add training examples")
     return LoadedData(detected or "unknown", tuple(examples), tuple(skipped))

@@ -39,7 +39,7 @@ def file_kind(path: Path) -> str:
 def iter_rows(path: Path) -> Iterator[tuple[str, dict[str, Any] | RowError]]:
     """Yield (where, row or RowError) for every row of a dataset file."""
     if not path.is_file():
-        raise UserError("dataset file not found", str(path), "check data.train / data.eval (relative to the config file)")
+        raise UserError("dataset file not found", str(path), "check the path (in a run config, data paths are relative to the config file)")
     kind = file_kind(path)
     reader = {"jsonl": _jsonl, "json": _json_array, "csv": _csv, "parquet": _parquet}[kind]
     yield from reader(path)

@@ -47,6 +47,7 @@ class HomeScreen(Screen):
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
         Binding("e", "estimate", "Estimate"),
+        Binding("d", "data", "Data"),
         Binding("w", "wizard", "Wizard"),
         Binding("n", "launch", "New run"),
         Binding("g", "refresh", "Refresh"),
@@ -165,6 +166,12 @@ class HomeScreen(Screen):
         from sft_tui.tui.screens.estimate import EstimateScreen
 
         self.app.push_screen(EstimateScreen())
+
+    def action_data(self) -> None:
+        """Open the Data screen (inspect a dataset)."""
+        from sft_tui.tui.screens.data import DataScreen
+
+        self.app.push_screen(DataScreen())
 
     def on_data_table_row_selected(self, _event: DataTable.RowSelected) -> None:
         self.action_open()

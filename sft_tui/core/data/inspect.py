@@ -1,0 +1,161 @@
+"""`data inspect`: one streaming pass that says whether a dataset is fit to train on.
+
+Reports the format, invalid rows with file:line, empty and very short answers, token
+lengths (the model's tokenizer when given, else a stated approximation), the share that
+would be truncated, exact and near duplicates, refusal-like answers, turn counts and the
+most common instruction openings.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sft_tui.core.data.duplicates import DuplicateFinder
+from sft_tui.core.data.formats import Example, detected_format, iter_records
+from sft_tui.core.data.text import approx_tokens, example_text, is_short, looks_like_refusal, opening, user_turns
+
+MAX_LISTED = 10  # invalid rows listed one by one; the rest are counted
+Progress = Callable[[str, int], None]
+CHARS_NOTE = "about 4 characters per token plus 4 per chat turn (no tokenizer given; pass --model for exact counts)"
+
+
+@dataclass(frozen=True)
+class TokenStats:
+    """Token lengths of whole examples (prompt and answer, as formatted for training)."""
+
+    min: int
+    p50: int
+    p95: int
+    max: int
+    approximate: bool
+    method: str  # the tokenizer used, or how the approximation is made
+
+
+@dataclass(frozen=True)
+class InspectReport:
+    """Everything `data inspect` reports; `to_json` gives the contract's field names."""
+
+    file: str
+    format: str
+    records: int  # usable rows
+    invalid: int
+    invalid_rows: tuple[str, ...]  # "file:line: reason" for the first MAX_LISTED
+    empty_responses: int
+    short_responses: int
+    tokens: TokenStats | None
+    max_seq_len: int | None
+    truncated: int
+    exact_duplicates: int
+    near_duplicates: int
+    refusals: int
+    turns: dict[int, int]  # user turns per example -> examples
+    top_openings: tuple[tuple[str, int], ...]
+
+    @property
+    def truncated_share(self) -> float | None:
+        """Share of records longer than max_seq_len; None without a length."""
+        return round(self.truncated / self.records, 4) if self.max_seq_len and self.records else None
+
+    @property
+    def refusal_share(self) -> float:
+        """Share of answers that open like a refusal."""
+        return round(self.refusals / self.records, 4) if self.records else 0.0
+
+    def to_json(self) -> dict:
+        """The --json object."""
+        out = asdict(self)
+        out["invalid_rows"] = list(self.invalid_rows)
+        out["turns"] = {str(k): v for k, v in sorted(self.turns.items())}
+        out["top_openings"] = [{"opening": o, "count": c} for o, c in self.top_openings]
+        out["truncated_share"] = self.truncated_share
+        out["refusal_share"] = self.refusal_share
+        return out
+
+
+def _percentile(sorted_values: list[int], share: float) -> int:
+    return sorted_values[min(len(sorted_values) - 1, int(round(share * (len(sorted_values) - 1))))]
+
+
+def inspect_dataset(path: Path, fmt: str = "auto", max_seq_len: int | None = None,
+                    count_tokens: Callable[[Example], int] | None = None, token_method: str = "",
+                    near_threshold: float = 0.85, progress: Progress | None = None) -> InspectReport:
+    """Walk the file once and report; malformed rows are counted and listed, never raised."""
+    counter = count_tokens or approx_tokens
+    finder = DuplicateFinder(near_threshold)
+    lengths: list[int] = []
+    invalid: list[str] = []
+    invalid_count = empty = short = refusals = truncated = 0
+    turns: Counter[int] = Counter()
+    openings: Counter[str] = Counter()
+    for record in iter_records(path, fmt):
+        if progress and record.index % 1000 == 0:
+            progress("inspect", record.index)
+        if record.example is None:
+            invalid_count += 1
+            if len(invalid) < MAX_LISTED:
+                invalid.append(f"{record.where}: {record.error}")
+            continue
+        example = record.example
+        response = example.response
+        if not response.strip():
+            empty += 1
+        elif is_short(response):
+            short += 1
+        refusals += looks_like_refusal(response)
+        length = counter(example)
+        lengths.append(length)
+        truncated += bool(max_seq_len and length > max_seq_len)
+        turns[user_turns(example)] += 1
+        openings[opening(example)] += 1
+        finder.add(record.index, example_text(example))
+    if progress:
+        progress("near duplicates", len(lengths))
+    duplicates = finder.flush()
+    lengths.sort()
+    tokens = None
+    if lengths:
+        method = token_method or f"approximation: {CHARS_NOTE}"
+        tokens = TokenStats(lengths[0], _percentile(lengths, 0.5), _percentile(lengths, 0.95), lengths[-1], count_tokens is None, method)
+    return InspectReport(
+        file=str(path), format=detected_format(path, fmt), records=len(lengths), invalid=invalid_count,
+        invalid_rows=tuple(invalid), empty_responses=empty, short_responses=short, tokens=tokens, max_seq_len=max_seq_len,
+        truncated=truncated, exact_duplicates=sum(d.kind == "exact" for d in duplicates),
+        near_duplicates=sum(d.kind == "near" for d in duplicates), refusals=refusals, turns=dict(turns),
+        top_openings=tuple(openings.most_common(10)),
+    )
+
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def report_rows(report: InspectReport) -> list[tuple[str, str, str]]:
+    """(check, value, note) rows: the table the CLI prints and the TUI's Data screen shows."""
+    if not report.records:
+        return []
+    tokens = report.tokens
+    return [
+        ("empty answers", f"{report.empty_responses:,}", "skipped by the trainer" if report.empty_responses else ""),
+        ("answers of 1-2 words", f"{report.short_responses:,}", "fine for labels; worrying if most look like this"),
+        ("tokens min / p50 / p95 / max", f"{tokens.min} / {tokens.p50} / {tokens.p95} / {tokens.max}", tokens.method),
+        ("truncated at max-seq-len", f"{report.truncated:,} ({_share(report.truncated_share)})" if report.max_seq_len else "-",
+         f"at {report.max_seq_len} tokens" if report.max_seq_len else "give a max sequence length"),
+        ("exact duplicates", f"{report.exact_duplicates:,}", "after folding case, whitespace, punctuation"),
+        ("near duplicates", f"{report.near_duplicates:,}", "MinHash similarity >= 0.85; `sft-tui data dedup` removes both kinds"),
+        ("refusal-like answers", f"{report.refusals:,} ({_share(report.refusal_share)})", "a model learns to refuse from these"),
+        ("user turns per example", ", ".join(f"{k}: {v:,}" for k, v in sorted(report.turns.items())), ""),
+    ]
+
+
+def summary_line(report: InspectReport) -> str:
+    """The one-line headline: file, format, usable and invalid rows."""
+    return f"{report.file}: {report.format}, {report.records:,} usable rows, {report.invalid:,} invalid"
+
+
+def openings_line(report: InspectReport) -> str:
+    """The most common instruction openings on one line."""
+    return "top instruction openings: " + ", ".join(f"{o!r} {c}" for o, c in report.top_openings)
