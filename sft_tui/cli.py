@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from sft_tui import __version__
+from sft_tui.cli_after import register as register_after_commands
 from sft_tui.cli_data import data_app
 from sft_tui.cli_groups import config_app, models_app
 from sft_tui.cli_output import print_json, print_table, short_time
@@ -32,18 +33,13 @@ app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
 
 
-def not_available(command: str, arrives_with: str) -> NoReturn:
-    """Refuse a command this version does not have yet: one line, exit 2, no fake output."""
-    raise UserError(f"`sft-tui {command}` is not available yet in sft-tui {__version__}", fix=f"it arrives with {arrives_with} (README: Status)")
-
-
-def run_tui(open_run: str | None = None) -> None:
-    """Open the terminal UI (home, or a run's monitor); a non-terminal gets one clear line instead."""
+def run_tui(open_run: str | None = None, chat_run: str | None = None) -> None:
+    """Open the terminal UI (home, a run's monitor, or a chat); a non-terminal gets one clear line instead."""
     if not (sys.stdout.isatty() and sys.stdin.isatty()):
         raise UserError("the terminal UI needs an interactive terminal", fix="use `sft-tui runs` or `sft-tui watch RUN --plain` in scripts")
     from sft_tui.tui.app import make_app
 
-    make_app(open_run=open_run).run()
+    make_app(open_run=open_run, chat_run=chat_run).run()
 
 
 def _version(value: bool) -> None:
@@ -156,13 +152,6 @@ def runs(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list
     print_table(["id", "state", "model", "method", "step", "loss", "started", "updated"], rows, title=str(store.runs_dir))
 
 
-def _run_command(name: str, run: str, arrives_with: str) -> None:
-    from sft_tui.core.runs import RunStore
-
-    found = RunStore().find_run(run)
-    not_available(f"{name} {found.id}", arrives_with)
-
-
 @app.command()
 def watch(
     run: Annotated[str, typer.Argument(help="Run id, a unique prefix of it, or 'latest'.")],
@@ -220,34 +209,6 @@ def resume(
         follow_run(found)
 
 
-@app.command(name="eval")
-def eval_(
-    run: Annotated[str, typer.Argument(help="Run id, a unique prefix of it, or 'latest'.")],
-    data: Annotated[Optional[Path], typer.Option("--data", help="Held-out JSONL; default: the run's eval split.")] = None,
-    n: Annotated[Optional[int], typer.Option("--n", help="Number of examples.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-) -> None:
-    """Evaluate a run against its base model: response loss, task checks, forgetting."""
-    _run_command("eval", run, "evaluation and export")
-
-
-@app.command()
-def merge(
-    run: Annotated[str, typer.Argument(help="Run id, a unique prefix of it, or 'latest'.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the merged model.")],
-    dtype: Annotated[str, typer.Option(help="bf16 or fp16.")] = "bf16",
-    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder.")] = False,
-) -> None:
-    """Merge a LoRA adapter into its base and save a standalone Hugging Face model."""
-    _run_command("merge", run, "evaluation and export")
-
-
-@app.command()
-def chat(run: Annotated[str, typer.Argument(help="Run id, a unique prefix of it, or 'latest'.")]) -> None:
-    """Chat with the tuned model (and its base) in the terminal UI."""
-    _run_command("chat", run, "evaluation and export")
-
-
 @app.command()
 def gpu(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
     """Show the GPUs (memory, utilisation, temperature, power, processes) and the host."""
@@ -274,6 +235,10 @@ def gpu(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON obj
 
 def _maybe(value: float | None, unit: str) -> str:
     return "-" if value is None else f"{value:.0f}{unit}"
+
+
+# eval, merge and chat live in cli_after; registered here so `--help` lists them after the run commands
+register_after_commands(app)
 
 
 def main(argv: list[str] | None = None) -> None:

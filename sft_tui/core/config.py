@@ -23,7 +23,7 @@ from sft_tui.core.tomlfile import key_line, load_toml_file, parse_toml_text, sec
 
 # fields holding file paths: made absolute against the config file's folder, so the
 # resolved config stored in a run directory works from anywhere
-_PATH_FIELDS = ("data.train", "data.eval")
+_PATH_FIELDS = ("data.train", "data.eval", "eval.general_text")
 
 
 @dataclass(frozen=True)

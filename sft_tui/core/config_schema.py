@@ -93,12 +93,28 @@ class OutputSection:
     notes: str = opt("", "free text kept with the run and in its model card")
 
 
+EVAL_CHECKS = ("auto", "exact_match", "json_valid", "json_keys", "regex")
+
+
+@dataclass(frozen=True)
+class EvalSection:
+    """[eval]: what `sft-tui eval` measures on held-out examples, base model against tuned."""
+
+    checks: tuple[str, ...] = opt(("auto",), "task checks: exact_match, json_valid, json_keys (same keys and value types as the "
+                                  "reference JSON), regex; auto = exact_match, plus the JSON checks when most reference answers are JSON")
+    regex: str = opt("", "pattern every answer should match (Python re.search), for the regex check")
+    examples: int = opt(50, "held-out examples evaluated (the first N of the eval split)", min=1, max=100_000)
+    max_new_tokens: int = opt(0, "longest generated answer; 0 = twice the longest reference answer, 16 to 512", min=0, max=32_768)
+    general_text: str = opt("", "JSONL of {\"text\": ...} rows for the forgetting check; empty = the generic sample shipped with sft-tui")
+
+
 SECTIONS: dict[str, type] = {
     "model": ModelSection,
     "data": DataSection,
     "method": MethodSection,
     "training": TrainingSection,
     "output": OutputSection,
+    "eval": EvalSection,
 }
 TOP_LEVEL_KEYS = ("recipe",)
 
@@ -112,6 +128,7 @@ class RunConfig:
     method: MethodSection
     training: TrainingSection
     output: OutputSection
+    eval: EvalSection = EvalSection()
     recipe: str = ""
 
 

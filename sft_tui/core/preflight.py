@@ -88,6 +88,9 @@ def start_run(resolved: ResolvedConfig, source: str, out: Callable[[str], None],
     config = resolved.config
     text = dump_run_config(config, resolved.origins, header=f"Resolved by sft-tui from {source}; this is what the run used.")
     run = (store or RunStore()).create_run(text, config.model.name, config.method.name, name=config.output.name)
+    decision = Path(source).parent / "decision.md"  # the wizard writes it beside run.toml; the model card quotes it
+    if decision.is_file():
+        shutil.copyfile(decision, run.path / "decision.md")
     pid = (launch_fn or launch)(run)
     out(f"started run {run.id} (supervisor pid {pid}); it keeps going if this terminal closes")
     out(f"  watch:  sft-tui watch {run.id}\n  stop:   sft-tui stop {run.id}\n  folder: {run.path}")

@@ -333,6 +333,9 @@ class RunDir:
     checkpoints_dir = property(lambda self: self.path / "checkpoints")
     adapter_dir = property(lambda self: self.path / "adapter")
     model_dir = property(lambda self: self.path / "model")
+    eval_dir = property(lambda self: self.path / "eval")
+    eval_report_path = property(lambda self: self.path / "eval" / "report.json")
+    model_card_path = property(lambda self: self.path / "README.md")
 
     def write_status(self, status: RunStatus) -> None:
         """Replace status.json atomically."""
@@ -365,6 +368,30 @@ class RunDir:
             return json.loads(self.summary_path.read_text(encoding="utf-8"))
         except (FileNotFoundError, ValueError):
             return None
+
+    def read_eval_report(self) -> dict[str, Any] | None:
+        """eval/report.json as written by `sft-tui eval`, or None before any evaluation."""
+        try:
+            return json.loads(self.eval_report_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def trained_output(self) -> Path | None:
+        """The adapter (LoRA/QLoRA) or model (full) folder a finished run saved, or None."""
+        for folder in (self.adapter_dir, self.model_dir):
+            if (folder / "config.json").is_file() or (folder / "adapter_config.json").is_file():
+                return folder
+        return None
+
+    def require_trained_output(self) -> Path:
+        """trained_output(), or a UserError naming the run's state and why it has no model."""
+        output = self.trained_output()
+        if output is not None:
+            return output
+        status = self.read_status()
+        reason = f" ({status.error.kind}: {status.error.message})" if status and status.error else ""
+        raise UserError(f"run {self.id} has no trained model to use: it is {self.summarize().state}{reason}", str(self.path),
+                        "evaluate, chat with or merge a completed run (`sft-tui runs` lists them); resume this one first")
 
     @property
     def stop_request_path(self) -> Path:

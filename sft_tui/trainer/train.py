@@ -115,5 +115,9 @@ def run_training(run: RunDir, resume: bool, stop: threading.Event, reporter: Sta
         "stopped": stopped,
     }
     run.write_summary(summary)
+    if not stopped:
+        from sft_tui.core.model_card import write_model_card
+
+        write_model_card(run)
     _log(f"{summary['state']} at step {steps}: loss {summary['first_loss']} -> {summary['final_loss']}")
     return summary

@@ -24,6 +24,27 @@ def _stop(run: RunDir) -> str:
     return request_stop(run).message
 
 
+def _chat_backend(run: RunDir):
+    from sft_tui.tui.chat_backend import ProcessChatBackend
+
+    return ProcessChatBackend(run.path)
+
+
+def _after(run: RunDir, command: list[str]) -> tuple[int, str]:
+    """Run `sft-tui <command>` for a finished run in a child process; (exit code, last line of its output)."""
+    import os
+    import subprocess
+    import sys
+
+    log = run.path / f"{command[0]}.log"
+    with log.open("w", encoding="utf-8") as out:
+        code = subprocess.run([sys.executable, "-m", "sft_tui.cli", *command], stdout=out, stderr=subprocess.STDOUT,
+                              env={**os.environ, "SFT_TUI_HOME": str(run.path.parent.parent), "TQDM_DISABLE": "1"}).returncode
+    lines = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    return code, (errors[-1] if errors else lines[-1] if lines else f"see {log}")
+
+
 def _resume(run: RunDir) -> str:
     from sft_tui.core.launcher import check_resumable, launch
 
@@ -42,8 +63,12 @@ class SftApp(App):
 
     def __init__(self, store: RunStore, sampler: SystemSampler, stop_run: Callable[[RunDir], str] = _stop,
                  resume_run: Callable[[RunDir], str] = _resume, open_run: str | None = None, poll_s: float = 1.0,
-                 launch_fn: Callable[[RunDir], int] | None = None):
+                 launch_fn: Callable[[RunDir], int] | None = None, chat_backend: Callable[[RunDir], object] = _chat_backend,
+                 after_fn: Callable[[RunDir, list[str]], tuple[int, str]] = _after, chat_run: str | None = None):
         super().__init__()
+        self.chat_backend = chat_backend  # run -> a ChatBackend (tests pass a fake)
+        self.after_fn = after_fn  # (run, ["eval", id]) -> (exit code, last line): eval and merge in a child process
+        self.chat_run = chat_run
         self.launch_fn = launch_fn  # None: core.launcher.launch (tests pass a fake)
         self.store = store
         self.sampler = sampler
@@ -56,6 +81,20 @@ class SftApp(App):
         self.push_screen("home")
         if self.open_run:
             self.open_monitor(self.open_run)
+        if self.chat_run:
+            self.open_chat(self.chat_run)
+
+    def open_chat(self, run_id: str) -> None:
+        """Chat with a finished run's model (and its base)."""
+        from sft_tui.tui.screens.chat import ChatScreen
+
+        try:
+            run = self.store.find_run(run_id)
+            run.require_trained_output()
+        except UserError as exc:
+            self.notify(exc.line(), severity="error")
+            return
+        self.push_screen(ChatScreen(run, self.chat_backend(run)))
 
     def open_monitor(self, run_id: str) -> None:
         """Show the live monitor of a run."""
@@ -84,6 +123,7 @@ class SftApp(App):
         self.sampler.close()
 
 
-def make_app(open_run: str | None = None, store: RunStore | None = None, sampler: SystemSampler | None = None) -> SftApp:
+def make_app(open_run: str | None = None, store: RunStore | None = None, sampler: SystemSampler | None = None,
+             chat_run: str | None = None) -> SftApp:
     """The app as the CLI runs it: runs under $SFT_TUI_HOME, the real GPU sampler."""
-    return SftApp(store or RunStore(), sampler or SystemSampler(), open_run=open_run)
+    return SftApp(store or RunStore(), sampler or SystemSampler(), open_run=open_run, chat_run=chat_run)

@@ -295,3 +295,119 @@ async def test_the_data_screen_inspects_a_file_and_shows_bad_rows(store, tmp_pat
         assert "dataset file not found" in str(screen.query_one("#data-summary").render())
         await pilot.press("escape")
         assert isinstance(app.screen, HomeScreen)
+
+
+class FakeChat:
+    """A chat backend that answers from a table: no model, no process."""
+
+    def __init__(self):
+        self.requests = []
+        self.closed = False
+
+    def start(self):
+        return "fake model"
+
+    def reply(self, messages, which):
+        self.requests.append((which, [dict(m) for m in messages]))
+        yield from (f"{which}-" if which == "base" else "", "{", '"a": 1', "}")
+
+    def close(self):
+        self.closed = True
+
+
+def finished(store):
+    """The 'live' run, made into a completed run with a saved adapter and an eval report."""
+    run = store.find_run("live")
+    run.write_status(RunStatus("completed", 999_999, now_iso(), now_iso(), 100, 100))
+    run.adapter_dir.mkdir()
+    (run.adapter_dir / "adapter_config.json").write_text("{}")
+    run.eval_dir.mkdir()
+    run.eval_report_path.write_text(json.dumps({"checks": ["json_valid"], "base": {"response_loss": 3.0, "json_valid": 0.0},
+                                                "tuned": {"response_loss": 1.0, "json_valid": 1.0}}))
+    return run
+
+
+async def test_chat_streams_answers_and_switches_to_the_base_for_the_same_prompt(store):
+    from sft_tui.tui.screens.chat import ChatAnswered, ChatScreen
+
+    finished(store)
+    fake = FakeChat()
+    app, _ = make(store, chat_backend=lambda run: fake, chat_run="live")
+    seen = []
+    async with app.run_test(size=(100, 30), message_hook=seen.append) as pilot:
+        await pilot.pause(0.5)
+        screen = app.screen
+        assert isinstance(screen, ChatScreen) and screen.ready
+        await pilot.press(*"hi", "enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.2)
+        assert screen.history == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": '{"a": 1}'}]
+        await pilot.press("ctrl+b", "ctrl+r")
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.2)
+        assert [r[0] for r in fake.requests] == ["tuned", "base"]
+        assert fake.requests[1][1] == [{"role": "user", "content": "hi"}]  # the same prompt, without the tuned answer
+        assert screen.history[-1] == {"role": "assistant", "content": 'base-{"a": 1}'}
+        assert len({id(m) for m in seen if isinstance(m, ChatAnswered)}) == 2  # the hook sees a bubbling message twice
+        text = " ".join(str(w.render()) for w in screen.query("#chat-log Static"))
+        assert "tuned" in text and 'base-{"a": 1}' in text
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+    assert fake.closed
+
+
+async def test_chat_refuses_a_run_without_a_model(store):
+    app, _ = make(store, chat_backend=lambda run: FakeChat(), chat_run="dead")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, HomeScreen)
+
+
+async def test_a_finished_runs_monitor_offers_eval_chat_and_merge(store):
+    run = finished(store)
+    calls = []
+    app, _ = make(store, after_fn=lambda r, command: calls.append(command) or (0, "ok"), chat_backend=lambda r: FakeChat())
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause(0.3)
+        app.open_monitor(run.id)
+        await pilot.pause(0.5)
+        assert isinstance(app.screen, MonitorScreen)
+        await pilot.press("v")
+        await app.workers.wait_for_complete()
+        await pilot.press("x")
+        await app.workers.wait_for_complete()
+        assert calls == [["eval", run.id], ["merge", run.id, "-o", str(run.path / "merged")]]
+        await pilot.press("t")
+        await pilot.pause(0.3)
+        from sft_tui.tui.screens.chat import ChatScreen
+
+        assert isinstance(app.screen, ChatScreen)
+
+
+async def test_a_running_runs_monitor_does_not_offer_eval(store):
+    calls = []
+    app, _ = make(store, after_fn=lambda r, command: calls.append(command) or (0, "ok"))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause(0.3)
+        app.open_monitor("live")
+        await pilot.pause(0.5)
+        await pilot.press("v", "x")
+        await pilot.pause(0.2)
+        assert calls == []
+
+
+async def test_compare_shows_eval_results(store):
+    from textual.widgets import DataTable
+
+    from sft_tui.tui.screens.compare import CompareScreen
+
+    run = finished(store)
+    app, _ = make(store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.3)
+        app.push_screen(CompareScreen([run, store.find_run("dead")]))
+        await pilot.pause(0.5)
+        table = app.screen.query_one("#diff", DataTable)
+        rows = [table.get_row_at(i) for i in range(table.row_count)]
+        assert ["eval: response loss (held-out answers)", "3.000 -> 1.000", "-"] in [list(map(str, r)) for r in rows]
+        assert ["eval: valid JSON", "0% -> 100%", "-"] in [list(map(str, r)) for r in rows]

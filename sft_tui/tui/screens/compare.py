@@ -71,8 +71,24 @@ class CompareScreen(Screen):
         summaries = [run.read_summary() or {} for run in self.runs]
         for label, key in (("final loss", "final_loss"), ("best eval loss", "best_eval_loss"), ("steps", "steps"), ("tokens/s", "tokens_per_s")):
             table.add_row(label, *[_show(s.get(key)) for s in summaries])
+        self._eval_rows(table)
         for key, values in config_differences(self.runs):
             table.add_row(key, *[_show(v) for v in values])
+
+    def _eval_rows(self, table: DataTable) -> None:
+        """One row per eval metric any compared run has: 'base -> tuned' for each run."""
+        from sft_tui.core.eval_report import LABELS, format_metric, metric_order
+
+        reports = [run.read_eval_report() for run in self.runs]
+        keys = list(dict.fromkeys(k for r in reports if r for k in metric_order(r)))
+        for key in keys:
+            cells = []
+            for report in reports:
+                if not report or key not in report.get("tuned", {}):
+                    cells.append("-")
+                    continue
+                cells.append(f"{format_metric(key, report['base'].get(key))} -> {format_metric(key, report['tuned'].get(key))}")
+            table.add_row(f"eval: {LABELS.get(key, key)}", *cells)
 
     def action_back(self) -> None:
         """Back to the runs."""

@@ -29,6 +29,9 @@ class MonitorScreen(Screen):
         Binding("m", "smoothing", "Smoothing"),
         Binding("l", "log_scale", "Log scale"),
         Binding("o", "open_log", "Open log"),
+        Binding("v", "evaluate", "Eval"),
+        Binding("t", "chat", "Chat"),
+        Binding("x", "merge", "Merge"),
         Binding("escape,b", "back", "Back"),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -101,6 +104,9 @@ class MonitorScreen(Screen):
         self.query_one("#numbers", Static).update("\n".join(lines))
 
     def on_run_state_changed(self, message: RunStateChanged) -> None:
+        if message.state != getattr(self, "_last_state", None):
+            self._last_state = message.state
+            self.refresh_bindings()  # eval/chat/merge appear when the run completes
         status = message.status
         self._pid = status.pid if status else None
         step, total = (status.step, status.max_steps) if status else (0, 0)
@@ -160,6 +166,36 @@ class MonitorScreen(Screen):
     def action_resume(self) -> None:
         """Resume the run from its last checkpoint."""
         self.app.resume(self.run.id)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Eval, chat and merge are offered once the run has saved its adapter or model."""
+        if action in ("evaluate", "chat", "merge"):
+            return self.run.trained_output() is not None
+        return True
+
+    def action_chat(self) -> None:
+        """Chat with the tuned model (ctrl+b there switches to the base)."""
+        self.app.open_chat(self.run.id)
+
+    def action_evaluate(self) -> None:
+        """Run `sft-tui eval` on this run in a child process; say the headline when it ends."""
+        self.notify(f"evaluating {self.run.id} against its base model (eval.log in the run dir) ...")
+        self._after(["eval", self.run.id])
+
+    def action_merge(self) -> None:
+        """Merge the adapter into its base, into <run>/merged."""
+        target = self.run.path / "merged"
+        self.notify(f"merging into {target} ...")
+        self._after(["merge", self.run.id, "-o", str(target)])
+
+    @work(thread=True, exit_on_error=False, group="after")
+    def _after(self, command: list[str]) -> None:
+        code, line = self.app.after_fn(self.run, command)
+        if code == 0 and command[0] == "eval":
+            report = self.run.read_eval_report() or {}
+            base, tuned = report.get("base", {}), report.get("tuned", {})
+            line = f"eval done: response loss {base.get('response_loss')} -> {tuned.get('response_loss')} (base -> tuned); eval/report.md"
+        self.app.call_from_thread(self.notify, line if code == 0 else f"{command[0]} failed: {line}", severity="information" if code == 0 else "error")
 
     def action_back(self) -> None:
         """Back to the runs (the run keeps going)."""
