@@ -43,18 +43,10 @@ def merge(
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder.")] = False,
 ) -> None:
     """Merge a LoRA/QLoRA adapter into its base (loaded in 16 bits) and save a standalone Hugging Face model."""
-    from sft_tui.core.errors import UserError
     from sft_tui.core.runs import RunStore
+    from sft_tui.trainer.merge import merge_run  # checks the request before it imports torch
 
-    found = RunStore().find_run(run)
-    found.require_trained_output()
-    if dtype not in ("bf16", "fp16", "fp32"):
-        raise UserError(f"unknown dtype {dtype!r}", "--dtype", "use bf16, fp16 or fp32")
-    if output.is_dir() and any(output.iterdir()) and not force:  # checked again after the import; this one is instant
-        raise UserError("output folder is not empty; not writing into it", str(output), "choose an empty or new folder, or pass --force")
-    from sft_tui.trainer.merge import merge_run
-
-    merge_run(found, output, dtype, force)
+    merge_run(RunStore().find_run(run), output, dtype, force)
 
 
 def chat(run: Annotated[str, typer.Argument(help=RUN_HELP)]) -> None:

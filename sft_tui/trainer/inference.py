@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -44,11 +43,6 @@ class LoadedRun:
                 yield self.tuned
 
 
-def finished_output(run: RunDir) -> Path:
-    """The run's adapter/model folder; UserError naming the run's state when there is none."""
-    return run.require_trained_output()
-
-
 def run_config(run: RunDir) -> RunConfig:
     """The resolved config the run used."""
     return config_from_toml_text(run.config_path.read_text(encoding="utf-8"), str(run.config_path))
@@ -64,7 +58,7 @@ def load_run(run: RunDir) -> LoadedRun:
     """The run's tuned model (and base) with its saved tokenizer and chat template, in eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    output = finished_output(run)
+    output = run.require_trained_output()
     config = run_config(run)
     base_folder = find_model_files(config.model.name).folder
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -107,10 +101,8 @@ def end_token_ids(tokenizer, model) -> list[int]:
     for value in configured if isinstance(configured, list) else [configured]:
         if value is not None:
             ids.add(int(value))
-    for token in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>"):
-        token_id = tokenizer.convert_tokens_to_ids(token)
-        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id and token_id >= 0 and token in tokenizer.get_vocab():
-            ids.add(token_id)
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[token] for token in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>") if token in vocab)
     return sorted(ids)
 
 

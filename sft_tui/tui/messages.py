@@ -1,4 +1,4 @@
-"""Past-tense messages the pollers post to the screens. Floods of the same kind coalesce."""
+"""Past-tense messages that pollers and workers post to the screens. Floods of the same kind coalesce."""
 
 from __future__ import annotations
 
@@ -53,3 +53,45 @@ class SystemSampled(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, SystemSampled)
+
+
+class DataInspected(Message):
+    """An inspection finished."""
+
+    def __init__(self, report) -> None:
+        super().__init__()
+        self.report = report
+
+
+class DataInspectFailed(Message):
+    """An inspection could not run: the one-line reason."""
+
+    def __init__(self, line: str) -> None:
+        super().__init__()
+        self.line = line
+
+
+class ChatReady(Message):
+    """The model process has loaded the models."""
+
+    def __init__(self, note: str) -> None:
+        super().__init__()
+        self.note = note
+
+
+class ChatTokensArrived(Message):
+    """More of the answer being generated."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class ChatAnswered(Message):
+    """An answer is complete (error: one line when it failed)."""
+
+    def __init__(self, which: str, text: str, error: str = "") -> None:
+        super().__init__()
+        self.which = which
+        self.text = text
+        self.error = error

@@ -265,7 +265,8 @@ async def test_launch_writes_a_config_from_the_fields_when_there_is_none(store, 
 async def test_the_data_screen_inspects_a_file_and_shows_bad_rows(store, tmp_path):
     from textual.widgets import DataTable
 
-    from sft_tui.tui.screens.data import DataInspected, DataInspectFailed, DataScreen
+    from sft_tui.tui.messages import DataInspected, DataInspectFailed
+    from sft_tui.tui.screens.data import DataScreen
 
     rows = [json.dumps({"instruction": f"task {i} about topic {i}", "output": f"answer {i} in words"}) for i in range(30)]
     rows.insert(4, '{"instruction": "broken"')
@@ -328,7 +329,8 @@ def finished(store):
 
 
 async def test_chat_streams_answers_and_switches_to_the_base_for_the_same_prompt(store):
-    from sft_tui.tui.screens.chat import ChatAnswered, ChatScreen
+    from sft_tui.tui.messages import ChatAnswered
+    from sft_tui.tui.screens.chat import ChatScreen
 
     finished(store)
     fake = FakeChat()

@@ -83,11 +83,9 @@ def convert_file(path: Path, output: Path, to: str, fmt: str = "auto", force: bo
             except CannotConvert as exc:
                 left_out.append(f"{record.where}: {exc}")
 
-    nothing = UserError(f"no row could be converted to {to}", str(path), "check the rows with `sft-tui data inspect`")
-    try:
-        written = write_rows(output, rows(), if_empty=nothing)
-    except UserError as exc:
-        if exc is nothing and left_out:
-            raise UserError(f"no row could be converted to {to} (first: {left_out[0]})", str(path), nothing.fix) from None
-        raise
+    def nothing() -> UserError:
+        first = f" (first: {left_out[0]})" if left_out else ""
+        return UserError(f"no row could be converted to {to}{first}", str(path), "check the rows with `sft-tui data inspect`")
+
+    written = write_rows(output, rows(), if_empty=nothing)
     return ConvertReport(str(path), str(output), to, written, len(left_out), tuple(left_out[:10]))

@@ -127,6 +127,7 @@ class Record:
     row: dict[str, Any] | None  # None when the row is not even a JSON object
     example: Example | None
     error: str | None = None
+    format: str = ""  # the format rows are read in, once known ("" before the first readable row)
 
 
 def iter_records(path: Path, fmt: str = "auto") -> Iterator[Record]:
@@ -139,7 +140,7 @@ def iter_records(path: Path, fmt: str = "auto") -> Iterator[Record]:
     chosen = None if fmt == "auto" else fmt
     for index, (where, row) in enumerate(iter_rows(path)):
         if isinstance(row, RowError):
-            yield Record(index, where, None, None, row.reason)
+            yield Record(index, where, None, None, row.reason, chosen or "")
             continue
         found = detect_format(row)
         if chosen is None:
@@ -148,30 +149,27 @@ def iter_records(path: Path, fmt: str = "auto") -> Iterator[Record]:
                 continue
             chosen = found
         elif fmt == "auto" and found not in (chosen, None):
-            yield Record(index, where, row, None, f"row is in {found} format but the file started as {chosen}")
+            yield Record(index, where, row, None, f"row is in {found} format but the file started as {chosen}", chosen)
             continue
         try:
-            yield Record(index, where, row, to_example(row, chosen, where))
+            yield Record(index, where, row, to_example(row, chosen, where), None, chosen)
         except DataError as exc:
-            yield Record(index, where, row, None, exc.what)
+            yield Record(index, where, row, None, exc.what, chosen)
 
 
-def detected_format(path: Path, fmt: str = "auto") -> str:
-    """The format the rows are read in: `fmt`, or the first readable row's when 'auto'."""
-    if fmt != "auto":
-        return fmt
-    first = next((row for _, row in iter_rows(path) if isinstance(row, dict) and detect_format(row)), None)
-    return detect_format(first) if first else "unknown"
+def _usable(record: Record) -> Example:
+    """The record's example, or the DataError a trainer must stop at."""
+    if record.error is not None:
+        hint = ("use alpaca (instruction/output), messages, conversations (ShareGPT), prompt/completion or text"
+                if record.error.startswith("no known format") else "fix or remove that row; `sft-tui data inspect` lists every bad row")
+        raise DataError(record.error, record.where, hint)
+    return record.example
 
 
 def iter_examples(path: Path, fmt: str = "auto") -> Iterator[Example]:
     """Normalised examples of a file; the format is detected from the first row when 'auto'. Stops at the first bad row."""
     for record in iter_records(path, fmt):
-        if record.error is not None:
-            hint = ("use alpaca (instruction/output), messages, conversations (ShareGPT), prompt/completion or text"
-                    if record.error.startswith("no known format") else "fix or remove that row; `sft-tui data inspect` lists every bad row")
-            raise DataError(record.error, record.where, hint)
-        yield record.example
+        yield _usable(record)
 
 
 @dataclass(frozen=True)
@@ -186,14 +184,14 @@ class LoadedData:
 def load_examples(path: Path, fmt: str = "auto") -> LoadedData:
     """Every usable example of a file. Malformed rows raise DataError; empty responses are skipped and listed."""
     examples, skipped = [], []
-    detected = fmt
-    for example in iter_examples(path, fmt):
+    detected = "unknown"
+    for record in iter_records(path, fmt):
+        example = _usable(record)
+        detected = record.format
         if not example.response.strip():
             skipped.append((example.where, "empty response"))
         else:
             examples.append(example)
-    if fmt == "auto":
-        detected = detected_format(path)
     if not examples:
         raise DataError("the file holds no usable rows" + (f" ({len(skipped)} with empty responses)" if skipped else ""), str(path), "add training examples")
-    return LoadedData(detected or "unknown", tuple(examples), tuple(skipped))
+    return LoadedData(detected, tuple(examples), tuple(skipped))

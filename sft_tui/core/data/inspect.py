@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sft_tui.core.data.duplicates import DuplicateFinder
-from sft_tui.core.data.formats import Example, detected_format, iter_records
+from sft_tui.core.data.formats import Example, iter_records
 from sft_tui.core.data.text import approx_tokens, example_text, is_short, looks_like_refusal, opening, user_turns
 
 MAX_LISTED = 10  # invalid rows listed one by one; the rest are counted
@@ -90,7 +90,9 @@ def inspect_dataset(path: Path, fmt: str = "auto", max_seq_len: int | None = Non
     invalid_count = empty = short = refusals = truncated = 0
     turns: Counter[int] = Counter()
     openings: Counter[str] = Counter()
+    detected = fmt if fmt != "auto" else "unknown"
     for record in iter_records(path, fmt):
+        detected = record.format or detected
         if progress and record.index % 1000 == 0:
             progress("inspect", record.index)
         if record.example is None:
@@ -120,7 +122,7 @@ def inspect_dataset(path: Path, fmt: str = "auto", max_seq_len: int | None = Non
         method = token_method or f"approximation: {CHARS_NOTE}"
         tokens = TokenStats(lengths[0], _percentile(lengths, 0.5), _percentile(lengths, 0.95), lengths[-1], count_tokens is None, method)
     return InspectReport(
-        file=str(path), format=detected_format(path, fmt), records=len(lengths), invalid=invalid_count,
+        file=str(path), format=detected, records=len(lengths), invalid=invalid_count,
         invalid_rows=tuple(invalid), empty_responses=empty, short_responses=short, tokens=tokens, max_seq_len=max_seq_len,
         truncated=truncated, exact_duplicates=sum(d.kind == "exact" for d in duplicates),
         near_duplicates=sum(d.kind == "near" for d in duplicates), refusals=refusals, turns=dict(turns),

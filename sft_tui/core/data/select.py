@@ -9,6 +9,7 @@ texts; the second writes the chosen rows unchanged and in their original order.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,8 +148,6 @@ def select_subset(path: Path, output: Path, n: int | None = None, fraction: floa
 
 
 def _top(items: list[str]) -> str:
-    from collections import Counter
-
     return Counter(items).most_common(1)[0][0] if items else ""
 
 
@@ -157,7 +156,8 @@ def split_dataset(path: Path, output_dir: Path, eval_fraction: float = 0.1, seed
     """Write train.<ext> and eval.<ext> into `output_dir`; with `stratify`, each cluster is split in the same proportion."""
     if not 0 < eval_fraction < 1:
         raise UserError(f"eval fraction {eval_fraction} is outside (0, 1)", "--eval-fraction", "e.g. 0.1 holds out a tenth")
-    suffix = path.suffix.lower() if file_kind(path) else ".jsonl"
+    file_kind(path)  # an unsupported input fails here, before anything is written
+    suffix = path.suffix.lower()
     train_out, eval_out = output_dir / f"train{suffix}", output_dir / f"eval{suffix}"
     for out in (train_out, eval_out):
         check_output(out, [path], force)

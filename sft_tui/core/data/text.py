@@ -21,7 +21,7 @@ SHORT_RESPONSE_WORDS = 2
 
 # Openings of answers that decline: what a model trained on them learns to say.
 _REFUSAL = re.compile(
-    r"^\W*(i'?m sorry|i am sorry|sorry,? (but )?i|i apologi[sz]e|as an ai\b|as a language model|as an ai language model|"
+    r"^\W*(i'?m sorry|i am sorry|sorry,? (but )?i|i apologi[sz]e|as an ai\b|as a language model|"
     r"i (cannot|can'?t|can not|won'?t|am unable to|'m unable to|am not able to|'m not able to|do not have the ability|don'?t have the ability|"
     r"do not have access|don'?t have access)|unfortunately,? i (cannot|can'?t|am unable))",
     re.IGNORECASE,

@@ -11,7 +11,7 @@ import csv
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,10 @@ def check_output(output: Path, inputs: Iterable[Path], force: bool) -> None:
         raise UserError("output file exists; not overwriting it", str(output), "choose another path or pass --force")
 
 
-def write_rows(output: Path, rows: Iterable[dict[str, Any]], if_empty: Exception | None = None) -> int:
+def write_rows(output: Path, rows: Iterable[dict[str, Any]], if_empty: Callable[[], Exception] | None = None) -> int:
     """Write rows in the format the extension names; returns how many were written.
 
-    With `if_empty`, no rows means that exception is raised and nothing is written.
+    With `if_empty`, no rows means the exception it makes is raised and nothing is written.
     """
     kind = file_kind(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -41,7 +41,7 @@ def write_rows(output: Path, rows: Iterable[dict[str, Any]], if_empty: Exception
     try:
         count = {"jsonl": _jsonl, "json": _json, "csv": _csv, "parquet": _parquet}[kind](Path(temp), rows)
         if count == 0 and if_empty is not None:
-            raise if_empty
+            raise if_empty()
         os.replace(temp, output)
     finally:
         if os.path.exists(temp):

@@ -13,38 +13,12 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from sft_tui.core.runs import RunDir
 from sft_tui.tui.chat_backend import ChatError
-
-
-class ChatReady(Message):
-    """The model process has loaded the models."""
-
-    def __init__(self, note: str) -> None:
-        super().__init__()
-        self.note = note
-
-
-class ChatTokensArrived(Message):
-    """More of the answer being generated."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-
-
-class ChatAnswered(Message):
-    """An answer is complete (error: one line when it failed)."""
-
-    def __init__(self, which: str, text: str, error: str = "") -> None:
-        super().__init__()
-        self.which = which
-        self.text = text
-        self.error = error
+from sft_tui.tui.messages import ChatAnswered, ChatReady, ChatTokensArrived
 
 
 class ChatScreen(Screen):

@@ -13,27 +13,11 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
 from sft_tui.core.errors import UserError
-
-
-class DataInspected(Message):
-    """An inspection finished."""
-
-    def __init__(self, report) -> None:
-        super().__init__()
-        self.report = report
-
-
-class DataInspectFailed(Message):
-    """An inspection could not run: the one-line reason."""
-
-    def __init__(self, line: str) -> None:
-        super().__init__()
-        self.line = line
+from sft_tui.tui.messages import DataInspected, DataInspectFailed
 
 
 class DataScreen(Screen):

@@ -45,6 +45,7 @@ class MonitorScreen(Screen):
         self.memory_history: list[float] = []
         self._ticks = 0
         self._pid: int | None = None
+        self._last_state: str | None = None  # eval/chat/merge keys are re-checked when it changes
 
     def compose(self) -> ComposeResult:
         yield Static(f"run {self.run.id}", id="run-title")
@@ -104,7 +105,7 @@ class MonitorScreen(Screen):
         self.query_one("#numbers", Static).update("\n".join(lines))
 
     def on_run_state_changed(self, message: RunStateChanged) -> None:
-        if message.state != getattr(self, "_last_state", None):
+        if message.state != self._last_state:
             self._last_state = message.state
             self.refresh_bindings()  # eval/chat/merge appear when the run completes
         status = message.status
