@@ -112,3 +112,10 @@ def test_the_real_alpaca_sample_loads(tmp_path):
     data = load_examples(sample)
     assert data.format == "alpaca" and len(data.examples) + len(data.skipped) == 5000
     assert all("record" in where for where, _ in data.skipped)
+
+
+def test_a_cut_off_jsonl_row_reports_the_column_where_it_ends(tmp_path):
+    from sft_tui.core.data.inspect import inspect_dataset
+
+    path = write_jsonl(tmp_path / "d.jsonl", ['{"instruction": "a", "output": "b"}', '{"instruction": "c", '])
+    assert inspect_dataset(path).invalid_rows == (f"{path}:2: not valid JSON (Expecting property name enclosed in double quotes at column 22)",)

@@ -52,7 +52,7 @@ def _jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any] | RowError]]:
                 continue
             where = f"{path}:{number}"
             try:
-                row = json.loads(line)
+                row = json.loads(line.rstrip("\r\n"))  # without the newline, a cut-off row reports its real column
             except json.JSONDecodeError as exc:
                 yield where, RowError(where, f"not valid JSON ({exc.msg} at column {exc.colno})")
                 continue
