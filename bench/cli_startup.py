@@ -22,9 +22,9 @@ from common import machine_facts  # noqa: E402
 
 COMMANDS = {
     "python -c pass (baseline)": [sys.executable, "-c", "pass"],
-    "sft-tui --help": [sys.executable, "-m", "sft_tui.cli", "--help"],
-    "sft-tui runs --json": [sys.executable, "-m", "sft_tui.cli", "runs", "--json"],
-    "sft-tui models list": [sys.executable, "-m", "sft_tui.cli", "models", "list"],
+    "sft-tui --help": [sys.executable, "-m", "sft_tui.cli.main", "--help"],
+    "sft-tui runs --json": [sys.executable, "-m", "sft_tui.cli.main", "runs", "--json"],
+    "sft-tui models list": [sys.executable, "-m", "sft_tui.cli.main", "models", "list"],
     "python -c 'import torch' (what --help avoids)": [sys.executable, "-c", "import torch"],
 }
 

@@ -18,11 +18,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_facts, median_seconds  # noqa: E402
 
-from sft_tui.core.estimate_fit import GpuTarget, build_estimate  # noqa: E402
-from sft_tui.core.estimator import TrainSettings, estimate_memory  # noqa: E402
-from sft_tui.core.gpus import gpu_by_name  # noqa: E402
-from sft_tui.core.modelspec import spec_from_preset  # noqa: E402
-from sft_tui.core.presets import list_model_presets  # noqa: E402
+from sft_tui.core.estimate.fit import GpuTarget, build_estimate  # noqa: E402
+from sft_tui.core.estimate.memory import TrainSettings, estimate_memory  # noqa: E402
+from sft_tui.core.models.gpus import gpu_by_name  # noqa: E402
+from sft_tui.core.models.modelspec import spec_from_preset  # noqa: E402
+from sft_tui.core.models.presets import list_model_presets  # noqa: E402
 
 
 def main() -> None:

@@ -34,9 +34,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sft_tui.core.estimator import GIB, TrainSettings, estimate_memory  # noqa: E402
-from sft_tui.core.modelspec import spec_from_preset  # noqa: E402
-from sft_tui.core.presets import load_model_preset  # noqa: E402
+from sft_tui.core.estimate.memory import TrainSettings, estimate_memory  # noqa: E402
+from sft_tui.core.units import GIB  # noqa: E402
+from sft_tui.core.models.modelspec import spec_from_preset  # noqa: E402
+from sft_tui.core.models.presets import load_model_preset  # noqa: E402
 
 CSV_PATH = ROOT / "bench" / "results" / "memory_calibration.csv"
 FIELDS = ["gpu", "driver", "torch", "transformers", "peft", "bitsandbytes", "model", "method", "seq_len", "batch_size",

@@ -28,8 +28,8 @@ import time, sys
 start = time.perf_counter()
 import asyncio
 from pathlib import Path
-from sft_tui.core.runs import RunStore
-from sft_tui.core.sysmon import SystemSampler
+from sft_tui.core.runs.store import RunStore
+from sft_tui.core.runs.sysmon import SystemSampler
 from sft_tui.tui.app import SftApp
 async def main():
     app = SftApp(RunStore(Path(sys.argv[1])), SystemSampler())
@@ -44,8 +44,8 @@ import time, sys
 start = time.perf_counter()
 import asyncio
 from pathlib import Path
-from sft_tui.core.runs import RunStore
-from sft_tui.core.sysmon import SystemSampler
+from sft_tui.core.runs.store import RunStore
+from sft_tui.core.runs.sysmon import SystemSampler
 from sft_tui.tui.app import SftApp
 from sft_tui.tui.widgets.loss_chart import LossChart
 async def main():
@@ -66,15 +66,15 @@ asyncio.run(main())
 WATCH = r'''
 import asyncio, json, sys, threading, time, resource
 from pathlib import Path
-from sft_tui.core.runs import RunStore
-from sft_tui.core.sysmon import SystemSampler
+from sft_tui.core.runs.store import RunStore
+from sft_tui.core.runs.sysmon import SystemSampler
 from sft_tui.tui.app import SftApp
 store = RunStore(Path(sys.argv[1])); run = store.run_dirs()[0]; seconds = float(sys.argv[2])
+from sft_tui.core.runs.schema import TrainRow
 def trainer():
-    with run.metrics_writer() as writer:
-        for step in range(int(seconds * 2) + 10):
-            writer.append({"step": 1000 + step, "loss": 1.0, "tokens_per_s": 900.0, "time": time.time()})
-            time.sleep(0.5)
+    for step in range(int(seconds * 2) + 10):
+        run.append_metric(TrainRow(step=1000 + step, loss=1.0, tokens_per_s=900.0, time=time.time()))
+        time.sleep(0.5)
 threading.Thread(target=trainer, daemon=True).start()
 async def main():
     app = SftApp(store, SystemSampler(), open_run=run.id)
@@ -89,14 +89,16 @@ asyncio.run(main())
 
 
 def _home(rows: int) -> Path:
-    from sft_tui.core.runs import RunStatus, RunStore, now_iso
+    from sft_tui.core.runs.schema import JobStatus, TrainRow, now_iso
+    from sft_tui.core.runs.store import RunStore
 
     home = Path(tempfile.mkdtemp())
     run = RunStore(home).create_run('[model]\nname = "qwen2.5-0.5b"\n[method]\nname = "lora"\n', "qwen2.5-0.5b", "lora", name="bench")
-    run.write_status(RunStatus("running", 1, now_iso(), now_iso(), rows, rows * 2))
-    with run.metrics_writer() as writer:
+    run.write_status(JobStatus("running", 1, now_iso(), now_iso(), step=rows, max_steps=rows * 2))
+    with run.metrics_path.open("w") as handle:  # written in one go: 100,000 appends one open each would take a minute
         for step in range(1, rows + 1):
-            writer.append({"step": step, "loss": 2.0 / step ** 0.3, "learning_rate": 2e-4, "grad_norm": 1.0, "tokens_per_s": 900.0, "time": 0})
+            row = TrainRow(step=step, loss=2.0 / step ** 0.3, learning_rate=2e-4, grad_norm=1.0, tokens_per_s=900.0)
+            handle.write(json.dumps(row.to_json(), separators=(",", ":")) + "\n")
     return home
 
 

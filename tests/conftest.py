@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 
-@pytest.fixture()
+@pytest.fixture(autouse=True)
 def runs_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """$SFT_TUI_HOME pointing at an empty temp folder."""
+    """$SFT_TUI_HOME pointing at an empty temp folder (for every test: none may write runs into the checkout)."""
     home = tmp_path / "home"
     monkeypatch.setenv("SFT_TUI_HOME", str(home))
     return home
@@ -26,7 +26,7 @@ class CliResult:
 @pytest.fixture()
 def cli(capsys: pytest.CaptureFixture[str]):
     """Run `sft-tui ARGS` in-process through the real entry point; returns code, stdout, stderr."""
-    from sft_tui.cli import main
+    from sft_tui.cli.main import main
 
     def run(*args: str) -> CliResult:
         capsys.readouterr()

@@ -1,9 +1,11 @@
-"""`python -m sft_tui.trainer RUN_DIR [--resume]`: train one run and keep its status true.
+"""`python -m sft_tui.trainer RUN_DIR [--resume]`: the train job. Trains one run and keeps its status true.
 
 Owns the run directory (flock) while it trains. SIGTERM asks for a clean stop (the
 step finishes, a checkpoint is saved, state `stopped`). Failures end as state `failed`
 with a kind a person can act on: oom (with the estimator's nearest settings that fit),
-data (file:line), config, crash (anything else; the traceback goes to train.log).
+data (file:line), config, disk (what is full, how much a checkpoint takes), crash
+(anything else; the traceback goes to train.log). A run folder removed mid-run stops the
+trainer without re-creating it, and the home's events.log says why.
 """
 
 from __future__ import annotations
@@ -11,46 +13,79 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 
-from sft_tui.core.data.formats import DataError
-from sft_tui.core.errors import UserError
-from sft_tui.core.runs import RunDir, RunError
+from sft_tui.core.runs.files import DiskReserve, os_error_line
+from sft_tui.core.runs.rundir import RunDir
+from sft_tui.core.runs.schema import EventRow
+from sft_tui.core.runs.store import RunStore
+
+EXIT_REMOVED = 3
+
+
+def _removed(run: RunDir, pid_note: str) -> int:
+    line = f"run {run.id}: its folder {run.path} was removed while it trained; the trainer stopped without saving ({pid_note})"
+    print(f"[sft-tui] {line}", file=sys.stderr, flush=True)
+    RunStore(run.path.parent.parent).log_event(line)
+    return EXIT_REMOVED
 
 
 def main(argv: list[str]) -> int:
     """Entry point; returns the process exit code (0: completed or stopped)."""
+    import os
+
     run = RunDir(Path(argv[0]).resolve())
     resume = "--resume" in argv[1:]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    from sft_tui.trainer.callbacks import StatusReporter
+    from sft_tui.core.runs.reporter import StatusReporter
+    from sft_tui.trainer.failures import RunDirRemoved, classify_failure
 
-    with run.lock():
-        reporter = StatusReporter(run)
+    reserve = DiskReserve(run.reserve_path)
+    try:
+        lock = run.lock().acquire()
+    except OSError as exc:  # a read-only or vanished run dir: nothing can be recorded there
+        line = os_error_line(exc, str(run.path))
+        print(f"error: {line.line() if line else exc}", file=sys.stderr, flush=True)
+        return 2
+    try:
+        if not reserve.take():
+            print("[sft-tui] note: not even a small reserve fits on this disk; a full disk may leave a stale status", flush=True)
+        reporter = StatusReporter(run, "train", reserve)
         reporter.begin()
         try:
             from sft_tui.trainer.train import run_training
 
             summary = run_training(run, resume=resume, stop=stop, reporter=reporter)
-        except DataError as exc:
-            reporter.finish("failed", RunError("data", exc.line(), "fix that row (sft-tui data inspect FILE lists them all), then start again"))
-            return 1
-        except UserError as exc:
-            reporter.finish("failed", RunError("config", exc.line(), "fix the config and start again"))
-            return 1
         except BaseException as exc:  # noqa: BLE001 - every failure must reach status.json
-            traceback.print_exc()
-            from sft_tui.trainer.failures import classify_failure
-
-            reporter.finish("failed", classify_failure(run, exc, reporter.step))
+            if isinstance(exc, RunDirRemoved) or reporter.folder_removed():
+                return _removed(run, f"pid {os.getpid()}")
+            error = classify_failure(run, exc, reporter.step)
+            if error.kind == "disk":
+                reserve.release()  # room for the status, the event and these last log lines
+            reporter.finish("failed", error)
+            try:
+                run.append_metric(EventRow(step=reporter.step, event="failed", time=time.time(), message=f"{error.kind}: {error.message}"))
+            except OSError:
+                pass
+            if error.kind == "crash":
+                traceback.print_exc()
+            else:
+                print(f"[sft-tui] {type(exc).__name__}: {exc}", flush=True)
+            print(f"run {run.id}: failed ({error.kind}: {error.message}; {error.hint})", flush=True)
             return 1
-        reporter.finish("stopped" if summary.get("stopped") else "completed")
-        print(f"run {run.id}: {'stopped' if summary.get('stopped') else 'completed'} at step {summary.get('steps')}", flush=True)
+        from sft_tui.trainer.train import loss_line
+
+        reporter.finish(summary.state, result=loss_line(summary), output=summary.output)
+        print(f"run {run.id}: {summary.state} at step {summary.steps}", flush=True)
         return 0
+    finally:
+        reserve.release()
+        lock.release()
 
 
 if __name__ == "__main__":

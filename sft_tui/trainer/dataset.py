@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from sft_tui.core.config_schema import RunConfig
+from sft_tui.core.config.schema import RunConfig
 from sft_tui.core.data.formats import Example, load_examples
 
 

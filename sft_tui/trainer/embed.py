@@ -18,7 +18,7 @@ def model_embedder(model: str, progress: Callable[[str, int], None] | None = Non
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from sft_tui.core.model_files import find_model_files
+    from sft_tui.core.models.files import find_model_files
 
     folder = find_model_files(model).folder
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -19,11 +19,11 @@ import torch
 
 from sft_tui.core.data.formats import Example, load_examples
 from sft_tui.core.errors import UserError
-from sft_tui.core.eval_checks import Answer, choose_checks, score_answers
-from sft_tui.core.eval_report import render_markdown
-from sft_tui.core.model_card import write_model_card
-from sft_tui.core.presets import assets_dir
-from sft_tui.core.runs import RunDir, write_json_atomic
+from sft_tui.core.evaluate.checks import Answer, choose_checks, score_answers
+from sft_tui.core.evaluate.model_card import write_model_card
+from sft_tui.core.evaluate.report import render_markdown
+from sft_tui.core.models.presets import assets_dir
+from sft_tui.core.runs.rundir import RunDir
 from sft_tui.trainer.inference import LoadedRun, end_token_ids, load_run, prompt_text
 
 GEN_BATCH = 8
@@ -76,7 +76,8 @@ def _loss(model, device: str, sequences: list[tuple[list[int], int]], max_length
 
 
 @torch.inference_mode()
-def _generate(loaded: LoadedRun, model, prompts: list[list[int]], max_new_tokens: int) -> list[Answer]:
+def _generate(loaded: LoadedRun, model, prompts: list[list[int]], max_new_tokens: int,
+              batch_done: Callable[[int], None] = lambda _n: None) -> list[Answer]:
     tokenizer = loaded.tokenizer
     ends = end_token_ids(tokenizer, model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else ends[0]
@@ -92,6 +93,7 @@ def _generate(loaded: LoadedRun, model, prompts: list[list[int]], max_new_tokens
             stop = next((i for i, token in enumerate(row) if token in ends), None)
             kept = row if stop is None else row[:stop]
             answers.append(Answer(tokenizer.decode(kept, skip_special_tokens=True).strip(), len(kept), stop is not None))
+        batch_done(len(answers))
     return answers
 
 
@@ -101,11 +103,17 @@ def _general_texts(path: str) -> tuple[list[str], str]:
     return texts, str(source)
 
 
-def evaluate_run(run: RunDir, data: Path | None = None, n: int | None = None, progress: Callable[[str], None] | None = None) -> dict:
-    """Evaluate base and tuned; write eval/report.json, eval/report.md and the model card; return the report."""
+def evaluate_run(run: RunDir, data: Path | None = None, n: int | None = None,
+                 progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Evaluate base and tuned; write eval/report.json, eval/report.md and the model card; return the report.
+
+    progress(phase, done, total) counts work units: per model, one for each loss pass and
+    one per generated answer.
+    """
     from sft_tui.trainer.dataset import split_examples
 
-    say = progress or (lambda _line: None)
+    report_progress = progress or (lambda _phase, _done, _total: None)
+    report_progress("loading the models", 0, 0)
     started = time.time()
     loaded = load_run(run)
     config = loaded.config
@@ -131,14 +139,18 @@ def evaluate_run(run: RunDir, data: Path | None = None, n: int | None = None, pr
                     "examples": len(examples), "device": loaded.note, "checks": list(checks), "general_text": general_source,
                     "decoding": {"greedy": True, "max_new_tokens": max_new}}
     answers = {}
-    for which in ("base", "tuned"):
+    total = 2 * (2 + len(prompts))
+    for offset, which in enumerate(("base", "tuned")):
+        done = offset * (2 + len(prompts))
         with loaded.use(which) as model:
-            say(f"{which}: loss on {len(scored)} answers")
+            report_progress(f"{which}: loss on {len(scored)} answers", done, total)
             response = _loss(model, loaded.device, scored, max_length)
-            say(f"{which}: loss on {len(general_ids)} generic texts")
+            report_progress(f"{which}: loss on {len(general_ids)} generic texts", done + 1, total)
             general_loss = _loss(model, loaded.device, general_ids, max_length)
-            say(f"{which}: generating {len(prompts)} answers (greedy, up to {max_new} tokens)")
-            answers[which] = _generate(loaded, model, prompts, max_new)
+            phase = f"{which}: generating {len(prompts)} answers (greedy, up to {max_new} tokens)"
+            report_progress(phase, done + 2, total)
+            answers[which] = _generate(loaded, model, prompts, max_new,
+                                       lambda count, done=done, phase=phase: report_progress(phase, done + 2 + count, total))
         metrics = {"response_loss": _round(response), "response_ppl": _ppl(response),
                    "general_loss": _round(general_loss), "general_ppl": _ppl(general_loss)}
         metrics.update(score_answers(answers[which], references, checks, config.eval.regex))
@@ -148,10 +160,9 @@ def evaluate_run(run: RunDir, data: Path | None = None, n: int | None = None, pr
          "base_stopped": b.stopped, "tuned_stopped": t.stopped}
         for e, (prompt, reference), b, t in zip(examples, pairs, answers["base"], answers["tuned"], strict=True)]
     report["wall_time_s"] = round(time.time() - started, 1)
-    run.eval_dir.mkdir(exist_ok=True)
-    write_json_atomic(run.eval_report_path, report)
-    (run.eval_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    run.write_eval_report(report, render_markdown(report))
     write_model_card(run)
+    report_progress("done", total, total)
     return report
 
 

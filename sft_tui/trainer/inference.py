@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
-from sft_tui.core.config import config_from_toml_text
-from sft_tui.core.config_schema import RunConfig
-from sft_tui.core.model_files import find_model_files
-from sft_tui.core.runs import RunDir
+from sft_tui.core.config.load import config_from_toml_text
+from sft_tui.core.config.schema import RunConfig
+from sft_tui.core.models.files import find_model_files
+from sft_tui.core.runs.rundir import RunDir
 
 
 @dataclass
@@ -45,7 +45,7 @@ class LoadedRun:
 
 def run_config(run: RunDir) -> RunConfig:
     """The resolved config the run used."""
-    return config_from_toml_text(run.config_path.read_text(encoding="utf-8"), str(run.config_path))
+    return config_from_toml_text(run.read_config_text(), str(run.config_path))
 
 
 def _dtype(device: str) -> torch.dtype:

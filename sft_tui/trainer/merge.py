@@ -9,27 +9,15 @@ a user needs. Full fine-tuning runs are re-saved in the chosen dtype.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from sft_tui.core.errors import UserError
-from sft_tui.core.model_card import write_model_card
-from sft_tui.core.model_files import find_model_files
-from sft_tui.core.runs import RunDir
-
-DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # torch dtype names; torch loads only once the request is valid
-
-
-def check_merge_request(run: RunDir, output: Path, dtype: str, force: bool) -> Path:
-    """The run's trained folder, after refusing an unknown dtype, a file as DIR, or a non-empty DIR without --force."""
-    trained = run.require_trained_output()
-    if dtype not in DTYPES:
-        raise UserError(f"unknown dtype {dtype!r}", "--dtype", "use bf16, fp16 or fp32")
-    if output.exists() and not output.is_dir():
-        raise UserError("the output is a file, not a folder", str(output), "choose a folder path")
-    if output.is_dir() and any(output.iterdir()) and not force:
-        raise UserError("output folder is not empty; not writing into it", str(output), "choose an empty or new folder, or pass --force")
-    return trained
+from sft_tui.core.evaluate.merge_check import MERGE_DTYPES, check_merge_request
+from sft_tui.core.evaluate.model_card import write_model_card
+from sft_tui.core.models.files import find_model_files
+from sft_tui.core.runs.files import share_tree
+from sft_tui.core.runs.rundir import MODEL_CARD_NAME, RunDir
 
 
 def merge_run(run: RunDir, output: Path, dtype: str = "bf16", force: bool = False, say: Callable[[str], None] = print) -> Path:
@@ -40,7 +28,7 @@ def merge_run(run: RunDir, output: Path, dtype: str = "bf16", force: bool = Fals
 
     from sft_tui.trainer.inference import run_config
 
-    torch_dtype = getattr(torch, DTYPES[dtype])
+    torch_dtype = getattr(torch, MERGE_DTYPES[dtype])
     config = run_config(run)
     kwargs = dict(local_files_only=True, trust_remote_code=config.model.trust_remote_code)
     if config.method.name == "full":
@@ -55,9 +43,20 @@ def merge_run(run: RunDir, output: Path, dtype: str = "bf16", force: bool = Fals
         say(f"merging {trained} into {base_folder} ({dtype})")
         base = AutoModelForCausalLM.from_pretrained(base_folder, dtype=torch_dtype, **kwargs)
         merged = PeftModel.from_pretrained(base, trained).merge_and_unload()
-    output.mkdir(parents=True, exist_ok=True)
-    merged.save_pretrained(output, safe_serialization=True)
-    AutoTokenizer.from_pretrained(trained, **kwargs).save_pretrained(output)
-    write_model_card(run, output / "README.md")
+    # a new or empty folder is written beside it and renamed when complete: a killed merge leaves no half model
+    staged = not (output.is_dir() and any(output.iterdir()))
+    target = output.with_name(f".{output.name}.partial") if staged else output
+    if staged:
+        shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True, exist_ok=True)
+    say(f"saving the merged model ({dtype})")
+    merged.save_pretrained(target, safe_serialization=True)
+    AutoTokenizer.from_pretrained(trained, **kwargs).save_pretrained(target)
+    write_model_card(run, target / MODEL_CARD_NAME)
+    share_tree(target)
+    if staged:
+        if output.is_dir():
+            output.rmdir()
+        target.rename(output)
     say(f"wrote a standalone model to {output}: AutoModelForCausalLM.from_pretrained({str(output)!r})")
     return output

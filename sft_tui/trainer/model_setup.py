@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from sft_tui.core.config_schema import RunConfig
+from sft_tui.core.config.schema import RunConfig
 
 # ChatML, for tokenizers that already know <|im_start|>/<|im_end|>
 CHATML_TEMPLATE = (

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from sft_tui.core.runs.files import share_tree
 from sft_tui.trainer.model_setup import CHATML_TEMPLATE
 
 SPECIAL = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>"]
@@ -80,6 +81,7 @@ def build_tiny_model(folder: Path, corpus_files: list[Path], vocab_size: int = 7
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=folder.parent))
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
+    share_tree(staging)  # mkdtemp makes 0700: a teammate sharing the cache could not read it
     try:
         staging.rename(folder)  # atomic: a half-built model is never found
     except OSError:  # another process built it first

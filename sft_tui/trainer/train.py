@@ -1,21 +1,26 @@
 """Build model, tokenizer and data from a run's config.toml, train with TRL's SFTTrainer, save.
 
-Read top to bottom: resolve -> load -> data -> schedule -> train -> save -> summary.
+Read top to bottom: resolve -> load -> data -> schedule -> resume point -> train -> save -> summary.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import threading
 import time
+from pathlib import Path
 
 import torch
 
-from sft_tui.core.config import config_from_toml_text
-from sft_tui.core.model_files import find_model_files
-from sft_tui.core.runs import RunDir
-from sft_tui.trainer.callbacks import RunCallback, StatusReporter
+from sft_tui.core.config.load import config_from_toml_text
+from sft_tui.core.models.files import find_model_files
+from sft_tui.core.runs.files import share_tree
+from sft_tui.core.runs.reporter import StatusReporter
+from sft_tui.core.runs.rundir import RunDir
+from sft_tui.core.runs.schema import EventRow, TrainSummary
+from sft_tui.trainer.callbacks import RunCallback
 from sft_tui.trainer.dataset import build_datasets
 from sft_tui.trainer.model_setup import load_model, load_tokenizer, lora_config, resolve_precision
 
@@ -41,12 +46,69 @@ def _every(explicit: int, total: int, count: int) -> int:
     return explicit if explicit > 0 else max(1, total // count)
 
 
-def run_training(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusReporter) -> dict:
-    """Train the run to its end (or a stop request); returns the summary it also writes."""
+def _estimated_peak_gib(config, folder: Path) -> float | None:
+    """The estimator's peak for this run, kept beside the measured one (a number the user can check on a GPU)."""
+    try:
+        from sft_tui.core.estimate.memory import estimate_memory, settings_from_run_config
+        from sft_tui.core.models.modelspec import resolve_model
+
+        return round(estimate_memory(resolve_model(str(folder)), settings_from_run_config(config)).peak_gib, 3)
+    except Exception:  # an estimate must never stop a run
+        return None
+
+
+def loss_line(summary: TrainSummary) -> str:
+    """'loss 2.66 -> 0.99' (first -> last), or '' before any loss was logged."""
+    if summary.first_loss is None or summary.final_loss is None:
+        return ""
+    return f"loss {summary.first_loss:.3f} -> {summary.final_loss:.3f}"
+
+
+def resume_point(run: RunDir, resume: bool) -> tuple[Path | None, float, int]:
+    """(checkpoint, training seconds before it, resumes so far). Cuts metrics.jsonl back to the checkpoint, in place.
+
+    Called before anything writes a row: rows up to the checkpoint stay, the steps after it
+    run again and log again, into the same (live) file.
+    """
+    checkpoint = run.latest_checkpoint() if resume else None
+    if checkpoint is None:
+        run.append_metric(EventRow(step=0, event="started", time=time.time()))
+        return None, 0.0, 0
+    step = run.checkpoint_step(checkpoint)
+    dropped, kept = run.cut_metrics_after(step)
+    progress = run.read_checkpoint_progress(checkpoint)
+    trained = [r.wall_s for r in kept if getattr(r, "wall_s", None) is not None]
+    base_wall = progress.wall_s if progress else (trained[-1] if trained else 0.0)
+    resumes = 1 + sum(1 for r in kept if isinstance(r, EventRow) and r.event == "resumed")
+    run.mark_summary_stale()
+    note = f"from {checkpoint.name}" + (f"; {dropped} rows after it dropped (those steps run again)" if dropped else "")
+    run.append_metric(EventRow(step=step, event="resumed", time=time.time(), message=note))
+    _log(f"resuming {note}")
+    return checkpoint, base_wall, resumes
+
+
+def run_training(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusReporter) -> TrainSummary:
+    """Train the run to its end (or a stop request); returns the summary it also writes.
+
+    Works inside the run dir (saves go through paths relative to it, see RunDir.relative)
+    and goes back to the previous working folder afterwards.
+    """
+    previous = os.getcwd()
+    os.chdir(run.path)
+    try:
+        return _train(run, resume, stop, reporter)
+    finally:
+        try:
+            os.chdir(previous)
+        except OSError:
+            pass
+
+
+def _train(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusReporter) -> TrainSummary:
     from trl import SFTConfig, SFTTrainer
 
     started = time.time()
-    config = config_from_toml_text(run.config_path.read_text(encoding="utf-8"), str(run.config_path))
+    config = config_from_toml_text(run.read_config_text(), str(run.config_path))
     files = find_model_files(config.model.name)
     precision = resolve_precision(config.training.precision)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -59,11 +121,12 @@ def run_training(run: RunDir, resume: bool, stop: threading.Event, reporter: Sta
         _log(f"skipped {where}: {why}")
     model = load_model(files.folder, config, precision)
     total = planned_steps(report.train_rows, config)
+    reporter.set_progress(reporter.step, total)
     optimizer = OPTIMIZERS[config.training.optimizer]
     if device == "cpu" and optimizer == "paged_adamw_8bit":
         optimizer = "adamw_bnb_8bit"  # paging needs CUDA unified memory
     args = SFTConfig(
-        output_dir=str(run.checkpoints_dir), seed=config.training.seed,
+        output_dir=run.relative(run.checkpoints_dir), seed=config.training.seed,
         learning_rate=config.training.lr, lr_scheduler_type=config.training.lr_scheduler,
         warmup_steps=config.training.warmup_ratio,  # transformers 5: a float below 1 is a share of the steps
         num_train_epochs=config.training.epochs, max_steps=config.training.max_steps if config.training.max_steps > 0 else -1,
@@ -76,48 +139,48 @@ def run_training(run: RunDir, resume: bool, stop: threading.Event, reporter: Sta
         eval_strategy="steps" if eval_ds is not None else "no", eval_steps=_every(config.training.eval_steps, total, EVALS_PER_RUN),
         save_strategy="steps", save_steps=_every(config.training.save_steps, total, SAVES_PER_RUN),
         save_total_limit=config.training.save_total_limit,
+        # counted by transformers and kept in every checkpoint, so the count carries across resumes
+        include_num_input_tokens_seen="non_padding",
         report_to=["tensorboard"] if importlib.util.find_spec("tensorboard") else "none",
         disable_tqdm=True, dataloader_num_workers=0,
         max_length=config.training.max_seq_length, packing=config.data.packing,
         completion_only_loss=config.data.completion_only_loss,
     )
-    callback = RunCallback(run, reporter, stop)
+    checkpoint, base_wall, resumes = resume_point(run, resume)
+    callback = RunCallback(run, reporter, stop, base_wall_s=base_wall)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
                          peft_config=lora_config(config), callbacks=[callback])
-    checkpoint = run.latest_checkpoint() if resume else None
-    if checkpoint is not None:
-        dropped = run.truncate_metrics_after(int(checkpoint.name.rsplit("-", 1)[-1]))
-        _log(f"resuming from {checkpoint.name}" + (f" ({dropped} metrics rows after it dropped: those steps run again)" if dropped else ""))
-    try:
-        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    finally:
-        callback.close()
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     stopped = callback.stopped_at is not None
     steps = trainer.state.global_step
     output = None
     if not stopped:
         output = run.model_dir if config.method.name == "full" else run.adapter_dir
-        trainer.save_model(str(output))
-        tokenizer.save_pretrained(str(output))
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    eval_losses = [entry["eval_loss"] for entry in trainer.state.log_history if "eval_loss" in entry]
-    wall = time.time() - started
-    summary = {
-        "state": "stopped" if stopped else "completed", "steps": steps, "max_steps": trainer.state.max_steps,
-        "epochs": trainer.state.epoch, "final_loss": losses[-1] if losses else None, "best_loss": min(losses) if losses else None,
-        "first_loss": losses[0] if losses else None, "final_eval_loss": eval_losses[-1] if eval_losses else None,
-        "best_eval_loss": min(eval_losses) if eval_losses else None, "train_rows": report.train_rows, "eval_rows": report.eval_rows,
-        "skipped_rows": len(report.skipped), "truncated_rows": report.truncated, "tokens": callback.tokens_seen,
-        "train_runtime_s": result.metrics.get("train_runtime"), "wall_time_s": round(wall, 1),
-        "tokens_per_s": round(callback.tokens_seen / result.metrics["train_runtime"], 1) if result.metrics.get("train_runtime") else None,
-        "peak_gpu_reserved_gib": round(callback.peak_reserved_gib, 3) if device == "cuda" else None,
-        "device": device, "precision": precision, "output": str(output) if output else None, "base_model": str(files.folder),
-        "stopped": stopped,
-    }
+        trainer.save_model(run.relative(output))  # relative: see RunDir.relative
+        tokenizer.save_pretrained(run.relative(output))
+        share_tree(output)  # group-readable like everything else in the run
+    share_tree(run.checkpoints_dir)
+    history = trainer.state.log_history  # restored from the checkpoint on resume: the whole run's curve
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    eval_losses = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
+    wall = callback.wall_s()
+    tokens = callback.tokens_seen
+    summary = TrainSummary(
+        state="stopped" if stopped else "completed", steps=steps, max_steps=trainer.state.max_steps, epochs=trainer.state.epoch,
+        first_loss=losses[0] if losses else None, final_loss=losses[-1] if losses else None, best_loss=min(losses) if losses else None,
+        final_eval_loss=eval_losses[-1] if eval_losses else None, best_eval_loss=min(eval_losses) if eval_losses else None,
+        train_rows=report.train_rows, eval_rows=report.eval_rows, skipped_rows=len(report.skipped), truncated_rows=report.truncated,
+        tokens=tokens, wall_time_s=round(wall, 1), train_runtime_s=result.metrics.get("train_runtime"), tokens_per_s=round(tokens / wall, 1) if wall > 0 and tokens else None,
+        peak_gpu_reserved_gib=round(callback.peak_reserved_gib, 3) if device == "cuda" else None,
+        estimated_peak_gib=_estimated_peak_gib(config, files.folder),
+        device=device, precision=precision, output=str(output) if output else "", base_model=str(files.folder), resumes=resumes,
+    )
     run.write_summary(summary)
+    run.append_metric(EventRow(step=steps, event=summary.state, time=time.time(), message=loss_line(summary)))
     if not stopped:
-        from sft_tui.core.model_card import write_model_card
+        from sft_tui.core.evaluate.model_card import write_model_card
 
         write_model_card(run)
-    _log(f"{summary['state']} at step {steps}: loss {summary['first_loss']} -> {summary['final_loss']}")
+    _log(f"{summary.state} at step {steps}: {loss_line(summary)} "
+         f"({tokens:,.0f} tokens, {wall:.1f} s of training{f' over {resumes + 1} sessions' if resumes else ''}; this session {time.time() - started:.1f} s)")
     return summary

@@ -1,8 +1,8 @@
-"""The Textual app. Data sources are injected: tests pass a store over a temp folder and a fake sampler.
+"""The Textual app. Data sources are injected: tests pass a store over a temp folder, a fake sampler, fake job starters.
 
 `make_app()` builds the real one for the CLI (and for snapshot tests). The app never
-imports torch or transformers, so its first frame is fast; stopping and resuming go
-through core.launcher, the same code as `sft-tui stop/resume`.
+imports torch or transformers, so its first frame is fast; stopping, resuming and
+starting eval, merge and chat jobs go through core.runs.jobs, the same code as the CLI.
 """
 
 from __future__ import annotations
@@ -12,46 +12,32 @@ from typing import Callable
 from textual.app import App
 
 from sft_tui.core.errors import UserError
-from sft_tui.core.runs import RunDir, RunStore
-from sft_tui.core.sysmon import SystemSampler
+from sft_tui.core.runs.rundir import JobDir, RunDir
+from sft_tui.core.runs.schema import JobRequest
+from sft_tui.core.runs.store import RunStore
+from sft_tui.core.runs.sysmon import SystemSampler
 from sft_tui.tui.screens.home import HomeScreen
 from sft_tui.tui.screens.monitor import MonitorScreen
 
 
 def _stop(run: RunDir) -> str:
-    from sft_tui.core.launcher import request_stop
+    from sft_tui.core.runs.jobs import request_stop
 
     return request_stop(run).message
 
 
-def _chat_backend(run: RunDir):
-    from sft_tui.tui.chat_backend import ProcessChatBackend
+def _start_job(run: RunDir, request: JobRequest) -> JobDir:
+    from sft_tui.core.runs.jobs import start_job
 
-    return ProcessChatBackend(run.path)
-
-
-def _after(run: RunDir, command: list[str]) -> tuple[int, str]:
-    """Run `sft-tui <command>` for a finished run in a child process; (exit code, last line of its output)."""
-    import os
-    import subprocess
-    import sys
-
-    log = run.path / f"{command[0]}.log"
-    with log.open("w", encoding="utf-8") as out:
-        code = subprocess.run([sys.executable, "-m", "sft_tui.cli", *command], stdout=out, stderr=subprocess.STDOUT,
-                              env={**os.environ, "SFT_TUI_HOME": str(run.path.parent.parent), "TQDM_DISABLE": "1"}).returncode
-    lines = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error: ")]
-    return code, (errors[-1] if errors else lines[-1] if lines else f"see {log}")
+    return start_job(run, request)
 
 
 def _resume(run: RunDir) -> str:
-    from sft_tui.core.launcher import check_resumable, launch
+    from sft_tui.core.runs.jobs import check_resumable, launch
 
-    check_resumable(run)
-    checkpoint = run.latest_checkpoint()
+    checkpoint = check_resumable(run)
     launch(run, resume=True)
-    return f"resuming {run.id} from {checkpoint.name if checkpoint else 'its checkpoint'}"
+    return f"resuming {run.id} from {checkpoint.name}"
 
 
 class SftApp(App):
@@ -63,11 +49,11 @@ class SftApp(App):
 
     def __init__(self, store: RunStore, sampler: SystemSampler, stop_run: Callable[[RunDir], str] = _stop,
                  resume_run: Callable[[RunDir], str] = _resume, open_run: str | None = None, poll_s: float = 1.0,
-                 launch_fn: Callable[[RunDir], int] | None = None, chat_backend: Callable[[RunDir], object] = _chat_backend,
-                 after_fn: Callable[[RunDir, list[str]], tuple[int, str]] = _after, chat_run: str | None = None):
+                 launch_fn: Callable[[RunDir], int] | None = None, chat_backend: Callable[[RunDir], object] | None = None,
+                 start_job: Callable[[RunDir, JobRequest], JobDir] = _start_job, chat_run: str | None = None):
         super().__init__()
-        self.chat_backend = chat_backend  # run -> a ChatBackend (tests pass a fake)
-        self.after_fn = after_fn  # (run, ["eval", id]) -> (exit code, last line): eval and merge in a child process
+        self.start_job = start_job  # (run, request) -> its job dir: eval, merge and chat jobs (tests pass a fake)
+        self.chat_backend = chat_backend or self._job_chat_backend  # run -> a ChatBackend (tests pass a fake)
         self.chat_run = chat_run
         self.launch_fn = launch_fn  # None: core.launcher.launch (tests pass a fake)
         self.store = store
@@ -76,6 +62,11 @@ class SftApp(App):
         self.resume_run = resume_run
         self.open_run = open_run
         self.poll_s = poll_s
+
+    def _job_chat_backend(self, run: RunDir):
+        from sft_tui.tui.chat_backend import JobChatBackend
+
+        return JobChatBackend(run, self.start_job)
 
     def on_mount(self) -> None:
         self.push_screen("home")

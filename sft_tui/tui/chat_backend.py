@@ -1,22 +1,28 @@
-"""The chat screen's model, in a child process (sft_tui.trainer.chat_server): the TUI never imports torch.
+"""The chat screen's model: a chat job (sft_tui.trainer.chat_server), reached over its Unix socket.
 
-`ProcessChatBackend` speaks the server's JSON lines. Tests pass any object with the same
-three methods (start, reply, close) to the app instead.
+The TUI never imports torch: `JobChatBackend` starts a chat job like any other job
+(detached, supervised, with a status and log under jobs/chat-N/), waits for its status to
+say ready with an endpoint, connects, and speaks JSON lines. Closing the connection ends
+the job. Tests pass any object with the same three methods (start, reply, close).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
+import socket
+import time
+from collections.abc import Callable, Iterator
 from typing import Protocol
+
+from sft_tui.core.runs.liveness import effective_state
+from sft_tui.core.runs.rundir import JobDir, RunDir
+from sft_tui.core.runs.schema import ACTIVE_STATES, JobRequest
+
+READY_TIMEOUT_S = 900.0  # loading two models on a busy CPU box can take minutes
 
 
 class ChatError(Exception):
-    """The model process could not start or answer: a one-line reason."""
+    """The model could not start or answer: a one-line reason."""
 
 
 class ChatBackend(Protocol):
@@ -29,39 +35,63 @@ class ChatBackend(Protocol):
         """Stream the answer of 'tuned' or 'base' to the conversation, piece by piece."""
 
     def close(self) -> None:
-        """Stop the model process."""
+        """End the model job."""
 
 
-class ProcessChatBackend:
-    """Runs `python -m sft_tui.trainer.chat_server RUN_DIR` and talks to it over pipes."""
+class JobChatBackend:
+    """Starts a chat job for a run and talks to it over its socket."""
 
-    def __init__(self, run_dir: Path, max_new_tokens: int = 256):
-        self.run_dir = run_dir
+    def __init__(self, run: RunDir, start_job: Callable[[RunDir, JobRequest], JobDir], max_new_tokens: int = 256):
+        self.run = run
+        self.start_job = start_job
         self.max_new_tokens = max_new_tokens
-        self.process: subprocess.Popen | None = None
+        self.job: JobDir | None = None
+        self.stream = None
+        self.connection: socket.socket | None = None
         self.stopped: bool | None = None  # whether the last answer ended at an end token
 
     def start(self) -> str:
-        """Start the server and wait until its models are loaded."""
-        log = (self.run_dir / "chat.log").open("a", encoding="utf-8")
-        self.process = subprocess.Popen([sys.executable, "-m", "sft_tui.trainer.chat_server", str(self.run_dir)], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1, env={**os.environ, "TQDM_DISABLE": "1"})
+        """Start the job, wait until its models are loaded, connect."""
+        from sft_tui.core.runs.jobs import job_request
+
+        self.job = self.start_job(self.run, job_request("chat"))
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            status, reason = self.job.status_or_reason()
+            if status is not None and status.endpoint:
+                break
+            if status is not None and effective_state(status) not in ACTIVE_STATES:
+                why = f"{status.error.kind}: {status.error.message}" if status.error else status.state
+                raise ChatError(f"the chat job ended before it was ready ({why}); see {self.job.log_path}")
+            time.sleep(0.2)
+        else:
+            raise ChatError(f"the chat job was not ready after {READY_TIMEOUT_S:.0f} s; see {self.job.log_path}")
+        self.connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.connection.connect(status.endpoint)
+        except OSError as exc:
+            raise ChatError(f"could not reach the chat job at {status.endpoint}: {exc.strerror or exc}") from None
+        self.stream = self.connection.makefile("rw", encoding="utf-8")
         message = self._read()
         if "error" in message:
             raise ChatError(message["error"])
         return message.get("note", "")
 
     def _read(self) -> dict:
-        line = self.process.stdout.readline() if self.process and self.process.stdout else ""
+        line = self.stream.readline() if self.stream else ""
         if not line:
-            raise ChatError(f"the model process ended; see {self.run_dir / 'chat.log'}")
+            raise ChatError(f"the chat job ended; see {self.job.log_path if self.job else 'its log'}")
         return json.loads(line)
 
     def reply(self, messages: list[dict], which: str) -> Iterator[str]:
         """Send one request and yield its tokens until the server says done."""
-        assert self.process is not None and self.process.stdin is not None
-        self.process.stdin.write(json.dumps({"messages": messages, "model": which, "max_new_tokens": self.max_new_tokens}) + "\n")
-        self.process.stdin.flush()
+        if self.stream is None:
+            raise ChatError("the chat job is not connected")
+        try:
+            self.stream.write(json.dumps({"messages": messages, "model": which, "max_new_tokens": self.max_new_tokens}) + "\n")
+            self.stream.flush()
+        except OSError as exc:
+            raise ChatError(f"the chat job is gone ({exc.strerror or exc}); leave and open the chat again") from None
         while True:
             message = self._read()
             if "token" in message:
@@ -73,13 +103,11 @@ class ProcessChatBackend:
                 raise ChatError(message["error"])
 
     def close(self) -> None:
-        """Close stdin (the server exits) and make sure it is gone."""
-        if self.process is None:
-            return
-        try:
-            if self.process.stdin:
-                self.process.stdin.close()
-            self.process.wait(timeout=5)
-        except (OSError, subprocess.TimeoutExpired):
-            self.process.kill()
-        self.process = None
+        """Disconnect: the job sees the end of its input and finishes."""
+        for closable in (self.stream, self.connection):
+            try:
+                if closable is not None:
+                    closable.close()
+            except OSError:
+                pass
+        self.stream = self.connection = None

@@ -1,97 +1,87 @@
-"""Past-tense messages that pollers and workers post to the screens. Floods of the same kind coalesce."""
+"""Past-tense messages that workers post to the screens, each carrying typed, frozen data. Floods of one kind coalesce."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from textual.message import Message
 
-from sft_tui.core.runs import RunStatus, RunSummary
-from sft_tui.core.sysmon import GpuSnapshot, HostSample
+from sft_tui.core.runs.compare import Comparison
+from sft_tui.core.runs.schema import RunOverview
+from sft_tui.core.runs.sysmon import GpuSnapshot, HostSample
+from sft_tui.core.runs.watch import RunSnapshot
 
 
-class MetricsAppended(Message):
-    """New metrics rows of the watched run (all rows since the previous message)."""
+@dataclass
+class RunWatched(Message):
+    """A new snapshot of the watched run (status, rows, jobs, log tail)."""
 
-    def __init__(self, rows: tuple[dict[str, Any], ...], restarted: bool = False) -> None:
-        super().__init__()
-        self.rows = rows
-        self.restarted = restarted
-
-
-class RunStateChanged(Message):
-    """The watched run's status, its effective state and the last lines of its log."""
-
-    def __init__(self, status: RunStatus | None, state: str, log_tail: tuple[str, ...]) -> None:
-        super().__init__()
-        self.status = status
-        self.state = state
-        self.log_tail = log_tail
+    snapshot: RunSnapshot
 
     def can_replace(self, message: Message) -> bool:
-        return isinstance(message, RunStateChanged)  # only the newest status matters
+        return isinstance(message, RunWatched)  # the newest snapshot holds every row the older one had
 
 
+@dataclass
 class RunsListed(Message):
     """A fresh list of every run for the home screen."""
 
-    def __init__(self, runs: tuple[RunSummary, ...]) -> None:
-        super().__init__()
-        self.runs = runs
+    runs: tuple[RunOverview, ...]
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RunsListed)
 
 
+@dataclass
+class RunsCompared(Message):
+    """The runs marked for Compare have been read."""
+
+    comparison: Comparison
+
+
+@dataclass
 class SystemSampled(Message):
     """A GPU and host sample."""
 
-    def __init__(self, gpu: GpuSnapshot, host: HostSample) -> None:
-        super().__init__()
-        self.gpu = gpu
-        self.host = host
+    gpu: GpuSnapshot
+    host: HostSample
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, SystemSampled)
 
 
+@dataclass
 class DataInspected(Message):
     """An inspection finished."""
 
-    def __init__(self, report) -> None:
-        super().__init__()
-        self.report = report
+    report: object
 
 
+@dataclass
 class DataInspectFailed(Message):
     """An inspection could not run: the one-line reason."""
 
-    def __init__(self, line: str) -> None:
-        super().__init__()
-        self.line = line
+    line: str
 
 
+@dataclass
 class ChatReady(Message):
-    """The model process has loaded the models."""
+    """The chat job has loaded the models."""
 
-    def __init__(self, note: str) -> None:
-        super().__init__()
-        self.note = note
+    note: str
 
 
+@dataclass
 class ChatTokensArrived(Message):
     """More of the answer being generated."""
 
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
+    text: str
 
 
+@dataclass
 class ChatAnswered(Message):
     """An answer is complete (error: one line when it failed)."""
 
-    def __init__(self, which: str, text: str, error: str = "") -> None:
-        super().__init__()
-        self.which = which
-        self.text = text
-        self.error = error
+    which: str
+    text: str
+    error: str = ""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -29,8 +28,8 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture()
 def make_run(runs_home, tiny_model):
     """A queued run dir from the demo config plus overrides (`section.key=value`)."""
-    from sft_tui.core.config import dump_run_config, load_run_config
-    from sft_tui.core.runs import RunStore
+    from sft_tui.core.config.load import dump_run_config, load_run_config
+    from sft_tui.core.runs.store import RunStore
 
     def make(*overrides: str):
         resolved = load_run_config(DEMO / "demo.toml", [f"model.name={tiny_model}", *overrides])
@@ -39,7 +38,13 @@ def make_run(runs_home, tiny_model):
     return make
 
 
-def run_trainer(run, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+# Deadlines for waiting on real processes. They only bound a failure: a passing test returns
+# as soon as the state it waits for appears. Sized for a loaded 2-core machine (load 10).
+START_S = 300.0  # a job's process is up and has stepped (python + torch imports under load)
+FINISH_S = 900.0  # a short run or job goes from started to done
+
+
+def run_trainer(run, *args: str, env: dict | None = None, timeout: float = FINISH_S) -> subprocess.CompletedProcess:
     """Run `python -m sft_tui.trainer RUN` in the foreground."""
     import os
 
@@ -48,7 +53,7 @@ def run_trainer(run, *args: str, env: dict | None = None, timeout: float = 300) 
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `predicate` until true; fail the test after `timeout` seconds."""
+    """Poll `predicate` until true (a state change); fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -57,6 +62,19 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
 
 
-def metrics(run) -> list[dict]:
-    """Every row of the run's metrics.jsonl."""
-    return [json.loads(line) for line in run.metrics_path.read_text().splitlines() if line.strip()]
+def state(run) -> str:
+    """The effective state of a run or job ('unknown' when its status cannot be read)."""
+    from sft_tui.core.runs.liveness import effective_state
+
+    status, _ = run.status_or_reason()
+    return effective_state(status) if status else "unknown"
+
+
+def train_rows(run) -> list:
+    """Every train row of the run's metrics.jsonl, typed."""
+    return list(run.read_new_rows().train)
+
+
+def events(run) -> list:
+    """Every event row of the run's metrics.jsonl, typed."""
+    return list(run.read_new_rows().events)

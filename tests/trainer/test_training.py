@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from tests.trainer.conftest import metrics, run_trainer
+from tests.trainer.conftest import run_trainer, train_rows
 
-TRAIN_ROW_KEYS = {"step", "epoch", "loss", "learning_rate", "grad_norm", "tokens_per_s", "gpu_mem_gib", "time"}
+TRAIN_ROW_KEYS = {"step", "epoch", "loss", "learning_rate", "grad_norm", "tokens_per_s", "tokens", "wall_s", "gpu_mem_gib", "time", "kind"}
 
 
 @pytest.mark.parametrize("method", ["full", "lora", "qlora"])
@@ -18,14 +18,12 @@ def test_method_trains_saves_and_reports(make_run, method):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     status = run.read_status()
     assert (status.state, status.step, status.max_steps, status.error) == ("completed", 6, 6, None)
-    rows = metrics(run)
-    train_rows = [r for r in rows if "loss" in r]
-    assert train_rows and TRAIN_ROW_KEYS <= set(train_rows[0])
-    assert [r["step"] for r in train_rows] == sorted(r["step"] for r in train_rows)
+    rows = train_rows(run)
+    assert rows and TRAIN_ROW_KEYS <= set(json.loads(run.metrics_path.read_text().splitlines()[1]))  # [0] is the "started" event
+    assert [r.step for r in rows] == sorted(r.step for r in rows) and rows[-1].tokens > rows[0].tokens > 0
     summary = run.read_summary()
-    for key in ("final_loss", "best_loss", "steps", "tokens", "wall_time_s", "tokens_per_s", "peak_gpu_reserved_gib"):
-        assert key in summary
-    assert summary["steps"] == 6 and summary["tokens"] > 0
+    assert summary.steps == 6 and summary.tokens == rows[-1].tokens and summary.final_loss == rows[-1].loss
+    assert summary.wall_time_s > 0 and summary.tokens_per_s > 0 and summary.peak_gpu_reserved_gib is None  # no GPU here
     output = run.model_dir if method == "full" else run.adapter_dir
     assert (output / "tokenizer.json").is_file() and (output / "chat_template.jinja").is_file()
     assert (output / ("config.json" if method == "full" else "adapter_config.json")).is_file()
@@ -53,8 +51,8 @@ def test_messages_data_with_an_eval_fraction_and_default_logging_density(make_ru
     run = make_run(f"data.train={data}", "data.eval=", "data.eval_fraction=0.1", "training.max_steps=100", "training.micro_batch_size=4")
     proc = run_trainer(run)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = metrics(run)
-    assert len([r for r in rows if "loss" in r]) >= 45  # about 50 rows per run by default
-    assert any("eval_loss" in r for r in rows)
+    chunk = run.read_new_rows()
+    assert len(chunk.train) >= 45  # about 50 rows per run by default
+    assert chunk.evals
     assert "data: messages, 108 training rows, 12 eval rows" in proc.stdout
-    assert run.read_summary()["eval_rows"] == 12
+    assert run.read_summary().eval_rows == 12

@@ -1,18 +1,25 @@
-"""The TUI under Pilot, with a store over a temp folder and a fake NVML: no terminal, no trainer."""
+"""The TUI under Pilot, with a store over a temp folder, a fake NVML and fake job starters: no terminal, no trainer, no clock.
+
+Every poll is driven by the test (screen.poll(), then settle) or replaced by a posted
+message; tests wait for workers and message queues, never for time to pass.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from sft_tui.core.runs import RunStatus, RunStore, now_iso
-from sft_tui.core.sysmon import SystemSampler
+from sft_tui.core.runs.schema import EvalRow, JobError, JobOverview, JobStatus, TrainRow, now_iso
+from sft_tui.core.runs.store import RunStore
+from sft_tui.core.runs.sysmon import SystemSampler
 from sft_tui.tui.app import SftApp
 from sft_tui.tui.screens.home import HomeScreen
 from sft_tui.tui.screens.monitor import MonitorScreen
 from sft_tui.tui.widgets.loss_chart import LossChart
+from tests.tui.conftest import NO_TIMERS, settle, until
 from tests.unit.test_sysmon import FakeNvml
 
 
@@ -21,29 +28,28 @@ def store(tmp_path):
     store = RunStore(tmp_path / "home")
     now = datetime.now(timezone.utc)
     live = store.create_run('[model]\nname = "qwen2.5-0.5b"\n[method]\nname = "lora"\n', "qwen2.5-0.5b", "lora", name="live", now=now)
-    live.write_status(RunStatus("running", 999_999, now_iso(), now_iso(), 20, 100, eta_s=80.0))
-    with live.metrics_writer() as writer:
-        for step in range(1, 21):
-            writer.append({"step": step, "loss": 3.0 - step * 0.05, "learning_rate": 2e-4, "grad_norm": 1.0, "tokens_per_s": 900.0,
-                           "gpu_mem_gib": 3.1, "gpu_reserved_gib": 3.5, "time": 0})
+    live.write_status(JobStatus("running", 999_999, now_iso(), now_iso(), step=20, max_steps=100, eta_s=80.0))
+    for step in range(1, 21):
+        live.append_metric(TrainRow(step=step, loss=3.0 - step * 0.05, learning_rate=2e-4, grad_norm=1.0, tokens_per_s=900.0,
+                                    gpu_mem_gib=3.1, gpu_reserved_gib=3.5))
     live.log_path.write_text("[sft-tui] training\n")
     old = (now - timedelta(minutes=10)).isoformat()
     dead = store.create_run('[model]\nname = "llama3.1-8b"\n[method]\nname = "qlora"\n', "llama3.1-8b", "qlora", name="dead", now=now - timedelta(hours=1))
-    dead.write_status(RunStatus("running", 999_998, old, old, 7, 300))
+    dead.write_status(JobStatus("running", 999_998, old, old, step=7, max_steps=300))
     return store
 
 
 def make(store, **kwargs):
     calls = []
     app = SftApp(store, SystemSampler(FakeNvml()), stop_run=lambda run: calls.append(("stop", run.id)) or f"stopping {run.id}",
-                 resume_run=lambda run: calls.append(("resume", run.id)) or f"resuming {run.id}", poll_s=0.2, **kwargs)
+                 resume_run=lambda run: calls.append(("resume", run.id)) or f"resuming {run.id}", poll_s=NO_TIMERS, **kwargs)
     return app, calls
 
 
 async def test_home_lists_runs_and_gpus(store):
     app, _ = make(store)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause(0.5)
+        await settle(pilot)
         home = app.screen
         assert isinstance(home, HomeScreen)
         assert [r.id for r in home.runs] == [r.id for r in store.run_dirs()]
@@ -56,32 +62,32 @@ async def test_monitor_updates_as_rows_are_appended_and_keys_work(store):
     app, calls = make(store)
     live = store.find_run("live")
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause(0.5)
+        await settle(pilot)
         await pilot.press("enter")  # the newest run (live) is first
-        await pilot.pause(0.5)
+        await settle(pilot)
         monitor = app.screen
         assert isinstance(monitor, MonitorScreen) and monitor.run.id == live.id
         chart = monitor.query_one(LossChart)
         assert len(chart.points()[0]) == 20
-        with live.metrics_writer() as writer:
-            for step in range(21, 31):
-                writer.append({"step": step, "loss": 1.0, "tokens_per_s": 950.0, "time": 0})
-            writer.append({"step": 30, "eval_loss": 1.2, "time": 0})
-        await pilot.pause(0.8)
+        for step in range(21, 31):
+            live.append_metric(TrainRow(step=step, loss=1.0, tokens_per_s=950.0))
+        live.append_metric(EvalRow(step=30, eval_loss=1.2))
+        monitor.poll()  # what the screen's timer does every poll_s
+        await settle(pilot)
         xs, _, exs, eys = chart.points()
         assert xs[-1] == 30 and exs == [30.0] and eys == [1.2]
         assert "running" in str(monitor.query_one("#run-title").render())
         await pilot.press("m", "l")
         assert chart.smoothing is False and chart.log_scale is True
         await pilot.press("o")
-        await pilot.pause(0.2)
+        await settle(pilot)
         assert "[sft-tui] training" in "\n".join(app.screen.query_one("#full-log").lines)
         await pilot.press("escape")
         await pilot.press("s")
         await pilot.press("r")
         assert calls == [("stop", live.id), ("resume", live.id)]
         await pilot.press("escape")
-        await pilot.pause(0.2)
+        await settle(pilot)
         assert isinstance(app.screen, HomeScreen)
     assert live.read_status().state == "running"  # leaving the app never touches the run
 
@@ -89,21 +95,19 @@ async def test_monitor_updates_as_rows_are_appended_and_keys_work(store):
 async def test_opening_a_run_directly_and_seeing_its_error(store):
     app, _ = make(store, open_run="dead")
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause(0.6)
+        await settle(pilot)
         assert isinstance(app.screen, MonitorScreen)
         assert "crashed" in str(app.screen.query_one("#run-title").render())
 
 
 async def test_a_failed_run_shows_kind_message_and_hint(store):
-    from sft_tui.core.runs import RunError
-
     run = store.find_run("live")
     status = run.read_status()
-    run.write_status(RunStatus("failed", status.pid, status.started_at, now_iso(), 20, 100,
-                               RunError("oom", "out of memory at step 20", "micro-batch 1 with gradient accumulation 4 fits")))
+    run.write_status(replace(status, state="failed", updated_at=now_iso(),
+                             error=JobError("oom", "out of memory at step 20", "micro-batch 1 with gradient accumulation 4 fits")))
     app, _ = make(store, open_run="live")
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause(0.6)
+        await settle(pilot)
         error = str(app.screen.query_one("#error").render())
         assert "oom" in error and "out of memory at step 20" in error and "gradient accumulation 4 fits" in error
 
@@ -121,19 +125,19 @@ async def test_the_estimator_recomputes_as_fields_change(store):
 
     app, _ = make(store)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause(0.3)
+        await settle(pilot)
         await pilot.press("e")
-        await pilot.pause(0.3)
+        await settle(pilot)
         screen = app.screen
         assert isinstance(screen, EstimateScreen)
         assert "qwen2.5-1.5b · lora · seq 2048" in screen.report and "GPU: NVIDIA A100-SXM4-80GB" in screen.report
         screen.query_one("#seq_len").value = "8192"
         screen.query_one("#gpu_gib").value = "8"
-        await pilot.pause(0.5)
-        assert "seq 8192" in screen.report and "does NOT fit" in screen.report and "to make it fit:" in screen.report
+        # the form recomputes once typing pauses (a debounce timer): wait for the report to change, not for a time
+        await until(pilot, lambda: "seq 8192" in screen.report and "8 GiB GPU" in screen.report, "the estimate to recompute")
+        assert "does NOT fit" in screen.report and "to make it fit:" in screen.report
         screen.query_one("#model").value = "no-such-model"
-        await pilot.pause(0.5)
-        assert "unknown model 'no-such-model'" in screen.report
+        await until(pilot, lambda: "unknown model 'no-such-model'" in screen.report, "the estimate to recompute")
         await pilot.press("escape")
         assert isinstance(app.screen, HomeScreen)
 
@@ -143,15 +147,15 @@ async def test_compare_overlays_marked_runs_and_lists_differences(store):
 
     app, _ = make(store)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause(0.4)
+        await settle(pilot)
         await pilot.press("c")  # nothing marked: a warning, no screen
         assert isinstance(app.screen, HomeScreen)
         await pilot.press("space", "down", "space", "c")
-        await pilot.pause(0.3)
+        await settle(pilot)
         screen = app.screen
         assert isinstance(screen, CompareScreen) and len(screen.runs) == 2
         live = store.find_run("live").id
-        assert len(screen.series[live][0]) == 20
+        assert [len(xs) for run_id, xs, _ in screen.comparison.series if run_id == live] == [20]
         table = screen.query_one("#diff")
         fields = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
         assert {"model.name", "method.name", "final loss"} <= set(fields)
@@ -162,9 +166,9 @@ async def test_the_wizard_asks_then_recommends_and_writes_files(store, tmp_path)
 
     app, _ = make(store)
     async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.pause(0.3)
+        await settle(pilot)
         await pilot.press("w")
-        await pilot.pause(0.2)
+        await settle(pilot)
         screen = app.screen
         assert isinstance(screen, WizardScreen)
         screen.folder = tmp_path
@@ -176,12 +180,12 @@ async def test_the_wizard_asks_then_recommends_and_writes_files(store, tmp_path)
             elif question.key == "labeled_examples":
                 widget.value = "abc"
             await pilot.click("#next")
-            await pilot.pause(0.05)
+            await settle(pilot)
         assert screen.recommendation is not None
         assert (screen.recommendation.approach, screen.recommendation.method) == ("finetune", "qlora")
         assert "recommendation: finetune with qlora on llama3.1-8b" in str(screen.query_one("#result").render())
         await pilot.press("w", "o")
-        await pilot.pause(0.2)
+        await settle(pilot)
         assert (tmp_path / "decision.md").read_text().startswith("# Adaptation decision: finetune with qlora")
         assert 'recipe = "qlora"' in (tmp_path / "run.toml").read_text()
         from sft_tui.tui.screens.launch import LaunchScreen
@@ -193,16 +197,16 @@ async def test_the_wizard_refuses_a_bad_answer_and_stays(store):
 
     app, _ = make(store)
     async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.pause(0.3)
+        await settle(pilot)
         await pilot.press("w")
         screen = app.screen
-        await pilot.pause(0.2)
+        await settle(pilot)
         while screen.spec.questions[screen.index].key != "labeled_examples":
             await pilot.click("#next")
-            await pilot.pause(0.05)
+            await settle(pilot)
         screen.query_one("#value").value = "lots"
         await pilot.click("#next")
-        await pilot.pause(0.05)
+        await settle(pilot)
         assert screen.spec.questions[screen.index].key == "labeled_examples" and "labeled_examples" not in screen.raw
 
 
@@ -215,7 +219,7 @@ async def test_launch_checks_then_launches_through_the_same_code_as_train(store,
     model.mkdir()
     (model / "config.json").write_text(_json.dumps(dict(model_type="llama", hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                                                          num_key_value_heads=2, intermediate_size=128, vocab_size=500)))
-    (model / "model.safetensors").write_bytes(b"")
+    (model / "model.safetensors").write_bytes((2).to_bytes(8, "little") + b"{}")  # a valid header with no tensors
     (model / "tokenizer.json").write_text("{}")
     data = tmp_path / "train.jsonl"
     data.write_text(json.dumps({"instruction": "a", "output": "b"}) + "\n")
@@ -226,18 +230,18 @@ async def test_launch_checks_then_launches_through_the_same_code_as_train(store,
     launched = []
     app, _ = make(store, launch_fn=lambda run: launched.append(run.id) or 4242)
     async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.pause(0.3)
+        await settle(pilot)
         await pilot.press("n")
         screen = app.screen
         assert isinstance(screen, LaunchScreen)
         screen.query_one("#config").value = str(config)
         screen.query_one("#overrides").value = f"data.train={bad}"
         await pilot.click("#check")
-        await pilot.pause(1.0)
+        await settle(pilot)
         assert any(f"{bad}:1: not valid JSON" in line for line in screen.output) and not launched
         screen.query_one("#overrides").value = "training.lr=1e-4, method.lora_r=8"
         await pilot.click("#launch")
-        await pilot.pause(1.5)
+        await settle(pilot)
         assert len(launched) == 1 and isinstance(app.screen, MonitorScreen)
     run = store.find_run(launched[0])
     assert "lr = 0.0001" in run.config_path.read_text() and "lora_r = 8" in run.config_path.read_text()
@@ -248,7 +252,7 @@ async def test_launch_writes_a_config_from_the_fields_when_there_is_none(store, 
 
     app, _ = make(store, launch_fn=lambda run: 1)
     async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.pause(0.3)
+        await settle(pilot)
         await pilot.press("n")
         screen = app.screen
         assert isinstance(screen, LaunchScreen)
@@ -256,7 +260,7 @@ async def test_launch_writes_a_config_from_the_fields_when_there_is_none(store, 
         screen.query_one("#config").value = str(config)
         screen.query_one("#model").value = "qwen2.5-0.5b"
         await pilot.click("#check")
-        await pilot.pause(1.0)
+        await settle(pilot)
         assert config.exists() and 'name = "qwen2.5-0.5b"' in config.read_text()
         # the data file named in the fields does not exist yet: pre-flight stops there, nothing launches
         assert any("dataset file not found" in line for line in screen.output), screen.output
@@ -275,14 +279,14 @@ async def test_the_data_screen_inspects_a_file_and_shows_bad_rows(store, tmp_pat
     app, _ = make(store)
     seen = []
     async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
-        await pilot.pause(0.3)
+        await settle(pilot)
         await pilot.press("d")
         screen = app.screen
         assert isinstance(screen, DataScreen)
         screen.query_one("#data-path").value = str(data)
         await pilot.press("enter")  # the path input has focus: Enter inspects
         await app.workers.wait_for_complete()
-        await pilot.pause(0.3)
+        await settle(pilot)
         assert any(isinstance(m, DataInspected) for m in seen)
         assert screen.report.records == 30 and screen.report.invalid == 1
         assert f"{data}:5: not valid JSON" in str(screen.query_one("#data-details").render())
@@ -291,7 +295,7 @@ async def test_the_data_screen_inspects_a_file_and_shows_bad_rows(store, tmp_pat
         screen.query_one("#data-path").value = str(tmp_path / "missing.jsonl")
         await pilot.click("#data-inspect")
         await app.workers.wait_for_complete()
-        await pilot.pause(0.3)
+        await settle(pilot)
         assert any(isinstance(m, DataInspectFailed) for m in seen) and screen.report is None
         assert "dataset file not found" in str(screen.query_one("#data-summary").render())
         await pilot.press("escape")
@@ -319,7 +323,7 @@ class FakeChat:
 def finished(store):
     """The 'live' run, made into a completed run with a saved adapter and an eval report."""
     run = store.find_run("live")
-    run.write_status(RunStatus("completed", 999_999, now_iso(), now_iso(), 100, 100))
+    run.write_status(JobStatus("completed", 999_999, now_iso(), now_iso(), step=100, max_steps=100))
     run.adapter_dir.mkdir()
     (run.adapter_dir / "adapter_config.json").write_text("{}")
     run.eval_dir.mkdir()
@@ -337,16 +341,16 @@ async def test_chat_streams_answers_and_switches_to_the_base_for_the_same_prompt
     app, _ = make(store, chat_backend=lambda run: fake, chat_run="live")
     seen = []
     async with app.run_test(size=(100, 30), message_hook=seen.append) as pilot:
-        await pilot.pause(0.5)
+        await settle(pilot)
         screen = app.screen
         assert isinstance(screen, ChatScreen) and screen.ready
         await pilot.press(*"hi", "enter")
         await app.workers.wait_for_complete()
-        await pilot.pause(0.2)
+        await settle(pilot)
         assert screen.history == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": '{"a": 1}'}]
         await pilot.press("ctrl+b", "ctrl+r")
         await app.workers.wait_for_complete()
-        await pilot.pause(0.2)
+        await settle(pilot)
         assert [r[0] for r in fake.requests] == ["tuned", "base"]
         assert fake.requests[1][1] == [{"role": "user", "content": "hi"}]  # the same prompt, without the tuned answer
         assert screen.history[-1] == {"role": "assistant", "content": 'base-{"a": 1}'}
@@ -354,48 +358,144 @@ async def test_chat_streams_answers_and_switches_to_the_base_for_the_same_prompt
         text = " ".join(str(w.render()) for w in screen.query("#chat-log Static"))
         assert "tuned" in text and 'base-{"a": 1}' in text
         await pilot.press("escape")
-        await pilot.pause(0.2)
+        await settle(pilot)
     assert fake.closed
 
 
 async def test_chat_refuses_a_run_without_a_model(store):
     app, _ = make(store, chat_backend=lambda run: FakeChat(), chat_run="dead")
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.pause(0.3)
+        await settle(pilot)
         assert isinstance(app.screen, HomeScreen)
 
 
-async def test_a_finished_runs_monitor_offers_eval_chat_and_merge(store):
+class FakeJobs:
+    """start_job that records the request and makes a job folder with a queued status, as the real one does (no process)."""
+
+    def __init__(self):
+        self.requests = []
+
+    def __call__(self, run, request):
+        self.requests.append(request)
+        job = run.job(f"{request.kind}-{sum(r.kind == request.kind for r in self.requests)}")
+        job.path.mkdir(parents=True)
+        job.write_request(request)
+        job.write_status(JobStatus("queued", 0, now_iso(), now_iso(), kind=request.kind, owner=request.owner))
+        return job
+
+
+async def test_a_finished_runs_monitor_starts_eval_and_merge_jobs_and_offers_chat(store):
     run = finished(store)
-    calls = []
-    app, _ = make(store, after_fn=lambda r, command: calls.append(command) or (0, "ok"), chat_backend=lambda r: FakeChat())
+    jobs = FakeJobs()
+    app, _ = make(store, start_job=jobs, chat_backend=lambda r: FakeChat())
     async with app.run_test(size=(120, 30)) as pilot:
-        await pilot.pause(0.3)
+        await settle(pilot)
         app.open_monitor(run.id)
-        await pilot.pause(0.5)
+        await settle(pilot)
         assert isinstance(app.screen, MonitorScreen)
-        await pilot.press("v")
-        await app.workers.wait_for_complete()
-        await pilot.press("x")
-        await app.workers.wait_for_complete()
-        assert calls == [["eval", run.id], ["merge", run.id, "-o", str(run.path / "merged")]]
+        await pilot.press("v", "x")
+        await settle(pilot)
+        assert [(r.kind, r.output) for r in jobs.requests] == [("eval", ""), ("merge", str(run.merged_dir))]
+        assert all(r.owner for r in jobs.requests)  # who asked, for a team on one box
+        lines = str(app.screen.query_one("#jobs").render())
+        assert "eval-1 queued" in lines and "merge-1 queued" in lines
         await pilot.press("t")
-        await pilot.pause(0.3)
+        await settle(pilot)
         from sft_tui.tui.screens.chat import ChatScreen
 
         assert isinstance(app.screen, ChatScreen)
 
 
-async def test_a_running_runs_monitor_does_not_offer_eval(store):
-    calls = []
-    app, _ = make(store, after_fn=lambda r, command: calls.append(command) or (0, "ok"))
+async def test_merge_into_a_non_empty_merged_folder_is_refused_with_the_fix(store):
+    run = finished(store)
+    run.merged_dir.mkdir()
+    (run.merged_dir / "config.json").write_text("{}")
+    jobs = FakeJobs()
+    app, _ = make(store, start_job=jobs)
     async with app.run_test(size=(120, 30)) as pilot:
-        await pilot.pause(0.3)
+        await settle(pilot)
+        app.open_monitor(run.id)
+        await settle(pilot)
+        await pilot.press("x")
+        await settle(pilot)
+        assert jobs.requests == []
+        assert any("output folder is not empty" in n.message for n in app._notifications)
+
+
+async def test_the_monitor_shows_a_jobs_progress_and_its_result_when_it_ends(store):
+    """Snapshots posted as messages, as the watcher would: the job line follows them and the end is announced."""
+    from sft_tui.core.runs.watch import RunSnapshot
+    from sft_tui.tui.messages import RunWatched
+
+    run = finished(store)
+    app, _ = make(store)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        app.open_monitor(run.id)
+        await settle(pilot)
+        monitor = app.screen
+        base = monitor.snapshot
+        running = JobOverview("eval-1", "eval", "running", "tuned: generating 20 answers", 30, 44)
+        monitor.post_message(RunWatched(replace(base, jobs=(running,))))
+        await settle(pilot)
+        assert "eval-1 running: tuned: generating 20 answers 30/44" in str(monitor.query_one("#jobs").render())
+        done = replace(running, state="completed", phase="", result="response loss 3.000 -> 1.000 (base -> tuned, 20 examples)")
+        monitor.post_message(RunWatched(replace(base, jobs=(done,))))
+        await settle(pilot)
+        assert "eval-1 completed: response loss 3.000 -> 1.000" in str(monitor.query_one("#jobs").render())
+        assert any("eval-1 completed: response loss 3.000 -> 1.000" in n.message for n in app._notifications)
+        failed = JobOverview("merge-1", "merge", "failed", error=JobError("disk", "no space left on the device", "free disk space"))
+        monitor.post_message(RunWatched(replace(base, jobs=(done, replace(failed, state="running")))))
+        await settle(pilot)
+        monitor.post_message(RunWatched(replace(base, jobs=(done, failed))))
+        await settle(pilot)
+        assert any(n.message.startswith("merge-1 failed (disk)") and n.severity == "error" for n in app._notifications)
+        assert isinstance(base, RunSnapshot)
+
+
+async def test_a_running_runs_monitor_does_not_offer_eval(store):
+    jobs = FakeJobs()
+    app, _ = make(store, start_job=jobs)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
         app.open_monitor("live")
-        await pilot.pause(0.5)
+        await settle(pilot)
         await pilot.press("v", "x")
-        await pilot.pause(0.2)
-        assert calls == []
+        await settle(pilot)
+        assert jobs.requests == []
+
+
+async def test_a_failing_worker_is_shown_not_silent(store):
+    app, _ = make(store)
+    app.store.list_runs = lambda: (_ for _ in ()).throw(PermissionError(13, "Permission denied", str(store.runs_dir)))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert any("listing the runs failed: PermissionError" in n.message and n.severity == "error" for n in app._notifications)
+
+
+async def test_home_keeps_listing_when_one_runs_status_is_broken(store):
+    broken = store.find_run("dead")
+    broken.status_path.write_text(broken.status_path.read_text().replace('"updated_at": "', '"updated_at": "yesterday'))
+    app, _ = make(store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        home = app.screen
+        assert {r.id: r.state for r in home.runs}[broken.id] == "unknown" and len(home.runs) == 2
+        assert "not an ISO-8601 time" in str(home.query_one("#empty").render())
+
+
+async def test_home_updates_cells_in_place_so_the_cursor_stays(store):
+    app, _ = make(store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        home = app.screen
+        await pilot.press("down")
+        live = store.find_run("live")
+        live.append_metric(TrainRow(step=21, loss=0.5))
+        home.poll()
+        await settle(pilot)
+        table = home.query_one("#runs")
+        assert table.cursor_row == 1 and "0.5000" in [str(c) for c in table.get_row(live.id)]
 
 
 async def test_compare_shows_eval_results(store):
@@ -406,9 +506,9 @@ async def test_compare_shows_eval_results(store):
     run = finished(store)
     app, _ = make(store)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause(0.3)
+        await settle(pilot)
         app.push_screen(CompareScreen([run, store.find_run("dead")]))
-        await pilot.pause(0.5)
+        await settle(pilot)
         table = app.screen.query_one("#diff", DataTable)
         rows = [table.get_row_at(i) for i in range(table.row_count)]
         assert ["eval: response loss (held-out answers)", "3.000 -> 1.000", "-"] in [list(map(str, r)) for r in rows]

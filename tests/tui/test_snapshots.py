@@ -10,9 +10,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from sft_tui.core.runs import RunError, RunStatus, RunStore
-from sft_tui.core.sysmon import HostSample, SystemSampler
+from sft_tui.core.runs.schema import EvalRow, JobError, JobStatus, TrainRow
+from sft_tui.core.runs.store import RunStore
+from sft_tui.core.runs.sysmon import HostSample, SystemSampler
 from sft_tui.tui.app import SftApp
+from tests.tui.conftest import NO_TIMERS, settle
 from tests.unit.test_sysmon import FakeNvml
 
 FROZEN = datetime(2026, 11, 22, 9, 30, tzinfo=timezone.utc)
@@ -33,26 +35,22 @@ def frozen_store(tmp_path):
     store = RunStore(tmp_path / "home")
     stamp = FROZEN.isoformat()
     done = store.create_run('[model]\nname = "qwen2.5-1.5b"\n[method]\nname = "lora"\n', "qwen2.5-1.5b", "lora", name="json-lora", now=FROZEN)
-    done.write_status(RunStatus("completed", 4242, stamp, stamp, 300, 300))
-    with done.metrics_writer() as writer:
-        for step in range(1, 301, 3):
-            writer.append({"step": step, "loss": 0.6 + 2.4 / (1 + step / 25), "learning_rate": 2e-4 * (1 - step / 300), "grad_norm": 0.8,
-                           "tokens_per_s": 4100.0, "gpu_mem_gib": 9.5, "gpu_reserved_gib": 11.2, "time": 0})
-            if step % 60 == 1:
-                writer.append({"step": step, "eval_loss": 0.7 + 2.4 / (1 + step / 25), "time": 0})
+    done.write_status(JobStatus("completed", 4242, stamp, stamp, step=300, max_steps=300))
+    for step in range(1, 301, 3):
+        done.append_metric(TrainRow(step=step, loss=0.6 + 2.4 / (1 + step / 25), learning_rate=2e-4 * (1 - step / 300), grad_norm=0.8,
+                                    tokens_per_s=4100.0, gpu_mem_gib=9.5, gpu_reserved_gib=11.2))
+        if step % 60 == 1:
+            done.append_metric(EvalRow(step=step, eval_loss=0.7 + 2.4 / (1 + step / 25)))
     done.log_path.write_text("[sft-tui] data: alpaca, 4,800 training rows, 200 eval rows\n[sft-tui] completed at step 300: loss 3.0 -> 0.83\n")
     oom = store.create_run('[model]\nname = "llama3.1-8b"\n[method]\nname = "lora"\n', "llama3.1-8b", "lora", name="big", now=FROZEN.replace(hour=10))
-    oom.write_status(RunStatus("failed", 4343, stamp, stamp, 12, 500, RunError("oom", "out of memory at step 12; peak reserved 79.2 of 79.6 GiB",
-                                                                                "the estimator says this fits in 80 GiB: gradient checkpointing on (about 38.1 GiB)")))
+    oom.write_status(JobStatus("failed", 4343, stamp, stamp, step=12, max_steps=500,
+                               error=JobError("oom", "out of memory at step 12; peak reserved 79.2 of 79.6 GiB",
+                                              "the estimator says this fits in 80 GiB: gradient checkpointing on (about 38.1 GiB)")))
     return store
 
 
 def app_for(store, **kwargs):
-    return SftApp(store, FixedSampler(), poll_s=0.5, **kwargs)
-
-
-async def settle(pilot):
-    await pilot.pause(0.8)
+    return SftApp(store, FixedSampler(), poll_s=NO_TIMERS, **kwargs)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
@@ -68,9 +66,9 @@ def test_monitor(snap_compare, frozen_store, size):
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
 def test_estimator(snap_compare, frozen_store, size):
     async def open_estimator(pilot):
-        await pilot.pause(0.3)
+        await settle(pilot)
         await pilot.press("e")
-        await pilot.pause(0.8)
+        await settle(pilot)
 
     assert snap_compare(app_for(frozen_store), terminal_size=size, run_before=open_estimator)
 
@@ -86,13 +84,12 @@ def test_data_screen_inspecting_the_demo_data(snap_compare, frozen_store, monkey
     monkeypatch.chdir(Path(__file__).resolve().parents[2])  # a relative path keeps the picture the same on every machine
 
     async def inspect(pilot):
-        await pilot.pause(0.3)
+        await settle(pilot)
         await pilot.press("d")
-        await pilot.pause(0.2)
+        await settle(pilot)
         pilot.app.screen.query_one("#data-path").value = "assets/demo/train.jsonl"
         pilot.app.screen.query_one("#data-seq-len").value = "40"
         await pilot.click("#data-inspect")
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause(0.5)
+        await settle(pilot)
 
     assert snap_compare(app_for(frozen_store), terminal_size=(120, 40), run_before=inspect)

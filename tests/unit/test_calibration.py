@@ -28,8 +28,8 @@ def test_dry_run_builds_and_trains_every_recipe_on_the_cpu():
 
 
 def test_report_computes_errors_against_the_current_estimator(tmp_path, capsys):
-    from sft_tui.core.estimator import estimate_memory
-    from sft_tui.core.modelspec import spec_from_preset
+    from sft_tui.core.estimate.memory import estimate_memory
+    from sft_tui.core.models.modelspec import spec_from_preset
 
     path = tmp_path / "m.csv"
     points = harness.grid("quick")[:3]

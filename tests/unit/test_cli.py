@@ -10,7 +10,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from sft_tui import __version__
-from sft_tui.core.runs import RunStatus, RunStore
+from sft_tui.core.runs.schema import JobStatus, TrainRow
+from sft_tui.core.runs.store import RunStore
 
 CONTRACT = ["demo", "wizard", "estimate", "data", "train", "runs", "watch", "stop", "resume", "eval", "merge", "chat"]
 DATA_COMMANDS = [
@@ -70,16 +71,15 @@ def test_runs_lists_store_made_runs_and_flags_crashes(cli, runs_home):
     old = (now - timedelta(minutes=5)).isoformat()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    crashed.write_status(RunStatus("running", dead.pid, old, old, 12, 300))
+    crashed.write_status(JobStatus("running", dead.pid, old, old, step=12, max_steps=300))
     done = store.create_run('[model]\nname = "smollm2-135m"\n[method]\nname = "lora"\n', "smollm2-135m", "lora", now=now)
-    done.write_status(RunStatus("completed", 1, old, now.isoformat(), 300, 300))
-    with done.metrics_writer() as writer:
-        writer.append({"step": 300, "loss": 0.4321})
+    done.write_status(JobStatus("completed", 1, old, now.isoformat(), step=300, max_steps=300))
+    done.append_metric(TrainRow(step=300, loss=0.4321))
     listed = json.loads(cli("runs", "--json").out)
     assert [r["id"] for r in listed] == [done.id, crashed.id]
     assert (listed[0]["state"], listed[0]["model"], listed[0]["method"], listed[0]["last_loss"]) == ("completed", "smollm2-135m", "lora", 0.4321)
     assert (listed[1]["state"], listed[1]["step"], listed[1]["max_steps"]) == ("crashed", 12, 300)
-    for key in ("id", "state", "model", "method", "step", "max_steps", "last_loss", "started_at", "updated_at"):
+    for key in ("id", "state", "model", "method", "step", "max_steps", "last_loss", "started_at", "updated_at", "owner", "jobs"):
         assert key in listed[0]
     table = cli("runs").out
     assert "crashed" in table and "300/300" in table and "0.4321" in table
@@ -151,8 +151,8 @@ def test_gpu_json(cli):
 def test_errors_from_a_real_process_have_no_traceback(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[model]\nname = \n")
-    proc = subprocess.run([sys.executable, "-m", "sft_tui.cli", "config", "check", str(bad)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "sft_tui.cli.main", "config", "check", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: {bad}:2: invalid TOML") and proc.stderr.count("\n") == 1
-    proc = subprocess.run([sys.executable, "-m", "sft_tui.cli", "config", "check"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "sft_tui.cli.main", "config", "check"], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr  # Typer's own usage errors

@@ -34,8 +34,8 @@ def test_gpu_gib_and_no_gpu(cli):
 
 
 def test_detected_gpu_comes_from_nvml():
-    from sft_tui.cli_estimate import resolve_gpu
-    from sft_tui.core.sysmon import SystemSampler
+    from sft_tui.cli.estimate import resolve_gpu
+    from sft_tui.core.runs.sysmon import SystemSampler
 
     target = resolve_gpu(None, None, sampler=SystemSampler(FakeNvml()))
     assert target.name == "NVIDIA A100-SXM4-80GB" and target.memory_gib == 80.0

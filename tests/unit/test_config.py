@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sft_tui.core import config as cfgmod
-from sft_tui.core import presets
+from sft_tui.core.config import load as cfgmod
+from sft_tui.core.models import presets
 from sft_tui.core.errors import UserError
 
 BASE = '[model]\nname = "smollm2-135m"\n\n[data]\ntrain = "train.jsonl"\n'
@@ -178,7 +178,7 @@ def test_example_config_is_valid():
 
 
 def test_starter_config_is_valid_and_commented(tmp_path):
-    from sft_tui.core.config_init import starter_config_text
+    from sft_tui.core.config.starter import starter_config_text
 
     text = starter_config_text(model="qwen2.5-0.5b", recipe="qlora", data="d.jsonl")
     resolved = load(tmp_path, text)

@@ -7,12 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from sft_tui.core import estimate_fit as fit
-from sft_tui.core import estimator as est
+from sft_tui.core.estimate import fit as fit
+from sft_tui.core.estimate import memory as est
 from sft_tui.core.errors import UserError
-from sft_tui.core.gpus import GPUS, gpu_by_name
-from sft_tui.core.modelspec import spec_from_preset
-from sft_tui.core.presets import list_model_presets
+from sft_tui.core.models.gpus import GPUS, gpu_by_name
+from sft_tui.core.models.modelspec import spec_from_preset
+from sft_tui.core.models.presets import list_model_presets
 
 PRESETS = [p.name for p in list_model_presets()]
 GIB = 1024**3
@@ -42,7 +42,7 @@ def test_lora_trainable_count_matches_peft(name, targets):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     peft = pytest.importorskip("peft")
-    from sft_tui.core.presets import load_model_preset
+    from sft_tui.core.models.presets import load_model_preset
 
     spec = spec_from_preset(name)
     data = load_model_preset(name)
@@ -189,7 +189,7 @@ def test_json_has_the_contract_keys():
 
 
 def test_settings_follow_a_run_config(tmp_path):
-    from sft_tui.core.config import load_run_config
+    from sft_tui.core.config.load import load_run_config
 
     path = tmp_path / "run.toml"
     path.write_text('recipe = "qlora"\n[model]\nname = "qwen2.5-7b"\n[data]\ntrain = "x.jsonl"\npacking = true\n'
@@ -215,7 +215,7 @@ def test_gpu_table_and_names():
     assert gpu_by_name("A100-80GB").key == "a100-80gb" and gpu_by_name("RTX 4090").key == "rtx4090"
     with pytest.raises(UserError, match="unknown GPU 'b9000'"):
         gpu_by_name("b9000")
-    from sft_tui.core.gpus import gpu_from_nvml_name
+    from sft_tui.core.models.gpus import gpu_from_nvml_name
 
     assert gpu_from_nvml_name("NVIDIA A100-SXM4-40GB", 39.4).key == "a100-40gb"
     assert gpu_from_nvml_name("NVIDIA H100 PCIe", 79.6).key == "h100-pcie"

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import pytest
 
-from sft_tui.core import estimator as est
-from sft_tui.core.modelspec import spec_from_hf_config
+from sft_tui.core.estimate import memory as est
+from sft_tui.core.models.modelspec import spec_from_hf_config
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sft_tui.core.errors import UserError
-from sft_tui.core.eval_checks import Answer, check_answer, choose_checks, score_answers
-from sft_tui.core.eval_report import metric_rows, render_markdown, verdict
+from sft_tui.core.evaluate.checks import Answer, check_answer, choose_checks, score_answers
+from sft_tui.core.evaluate.report import metric_rows, render_markdown, verdict
 
 
 def test_auto_adds_json_checks_only_when_most_references_are_json():

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sft_tui.core import modelspec, presets
+from sft_tui.core.models import modelspec
+from sft_tui.core.models import presets
 from sft_tui.core.errors import UserError
 
 PRESETS = [p.name for p in presets.list_model_presets()]

@@ -60,7 +60,7 @@ def test_installed_wheel_finds_presets_away_from_the_checkout(wheel, tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile", "--target", str(target), str(wheel)],
                    check=True, capture_output=True)
     probe = (
-        "import sft_tui; from sft_tui.core import presets, modelspec\n"
+        "import sft_tui; from sft_tui.core.models import presets, modelspec\n"
         "print(sft_tui.__file__); print(presets.presets_dir()); print(presets.assets_dir())\n"
         "print(len(presets.list_model_presets()), modelspec.resolve_model('llama3.1-8b').count_parameters().total)\n"
     )

@@ -1,4 +1,4 @@
-"""The run-directory store: ids, atomic status, torn metrics lines, crash detection, the lock."""
+"""The run store: ids, atomic status, torn metrics lines, crash detection, the lock, listing that survives a broken run."""
 
 from __future__ import annotations
 
@@ -10,14 +10,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from sft_tui.core import runs
 from sft_tui.core.errors import UserError
-from sft_tui.core.runs import RunStatus, RunStore
+from sft_tui.core.runs import liveness, metrics
+from sft_tui.core.runs.rundir import RunDir
+from sft_tui.core.runs.schema import EvalRow, JobError, JobStatus, TrainRow, now_iso
+from sft_tui.core.runs.store import RunStore, runs_home
 
 NOW = datetime(2026, 11, 22, 3, 30, 0, tzinfo=timezone.utc)
 
 
-def make_run(store: RunStore, model: str = "smollm2-135m", method: str = "lora", now: datetime = NOW) -> runs.RunDir:
+def make_run(store: RunStore, model: str = "smollm2-135m", method: str = "lora", now: datetime = NOW) -> RunDir:
     text = f'[model]\nname = "{model}"\n[method]\nname = "{method}"\n'
     return store.create_run(text, model, method, now=now)
 
@@ -30,7 +32,7 @@ def test_empty_home_lists_nothing(runs_home):
 def test_home_defaults_to_sft_runs_in_the_current_folder(tmp_path, monkeypatch):
     monkeypatch.delenv("SFT_TUI_HOME", raising=False)
     monkeypatch.chdir(tmp_path)
-    assert runs.runs_home() == tmp_path.resolve() / "sft-runs"
+    assert runs_home() == tmp_path.resolve() / "sft-runs"
 
 
 def test_create_run_makes_a_readable_unique_id(runs_home):
@@ -40,56 +42,57 @@ def test_create_run_makes_a_readable_unique_id(runs_home):
     assert second.id == first.id + "-2" and third.id == first.id + "-3"
     status = first.read_status()
     assert status.state == "queued" and status.pid == 0 and status.started_at.startswith("2026-11-22T03:30:00")
+    assert status.owner and status.host  # who started it, for a team on one box
     assert first.config_identity() == ("Qwen/Qwen2.5-7B", "qlora")
 
 
 def test_status_is_written_atomically_and_round_trips(runs_home):
     run = make_run(RunStore())
-    status = RunStatus("failed", 123, NOW.isoformat(), NOW.isoformat(), 7, 100,
-                       runs.RunError("oom", "CUDA out of memory", "lower micro_batch_size"), eta_s=12.5)
+    status = JobStatus("failed", 123, NOW.isoformat(), NOW.isoformat(), step=7, max_steps=100,
+                       error=JobError("oom", "CUDA out of memory", "lower micro_batch_size"), eta_s=12.5)
     run.write_status(status)
     assert run.read_status() == status
     assert sorted(p.name for p in run.path.iterdir()) == ["config.toml", "status.json"]  # no temp files left
     data = json.loads(run.status_path.read_text())
-    assert set(data) >= {"state", "pid", "started_at", "updated_at", "step", "max_steps", "error"}
+    assert set(data) >= {"state", "pid", "started_at", "updated_at", "step", "max_steps", "error", "kind", "owner", "format"}
     assert data["error"] == {"kind": "oom", "message": "CUDA out of memory", "hint": "lower micro_batch_size"}
     with pytest.raises(ValueError):
-        run.write_status(RunStatus("crashed", 1, NOW.isoformat(), NOW.isoformat()))  # derived, never written
+        run.write_status(JobStatus("crashed", 1, NOW.isoformat(), NOW.isoformat()))  # derived, never written
 
 
 def test_metrics_reader_waits_for_a_torn_last_line(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_bytes(b'{"step":1,"loss":2.0}\n{"step":2,"loss":1.5}\n{"step":3,"lo')
-    chunk = runs.read_new_metrics(path, 0)
-    assert [r["step"] for r in chunk.rows] == [1, 2]
+    chunk = metrics.read_new_rows(path, 0)
+    assert [r.step for r in chunk.rows] == [1, 2]
     assert chunk.offset == len(b'{"step":1,"loss":2.0}\n{"step":2,"loss":1.5}\n')
     with path.open("ab") as handle:
-        handle.write(b'ss":1.2}\nnot json\n[1]\n{"step":4,"loss":1.0}\n')
-    chunk = runs.read_new_metrics(path, chunk.offset)
-    assert [r["step"] for r in chunk.rows] == [3, 4]
-    assert chunk.skipped_lines == 2
-    assert runs.read_new_metrics(path, chunk.offset).rows == ()
+        handle.write(b'ss":1.2}\nnot json\n[1]\n{"step":"x","loss":1}\n{"step":4,"loss":1.0}\n')
+    chunk = metrics.read_new_rows(path, chunk.offset)
+    assert [r.step for r in chunk.rows] == [3, 4]
+    assert chunk.skipped_lines == 3  # not JSON, not an object, a step that is not a number
+    assert metrics.read_new_rows(path, chunk.offset).rows == ()
 
 
 def test_metrics_reader_restarts_when_the_file_was_replaced(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    path.write_text('{"step":1}\n{"step":2}\n')
-    offset = runs.read_new_metrics(path).offset
-    path.write_text('{"step":9}\n')
-    chunk = runs.read_new_metrics(path, offset)
-    assert chunk.restarted and [r["step"] for r in chunk.rows] == [9]
-    assert runs.read_new_metrics(tmp_path / "missing.jsonl", 10) == runs.MetricsChunk((), 0)
+    path.write_text('{"step":1,"loss":1}\n{"step":2,"loss":1}\n')
+    offset = metrics.read_new_rows(path).offset
+    path.write_text('{"step":9,"loss":1}\n')
+    chunk = metrics.read_new_rows(path, offset)
+    assert chunk.restarted and [r.step for r in chunk.rows] == [9]
+    assert metrics.read_new_rows(tmp_path / "missing.jsonl", 10) == metrics.MetricsChunk((), 0)
 
 
-def test_metrics_writer_appends_flushed_rows_and_nulls_nan(runs_home):
+def test_metrics_rows_are_typed_flushed_and_nan_becomes_null(runs_home):
     run = make_run(RunStore())
-    writer = run.metrics_writer()
-    writer.append({"step": 1, "loss": float("nan"), "grad_norm": float("inf")})
-    writer.append({"step": 2, "loss": 0.5})
-    # flushed: another reader sees the rows before the writer closes
-    assert [r["loss"] for r in run.read_new_metrics().rows] == [None, 0.5]
-    writer.close()
-    assert json.loads(run.metrics_path.read_text().splitlines()[0]) == {"step": 1, "loss": None, "grad_norm": None}
+    run.append_metric(TrainRow(step=1, loss=float("nan"), grad_norm=float("inf")))
+    run.append_metric(TrainRow(step=2, loss=0.5))
+    run.append_metric(EvalRow(step=2, eval_loss=0.7))
+    chunk = run.read_new_rows()
+    assert [r.loss for r in chunk.train] == [None, 0.5] and [r.eval_loss for r in chunk.evals] == [0.7]
+    first = json.loads(run.metrics_path.read_text().splitlines()[0])
+    assert first["kind"] == "train" and first["loss"] is None and first["grad_norm"] is None
 
 
 def test_last_loss_comes_from_the_tail_of_a_long_file(tmp_path):
@@ -98,13 +101,12 @@ def test_last_loss_comes_from_the_tail_of_a_long_file(tmp_path):
         for step in range(5000):
             handle.write(json.dumps({"step": step, "loss": 1.0 / (step + 1), "pad": "x" * 40}) + "\n")
         handle.write(json.dumps({"step": 5000, "eval_loss": 0.3}) + "\n")
-    assert runs.last_metrics_row(path)["step"] == 4999
-    assert runs.last_metrics_row(path, "eval_loss")["step"] == 5000
+    assert metrics.last_train_row(path).step == 4999
 
 
-def _status(state: str, pid: int, age_s: float) -> RunStatus:
+def _status(state: str, pid: int, age_s: float) -> JobStatus:
     updated = (NOW - timedelta(seconds=age_s)).isoformat()
-    return RunStatus(state, pid, (NOW - timedelta(hours=1)).isoformat(), updated, 10, 100)
+    return JobStatus(state, pid, (NOW - timedelta(hours=1)).isoformat(), updated, step=10, max_steps=100)
 
 
 @pytest.mark.parametrize(
@@ -120,20 +122,20 @@ def _status(state: str, pid: int, age_s: float) -> RunStatus:
     ],
 )
 def test_effective_state(state, alive, age, expected):
-    assert runs.effective_state(_status(state, 4242, age), NOW, alive=lambda pid, after: alive) == expected
+    assert liveness.effective_state(_status(state, 4242, age), NOW, alive=lambda pid, after: alive) == expected
 
 
 def test_pid_liveness_with_real_processes():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        assert runs.pid_is_alive(child.pid)
+        assert liveness.pid_is_alive(child.pid)
         # a pid whose process started after the heartbeat it claims is a reused pid
-        assert not runs.pid_is_alive(child.pid, datetime.now(timezone.utc) - timedelta(hours=1))
+        assert not liveness.pid_is_alive(child.pid, datetime.now(timezone.utc) - timedelta(hours=1))
     finally:
         child.kill()
         child.wait()
-    assert not runs.pid_is_alive(child.pid)
-    assert not runs.pid_is_alive(0)
+    assert not liveness.pid_is_alive(child.pid)
+    assert not liveness.pid_is_alive(0)
 
 
 def test_listing_flags_a_dead_run_with_a_stale_heartbeat_as_crashed(runs_home):
@@ -142,23 +144,41 @@ def test_listing_flags_a_dead_run_with_a_stale_heartbeat_as_crashed(runs_home):
     child.wait()
     dead = make_run(store, "llama3.1-8b", "qlora", now=NOW)
     old = (datetime.now(timezone.utc) - timedelta(minutes=5)).isoformat()
-    dead.write_status(RunStatus("running", child.pid, old, old, 40, 200))
+    dead.write_status(JobStatus("running", child.pid, old, old, step=40, max_steps=200))
     live = make_run(store, "smollm2-135m", "lora", now=NOW + timedelta(seconds=1))
-    fresh = runs.now_iso()
-    live.write_status(RunStatus("running", 999_999, fresh, fresh, 5, 50))
-    with live.metrics_writer() as writer:
-        writer.append({"step": 5, "loss": 0.75})
+    fresh = now_iso()
+    live.write_status(JobStatus("running", 999_999, fresh, fresh, step=5, max_steps=50))
+    live.append_metric(TrainRow(step=5, loss=0.75))
     listed = {s.id: s for s in store.list_runs()}
     assert listed[dead.id].state == "crashed" and listed[dead.id].step == 40
     assert listed[live.id].state == "running" and listed[live.id].last_loss == 0.75
     assert [s.id for s in store.list_runs()] == [live.id, dead.id]  # newest first
 
 
-def test_a_run_without_status_is_listed_as_unknown(runs_home):
+@pytest.mark.parametrize("content, reason", [
+    ("{not json", "status.json: not valid JSON"),
+    (None, "status.json is missing"),
+    ('{"state": "running", "pid": 1, "started_at": "2026-11-22T03:30:00+00:00", "updated_at": "yesterday"}',
+     "status.json: field 'updated_at': not an ISO-8601 time: 'yesterday'"),
+    ('{"state": "runing", "pid": 1, "started_at": "2026-11-22T03:30:00+00:00", "updated_at": "2026-11-22T03:30:00+00:00"}',
+     "status.json: field 'state': unknown state 'runing'"),
+    ('{"state": "running", "pid": "one", "started_at": "2026-11-22T03:30:00+00:00", "updated_at": "2026-11-22T03:30:00+00:00"}',
+     "status.json: field 'pid': expected a whole number, got 'one'"),
+    (b'{"state": "running\xff"}', "status.json: not UTF-8 (byte 0xff at offset 18)"),
+])
+def test_one_broken_run_is_listed_as_unknown_with_the_reason_and_hides_no_other(runs_home, content, reason):
     store = RunStore()
-    run = make_run(store)
-    run.status_path.write_text("{not json")
-    assert store.list_runs()[0].state == "unknown"
+    good = make_run(store, now=NOW)
+    broken = make_run(store, now=NOW + timedelta(seconds=1))
+    if content is None:
+        broken.status_path.unlink()
+    elif isinstance(content, bytes):
+        broken.status_path.write_bytes(content)
+    else:
+        broken.status_path.write_text(content)
+    listed = {o.id: o for o in store.list_runs()}
+    assert listed[broken.id].state == "unknown" and listed[broken.id].reason.startswith(reason)
+    assert listed[good.id].state == "crashed" and listed[good.id].reason == ""  # queued a day ago, no process: crashed, but readable
 
 
 def test_find_run_by_id_prefix_and_latest(runs_home):
@@ -179,7 +199,7 @@ def test_find_run_by_id_prefix_and_latest(runs_home):
 _HOLD_LOCK = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from sft_tui.core.runs import RunDir
+    from sft_tui.core.runs.rundir import RunDir
     lock = RunDir(Path(sys.argv[1])).lock().acquire()
     print("locked", flush=True)
     time.sleep(60)
@@ -200,3 +220,22 @@ def test_lock_keeps_a_second_owner_out_and_dies_with_its_holder(runs_home):
         assert run.path.joinpath(".lock").read_text() == str(__import__("os").getpid())
     with run.lock():  # released on exit, can be taken again
         pass
+
+
+def test_compare_uses_the_summary_until_a_resume_makes_it_stale(runs_home):
+    from sft_tui.core.runs.compare import compare_runs, final_numbers
+    from sft_tui.core.runs.schema import TrainSummary
+
+    store = RunStore()
+    run = make_run(store)
+    other = make_run(store, "qwen2.5-7b", "qlora", now=NOW + timedelta(seconds=1))
+    for step in (1, 2, 3):
+        run.append_metric(TrainRow(step=step, loss=2.0 / step, tokens_per_s=100.0))
+    run.write_summary(TrainSummary(state="stopped", steps=3, max_steps=9, final_loss=0.6667, tokens_per_s=90.0))
+    assert final_numbers(run) == ["0.6667", "-", "3", "90"]
+    run.mark_summary_stale()  # what a resume does first
+    run.append_metric(TrainRow(step=4, loss=0.4, tokens_per_s=110.0))
+    assert run.read_summary().stale
+    assert final_numbers(run) == ["0.4 (live)", "-", "4 (live)", "110 (live)"]
+    comparison = compare_runs([run, other])
+    assert comparison.series[0][1] == (1.0, 2.0, 3.0, 4.0) and ("model.name", "smollm2-135m", "qwen2.5-7b") in comparison.rows

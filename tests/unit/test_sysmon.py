@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from types import SimpleNamespace
 
-from sft_tui.core.sysmon import NO_GPU, SystemSampler
+from sft_tui.core.runs.sysmon import NO_GPU, SystemSampler
 
 
 class NVMLError(Exception):

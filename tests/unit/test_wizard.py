@@ -7,7 +7,7 @@ import json
 import pytest
 
 from sft_tui.core.errors import UserError
-from sft_tui.core.wizard import load_spec, recommend, validate_answers
+from sft_tui.core.decide.wizard import load_spec, recommend, validate_answers
 
 SPEC = load_spec()
 

@@ -166,12 +166,6 @@ def _usable(record: Record) -> Example:
     return record.example
 
 
-def iter_examples(path: Path, fmt: str = "auto") -> Iterator[Example]:
-    """Normalised examples of a file; the format is detected from the first row when 'auto'. Stops at the first bad row."""
-    for record in iter_records(path, fmt):
-        yield _usable(record)
-
-
 @dataclass(frozen=True)
 class LoadedData:
     """A whole file: its format, the usable examples, and rows skipped with the reason."""

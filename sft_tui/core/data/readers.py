@@ -45,12 +45,22 @@ def iter_rows(path: Path) -> Iterator[tuple[str, dict[str, Any] | RowError]]:
     yield from reader(path)
 
 
+def not_utf8(raw: bytes, exc: UnicodeDecodeError) -> str:
+    """The reason a byte string is not UTF-8, pointing at the first bad byte (columns count bytes, from 1)."""
+    return f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+
+
 def _jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any] | RowError]]:
-    with path.open(encoding="utf-8", errors="strict") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+    with path.open("rb") as handle:  # bytes: a row that is not UTF-8 is one bad row, not the end of the file
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield where, RowError(where, not_utf8(raw, exc))
+                continue
             try:
                 row = json.loads(line.rstrip("\r\n"))  # without the newline, a cut-off row reports its real column
             except json.JSONDecodeError as exc:
@@ -60,7 +70,14 @@ def _jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any] | RowError]]:
 
 
 def _json_array(path: Path) -> Iterator[tuple[str, dict[str, Any] | RowError]]:
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:  # one JSON document: the file as a whole cannot be read
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        line = raw.count(b"\n", 0, exc.start) + 1
+        reason = f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start - line_start + 1})"
+        raise UserError(reason, f"{path}:{line}", "re-save the file as UTF-8, or as JSONL so one bad row can be skipped") from None
     decoder = json.JSONDecoder()
     position = _skip_space(text, 0)
     if position < len(text) and text[position] == "{":  # a single object holding the rows, e.g. {"data": [...]}
@@ -90,8 +107,17 @@ def _skip_space(text: str, position: int) -> int:
     return position
 
 
+def _bad_byte(text: str) -> int | None:
+    """The first byte that was not UTF-8 in text decoded with errors='surrogateescape'."""
+    for char in text:
+        if "\udc80" <= char <= "\udcff":
+            return ord(char) - 0xDC00
+    return None
+
+
 def _csv(path: Path) -> Iterator[tuple[str, dict[str, Any] | RowError]]:
-    with path.open(encoding="utf-8", newline="") as handle:
+    # surrogateescape keeps undecodable bytes as markers, so one bad record is reported and the rest are read
+    with path.open(encoding="utf-8", errors="surrogateescape", newline="") as handle:
         reader = csv.DictReader(handle)
         line = 1
         for row in reader:
@@ -99,6 +125,10 @@ def _csv(path: Path) -> Iterator[tuple[str, dict[str, Any] | RowError]]:
             line = reader.line_num
             if None in row:
                 yield where, RowError(where, "more values than columns")
+                continue
+            bad = next(((key, byte) for key, value in row.items() if value and (byte := _bad_byte(value)) is not None), None)
+            if bad is not None:
+                yield where, RowError(where, f"not UTF-8 (byte 0x{bad[1]:02x} in column {bad[0]!r})")
                 continue
             yield where, {k: _maybe_json(v) for k, v in row.items()}
 

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sft_tui.core import hf_cache, presets
+from sft_tui.core.models import hf_cache
+from sft_tui.core.models import presets
 from sft_tui.core.data.formats import Example
 from sft_tui.core.data.text import TOKENS_PER_TURN
 from sft_tui.core.errors import UserError

@@ -13,15 +13,15 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
+from sft_tui.tui.screens.base import CockpitScreen
 from textual.widgets import Footer, Input, Static
 
-from sft_tui.core.runs import RunDir
+from sft_tui.core.runs.rundir import RunDir
 from sft_tui.tui.chat_backend import ChatError
 from sft_tui.tui.messages import ChatAnswered, ChatReady, ChatTokensArrived
 
 
-class ChatScreen(Screen):
+class ChatScreen(CockpitScreen):
     """A transcript above, the prompt below; the title says which model answers."""
 
     BINDINGS = [Binding("ctrl+b", "toggle_model", "Tuned/base"), Binding("ctrl+r", "ask_again", "Ask again"),

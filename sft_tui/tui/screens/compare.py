@@ -1,51 +1,35 @@
-"""Compare 2-4 runs: loss curves overlaid, the config fields that differ, and final metrics."""
+"""Compare 2-4 runs: loss curves overlaid, the config fields that differ, and final metrics.
+
+A worker reads the runs (core.runs.compare) and posts the typed comparison; the screen
+keeps it in a reactive and draws it.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
+from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
-from sft_tui.core.runs import RunDir, read_new_metrics
-from sft_tui.core.tomlfile import TOMLDecodeError, tomllib
-from sft_tui.tui.poller import downsample, smooth
+from sft_tui.core.runs.compare import Comparison, compare_runs
+from sft_tui.core.runs.rundir import RunDir
+from sft_tui.tui.messages import RunsCompared
+from sft_tui.tui.screens.base import CockpitScreen
+from sft_tui.tui.widgets.series import downsample, smooth
 
 
-def flat_config(run: RunDir) -> dict[str, Any]:
-    """section.key -> value from a run's config.toml ({} when unreadable)."""
-    try:
-        data = tomllib.loads(run.config_path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, TOMLDecodeError):
-        return {}
-    out = {}
-    for section, table in data.items():
-        if isinstance(table, dict):
-            out.update({f"{section}.{key}": value for key, value in table.items()})
-        else:
-            out[section] = table
-    return out
-
-
-def config_differences(runs: list[RunDir]) -> list[tuple[str, list[Any]]]:
-    """(field, value per run) for every field whose values are not all equal."""
-    configs = [flat_config(r) for r in runs]
-    keys = sorted(set().union(*configs))
-    return [(k, [c.get(k, "-") for c in configs]) for k in keys if len({repr(c.get(k, "-")) for c in configs}) > 1]
-
-
-class CompareScreen(Screen):
+class CompareScreen(CockpitScreen):
     """Two to four runs side by side."""
 
     BINDINGS = [Binding("escape", "back", "Back"), Binding("q", "app.quit", "Quit")]
 
+    comparison: reactive[Comparison | None] = reactive(None, always_update=True, init=False)
+
     def __init__(self, runs: list[RunDir]) -> None:
         super().__init__()
         self.runs = runs
-        self.series: dict[str, tuple[list[float], list[float]]] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(f"sft-tui · comparing {len(self.runs)} runs (smoothed loss)", id="title")
@@ -54,48 +38,36 @@ class CompareScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.read()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, name="reading the runs to compare")
+    def read(self) -> None:
+        """Read the runs in a thread and post the comparison."""
+        self.post_message(RunsCompared(compare_runs(self.runs)))
+
+    def on_runs_compared(self, message: RunsCompared) -> None:
+        self.comparison = message.comparison
+
+    def watch_comparison(self, comparison: Comparison | None) -> None:
+        if comparison is None:
+            return
         plt = self.query_one(PlotextPlot).plt
+        plt.clear_data()
         plt.title("loss")
         plt.xlabel("step")
-        for run in self.runs:
-            rows = [r for r in read_new_metrics(run.metrics_path).rows if isinstance(r.get("loss"), (int, float))]
-            xs, ys = [float(r["step"]) for r in rows], smooth([float(r["loss"]) for r in rows]) if rows else []
-            xs, ys = downsample(xs, ys)
-            self.series[run.id] = (xs, ys)
+        for run_id, xs, ys in comparison.series:
             if xs:
-                plt.plot(xs, ys, label=run.id[-24:], marker="braille")
+                drawn_xs, drawn_ys = downsample(list(xs), smooth(list(ys)))
+                plt.plot(drawn_xs, drawn_ys, label=run_id[-24:], marker="braille")
+        self.query_one(PlotextPlot).refresh()
         table = self.query_one("#diff", DataTable)
+        table.clear(columns=True)
         table.add_column("field")
         for run in self.runs:
             table.add_column(run.id[-24:])
-        summaries = [run.read_summary() or {} for run in self.runs]
-        for label, key in (("final loss", "final_loss"), ("best eval loss", "best_eval_loss"), ("steps", "steps"), ("tokens/s", "tokens_per_s")):
-            table.add_row(label, *[_show(s.get(key)) for s in summaries])
-        self._eval_rows(table)
-        for key, values in config_differences(self.runs):
-            table.add_row(key, *[_show(v) for v in values])
-
-    def _eval_rows(self, table: DataTable) -> None:
-        """One row per eval metric any compared run has: 'base -> tuned' for each run."""
-        from sft_tui.core.eval_report import LABELS, format_metric, metric_order
-
-        reports = [run.read_eval_report() for run in self.runs]
-        keys = list(dict.fromkeys(k for r in reports if r for k in metric_order(r)))
-        for key in keys:
-            cells = []
-            for report in reports:
-                if not report or key not in report.get("tuned", {}):
-                    cells.append("-")
-                    continue
-                cells.append(f"{format_metric(key, report['base'].get(key))} -> {format_metric(key, report['tuned'].get(key))}")
-            table.add_row(f"eval: {LABELS.get(key, key)}", *cells)
+        for row in comparison.rows:
+            table.add_row(*row)
 
     def action_back(self) -> None:
         """Back to the runs."""
         self.app.pop_screen()
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "-" if value is None else str(value)

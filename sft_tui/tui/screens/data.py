@@ -13,14 +13,14 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
+from sft_tui.tui.screens.base import CockpitScreen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
 from sft_tui.core.errors import UserError
 from sft_tui.tui.messages import DataInspected, DataInspectFailed
 
 
-class DataScreen(Screen):
+class DataScreen(CockpitScreen):
     """A file path and a length on top; the inspect report below."""
 
     BINDINGS = [Binding("escape", "back", "Back"), Binding("ctrl+r", "inspect", "Inspect")]

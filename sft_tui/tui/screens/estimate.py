@@ -5,21 +5,21 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
+from sft_tui.tui.screens.base import CockpitScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Checkbox, Footer, Input, Label, Select, Static
 
-from sft_tui.core.config_schema import METHODS, OPTIMIZERS
+from sft_tui.core.config.schema import METHODS, OPTIMIZERS
 from sft_tui.core.errors import UserError
 
 
 def _presets() -> list[str]:
-    from sft_tui.core.presets import list_model_presets
+    from sft_tui.core.models.presets import list_model_presets
 
     return [p.name for p in list_model_presets()]
 
 
-class EstimateScreen(Screen):
+class EstimateScreen(CockpitScreen):
     """A form on the left, the live estimate on the right."""
 
     BINDINGS = [Binding("escape", "back", "Back"), Binding("q", "app.quit", "Quit")]
@@ -79,10 +79,10 @@ class EstimateScreen(Screen):
 
     def recompute(self) -> None:
         """Estimate with the form's values; a mistake shows as one line instead of the report."""
-        from sft_tui.core.estimate_fit import GpuTarget, build_estimate, detected_gpu
-        from sft_tui.core.estimate_report import render_estimate
-        from sft_tui.core.estimator import TrainSettings
-        from sft_tui.core.modelspec import resolve_model
+        from sft_tui.core.estimate.fit import GpuTarget, build_estimate, detected_gpu
+        from sft_tui.core.estimate.report import render_estimate
+        from sft_tui.core.estimate.memory import TrainSettings
+        from sft_tui.core.models.modelspec import resolve_model
 
         try:
             numbers = {}

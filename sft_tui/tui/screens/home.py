@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
+from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Static
 
-from sft_tui.core.runs import RunSummary, format_eta
+from sft_tui.core.runs.schema import RunOverview
+from sft_tui.core.units import GIB, format_eta
 from sft_tui.tui.messages import RunsListed, SystemSampled
+from sft_tui.tui.screens.base import CockpitScreen
 
 STATE_STYLE = {"running": "bold green", "queued": "yellow", "completed": "cyan", "stopped": "magenta", "failed": "bold red", "crashed": "bold red"}
 
@@ -24,7 +27,7 @@ def gpu_strip(sample: SystemSampled | None) -> str:
     if sample is None:
         return "GPU: sampling..."
     host = sample.host
-    line = f"host CPU {host.cpu_percent:3.0f}%  RAM {host.ram_used_bytes / 2**30:.1f}/{host.ram_total_bytes / 2**30:.1f} GiB"
+    line = f"host CPU {host.cpu_percent:3.0f}%  RAM {host.ram_used_bytes / GIB:.1f}/{host.ram_total_bytes / GIB:.1f} GiB"
     if not sample.gpu.available:
         return f"{sample.gpu.reason}   {line}"
     parts = []
@@ -33,11 +36,27 @@ def gpu_strip(sample: SystemSampled | None) -> str:
         bar = "█" * round(10 * share) + "░" * (10 - round(10 * share))
         util = f"{g.utilization_pct:.0f}%" if g.utilization_pct is not None else "-"
         temp = f"{g.temperature_c:.0f}C" if g.temperature_c is not None else "-"
-        parts.append(f"GPU{g.index} {g.name} {bar} {g.memory_used_bytes / 2**30:.1f}/{g.memory_total_bytes / 2**30:.1f} GiB util {util} {temp}")
+        parts.append(f"GPU{g.index} {g.name} {bar} {g.memory_used_bytes / GIB:.1f}/{g.memory_total_bytes / GIB:.1f} GiB util {util} {temp}")
     return "\n".join(parts + [line])
 
 
-class HomeScreen(Screen):
+COLUMNS = ("id", "state", "model", "method", "step", "loss", "tok/s", "ETA", "started")
+
+
+def run_cells(s: RunOverview, marked: bool) -> tuple[str, ...]:
+    """The table cells of one run."""
+    speed = f"{s.tokens_per_s:,.0f}" if s.tokens_per_s else "-"
+    progress = f"{_bar(s.step, s.max_steps)} {s.step}/{s.max_steps}" if s.max_steps else str(s.step)
+    loss = f"{s.last_loss:.4f}" if s.last_loss is not None else "-"
+    state = f"[{STATE_STYLE.get(s.state, '')}]{s.state}[/]" if STATE_STYLE.get(s.state) else s.state
+    if any(j.state in ("queued", "running") for j in s.jobs):
+        state += " +" + ",".join(j.kind for j in s.jobs if j.state in ("queued", "running"))
+    model = escape(s.model.rstrip("/").rsplit("/", 1)[-1])
+    shown_id = f"[reverse]{s.id}[/]" if marked else s.id
+    return (shown_id, state, model, s.method, progress, loss, speed, format_eta(s.eta_s), s.started_at[:16].replace("T", " "))
+
+
+class HomeScreen(CockpitScreen):
     """The runs table and the GPU strip."""
 
     BINDINGS = [
@@ -54,18 +73,21 @@ class HomeScreen(Screen):
         Binding("q", "app.quit", "Quit"),
     ]
 
+    runs: reactive[tuple[RunOverview, ...]] = reactive((), always_update=True, init=False)
+    listed: reactive[bool] = reactive(False, init=False)  # False until the first listing arrives
+
     def __init__(self) -> None:
         super().__init__()
-        self.runs: tuple[RunSummary, ...] = ()
         self.marked: list[str] = []  # runs chosen for Compare, in the order marked
 
     def compose(self) -> ComposeResult:
         yield Static("sft-tui · runs", id="title")
         yield Static(gpu_strip(None), id="gpu-strip")
         table = DataTable(id="runs", cursor_type="row", zebra_stripes=True)
-        table.add_columns("id", "state", "model", "method", "step", "loss", "tok/s", "ETA", "started")
+        for name in COLUMNS:
+            table.add_column(name, key=name)
         yield table
-        yield Static("", id="empty")
+        yield Static("reading the runs ...", id="empty")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -76,8 +98,9 @@ class HomeScreen(Screen):
         """Re-read the runs and sample the GPUs (in a worker thread)."""
         self.poll()
 
-    @work(thread=True, exclusive=True, exit_on_error=False)
+    @work(thread=True, exclusive=True, exit_on_error=False, name="listing the runs")
     def poll(self) -> None:
+        """List the runs and sample the GPUs (in a thread) and post both."""
         runs = tuple(self.app.store.list_runs())
         self.post_message(RunsListed(runs))
         self.post_message(SystemSampled(self.app.sampler.sample_gpus(), self.app.sampler.sample_host()))
@@ -87,21 +110,41 @@ class HomeScreen(Screen):
 
     def on_runs_listed(self, message: RunsListed) -> None:
         self.runs = message.runs
+        self.listed = True
+
+    def watch_runs(self, old: tuple[RunOverview, ...], new: tuple[RunOverview, ...]) -> None:
+        self._fill_table(old, new)
+
+    def _fill_table(self, old: tuple[RunOverview, ...], new: tuple[RunOverview, ...]) -> None:
+        """Update cells in place when the same runs are listed (the cursor and scroll stay); rebuild when runs came or went."""
         table = self.query_one("#runs", DataTable)
-        row = table.cursor_row
-        table.clear()
-        for s in message.runs:
-            speed = f"{s.tokens_per_s:,.0f}" if s.tokens_per_s else "-"
-            progress = f"{_bar(s.step, s.max_steps)} {s.step}/{s.max_steps}" if s.max_steps else str(s.step)
-            loss = f"{s.last_loss:.4f}" if s.last_loss is not None else "-"
-            state = f"[{STATE_STYLE.get(s.state, '')}]{s.state}[/]" if STATE_STYLE.get(s.state) else s.state
-            model = s.model.rstrip("/").rsplit("/", 1)[-1]
-            shown_id = f"[reverse]{s.id}[/]" if s.id in self.marked else s.id
-            eta = format_eta(s.eta_s)
-            table.add_row(shown_id, state, model, s.method, progress, loss, speed, eta, s.started_at[:16].replace("T", " "), key=s.id)
-        if message.runs:
-            table.move_cursor(row=min(max(row, 0), len(message.runs) - 1))
-        self.query_one("#empty", Static).update("" if message.runs else f"no runs in {self.app.store.runs_dir}: start one with `sft-tui train run.toml` or `sft-tui demo`")
+        if [r.id for r in old] == [r.id for r in new] and table.row_count == len(new):
+            for before, after in zip(old, new, strict=True):
+                previous = run_cells(before, before.id in self.marked)
+                for column, value, was in zip(COLUMNS, run_cells(after, after.id in self.marked), previous, strict=True):
+                    if value != was:
+                        table.update_cell(after.id, column, value)
+        else:
+            row = table.cursor_row
+            table.clear()
+            for s in new:
+                table.add_row(*run_cells(s, s.id in self.marked), key=s.id)
+            if new:
+                table.move_cursor(row=min(max(row, 0), len(new) - 1))
+        broken = [r for r in new if r.reason]
+        if not new:
+            note = f"no runs in {self.app.store.runs_dir}: start one with `sft-tui train run.toml` or `sft-tui demo`"
+        elif broken:
+            more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+            note = f"[b]unreadable[/b] {broken[0].id}: {escape(broken[0].reason)}{more}"
+        else:
+            note = ""
+        self.query_one("#empty", Static).update(note)
+
+    def _redraw_marks(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        for s in self.runs:
+            table.update_cell(s.id, "id", run_cells(s, s.id in self.marked)[0])
 
     def _selected(self) -> str | None:
         table = self.query_one("#runs", DataTable)
@@ -138,7 +181,7 @@ class HomeScreen(Screen):
             self.marked.append(run_id)
         else:
             self.app.notify("Compare takes up to four runs", severity="warning")
-        self.post_message(RunsListed(self.runs))
+        self._redraw_marks()
 
     def action_compare(self) -> None:
         """Compare the marked runs (two to four)."""

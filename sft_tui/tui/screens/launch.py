@@ -8,7 +8,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
+from sft_tui.tui.screens.base import CockpitScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
@@ -16,7 +16,7 @@ from sft_tui.core.errors import UserError
 
 
 def _presets() -> list[str]:
-    from sft_tui.core.presets import list_model_presets
+    from sft_tui.core.models.presets import list_model_presets
 
     return [p.name for p in list_model_presets()]
 
@@ -26,7 +26,7 @@ def parse_overrides(text: str) -> list[str]:
     return [part.strip() for chunk in text.split(",") for part in chunk.split() if part.strip()]
 
 
-class LaunchScreen(Screen):
+class LaunchScreen(CockpitScreen):
     """Check a run config (data, weights, fit, disk) and launch it."""
 
     BINDINGS = [Binding("escape", "back", "Back"), Binding("ctrl+q", "app.quit", "Quit")]
@@ -62,7 +62,7 @@ class LaunchScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False)
     def run_preflight(self, launch: bool) -> None:
         """Pre-flight in a worker thread (it reads every data row); launch when asked and it passes."""
-        from sft_tui.core.preflight import preflight, start_run
+        from sft_tui.core.runs.preflight import preflight, start_run
 
         lines: list[str] = []
         config = Path(self.query_one("#config", Input).value.strip()).expanduser()
@@ -70,8 +70,8 @@ class LaunchScreen(Screen):
         force = bool(self.query_one("#force", Checkbox).value)
         try:
             if not config.exists():
-                from sft_tui.core.config_init import starter_config_text
-                from sft_tui.core.modelspec import resolve_model
+                from sft_tui.core.config.starter import starter_config_text
+                from sft_tui.core.models.modelspec import resolve_model
 
                 model = self.query_one("#model", Input).value.strip()
                 resolve_model(model)  # an unknown model fails here, before a file is written

@@ -12,14 +12,15 @@ from typing import Any
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
+from sft_tui.core.runs.rundir import DECISION_NAME
+from sft_tui.tui.screens.base import CockpitScreen
 from textual.widgets import Button, Footer, Input, Select, Static
 
 from sft_tui.core.errors import UserError
-from sft_tui.core.wizard import Recommendation, WizardSpec, load_spec, parse_answer, recommend, render_recommendation, validate_answers
+from sft_tui.core.decide.wizard import Recommendation, WizardSpec, load_spec, parse_answer, recommend, render_recommendation, validate_answers
 
 
-class WizardScreen(Screen):
+class WizardScreen(CockpitScreen):
     """Ask, then recommend."""
 
     BINDINGS = [Binding("escape", "back", "Back to runs"), Binding("w", "record", "Write record"),
@@ -109,7 +110,7 @@ class WizardScreen(Screen):
         self.answers = validate_answers(self.raw, self.spec)
         detected = None
         if self.answers.get("gpu_gib") is None:
-            from sft_tui.core.estimate_fit import detected_gpu
+            from sft_tui.core.estimate.fit import detected_gpu
 
             target = detected_gpu(self.app.sampler)
             detected = target.memory_gib if target else None
@@ -134,9 +135,9 @@ class WizardScreen(Screen):
     def action_record(self) -> None:
         """Write decision.md (answers, outcome, reasons, estimate)."""
         if self.recommendation is not None:
-            from sft_tui.core.wizard import decision_record
+            from sft_tui.core.decide.wizard import decision_record
 
-            self._write("decision.md", decision_record(self.answers, self.recommendation, self.spec))
+            self._write(DECISION_NAME, decision_record(self.answers, self.recommendation, self.spec))
 
     def action_config(self) -> None:
         """Write a starter run.toml when fine-tuning is recommended."""
@@ -146,7 +147,7 @@ class WizardScreen(Screen):
         if rec.method is None:
             self.app.notify("fine-tuning is not recommended: no run config to write", severity="warning")
             return
-        from sft_tui.core.config_init import starter_config_text
+        from sft_tui.core.config.starter import starter_config_text
 
         path = self._write("run.toml", starter_config_text(model=rec.model or "qwen2.5-1.5b", recipe=rec.method, data="train.jsonl"))
         if path is not None:  # next step: check and launch it

@@ -7,7 +7,8 @@ from typing import Any
 
 from textual_plotext import PlotextPlot
 
-from sft_tui.tui.poller import downsample, smooth
+from sft_tui.core.runs.schema import EvalRow, TrainRow
+from sft_tui.tui.widgets.series import downsample, smooth
 
 
 class LossChart(PlotextPlot):
@@ -19,11 +20,11 @@ class LossChart(PlotextPlot):
         super().__init__(**kwargs)
         self.smoothing = True
         self.log_scale = False
-        self._train: list[dict[str, Any]] = []
-        self._evals: list[dict[str, Any]] = []
+        self._train: tuple[TrainRow, ...] = ()
+        self._evals: tuple[EvalRow, ...] = ()
 
-    def set_rows(self, train: list[dict[str, Any]], evals: list[dict[str, Any]]) -> None:
-        """Replace the data (the poller keeps the rows) and redraw."""
+    def set_rows(self, train: tuple[TrainRow, ...], evals: tuple[EvalRow, ...]) -> None:
+        """Replace the data (the run's snapshot keeps the rows) and redraw."""
         self._train, self._evals = train, evals
         self.redraw()
 
@@ -39,13 +40,13 @@ class LossChart(PlotextPlot):
 
     def points(self) -> tuple[list[float], list[float], list[float], list[float]]:
         """(train steps, train losses, eval steps, eval losses) as drawn."""
-        rows = [r for r in self._train if isinstance(r.get("loss"), (int, float)) and math.isfinite(r["loss"])]
-        xs, ys = [float(r["step"]) for r in rows], [float(r["loss"]) for r in rows]
+        rows = [r for r in self._train if r.loss is not None and math.isfinite(r.loss)]
+        xs, ys = [float(r.step) for r in rows], [r.loss for r in rows]
         if self.smoothing and len(ys) > 2:
             ys = smooth(ys)
         xs, ys = downsample(xs, ys)
-        evals = [r for r in self._evals if isinstance(r.get("eval_loss"), (int, float))]
-        return xs, ys, [float(r["step"]) for r in evals], [float(r["eval_loss"]) for r in evals]
+        evals = [r for r in self._evals if r.eval_loss is not None and math.isfinite(r.eval_loss)]
+        return xs, ys, [float(r.step) for r in evals], [r.eval_loss for r in evals]
 
     def redraw(self) -> None:
         """Draw the current data."""

@@ -1,0 +1,1 @@
+"""The `sft-tui` command line (Typer): one module per command group; `main.main` is the console script."""

@@ -1,0 +1,94 @@
+"""`sft-tui estimate`: gather the settings (run config, options, GPU), run the estimator, print it."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from sft_tui.cli.output import print_json
+from sft_tui.core.errors import UserError
+from sft_tui.core.estimate.report import render_estimate
+
+
+def resolve_gpu(gpu: str | None, gpu_gib: float | None, sampler=None):
+    """The memory budget: --gpu NAME and/or --gpu-gib N, else the first GPU NVML reports, else None."""
+    from sft_tui.core.estimate.fit import GpuTarget, detected_gpu
+    from sft_tui.core.models.gpus import gpu_by_name
+
+    if gpu_gib is not None and gpu_gib <= 0:
+        raise UserError(f"--gpu-gib must be more than 0, got {gpu_gib:g}", "--gpu-gib", "give the GPU's memory in GiB, e.g. --gpu-gib 24")
+    if gpu is not None:
+        info = gpu_by_name(gpu)
+        return GpuTarget(info.name, gpu_gib or info.memory_gib, info, "--gpu")
+    if gpu_gib is not None:
+        return GpuTarget(f"{gpu_gib:g} GiB GPU", gpu_gib, None, "--gpu-gib")
+    return detected_gpu(sampler)
+
+
+def run_estimate(model: str | None, config: Path | None, overrides: dict[str, Any], gpu: str | None, gpu_gib: float | None,
+                 tokens: float | None, as_json: bool) -> None:
+    """Entry point of the estimate command (options already parsed by Typer)."""
+    from sft_tui.core.estimate.fit import build_estimate
+    from sft_tui.core.estimate.memory import TrainSettings, settings_from_run_config
+    from sft_tui.core.models.modelspec import resolve_model
+
+    target = resolve_gpu(gpu, gpu_gib)
+    bf16 = target.info.bf16_supported if target and target.info else None
+    if config is not None:
+        from sft_tui.core.config.load import load_run_config
+
+        run_config = load_run_config(config).config
+        settings = settings_from_run_config(run_config, bf16)
+        model = model or run_config.model.name
+    else:
+        if model is None:
+            raise UserError("no model given", "sft-tui estimate", "name one (sft-tui estimate qwen2.5-7b) or pass --config run.toml")
+        settings = TrainSettings()
+    settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    if tokens is not None and tokens <= 0:
+        raise UserError(f"--tokens must be more than 0, got {tokens:g}", "--tokens", "give the number of training tokens")
+    estimate = build_estimate(resolve_model(model), settings, target, tokens)
+    if as_json:
+        print_json(estimate.to_json())
+    else:
+        sys.stdout.write(render_estimate(estimate))
+
+
+def estimate(
+    model: Annotated[Optional[str], typer.Argument(help="Preset name, config.json / model folder, or repo id in the local HF cache (default: the --config's model).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Take every setting from a run config TOML; options below override it.")] = None,
+    method: Annotated[Optional[str], typer.Option(help="full, lora or qlora. [default: lora]")] = None,
+    seq_len: Annotated[Optional[int], typer.Option("--seq-len", help="Sequence length in tokens. [default: 2048]")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Micro-batch size. [default: 1]")] = None,
+    grad_accum: Annotated[Optional[int], typer.Option("--grad-accum", help="Gradient accumulation steps. [default: 1]")] = None,
+    gradient_checkpointing: Annotated[Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations. [default: on]")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="adamw_torch, adamw_8bit, paged_adamw_8bit, sgd or adafactor. [default: adamw_torch]")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="bf16, fp16 or fp32. [default: bf16]")] = None,
+    attention: Annotated[Optional[str], typer.Option(help="sdpa, flash_attention_2 or eager. [default: sdpa]")] = None,
+    lora_r: Annotated[Optional[int], typer.Option("--lora-r", help="LoRA rank. [default: 16]")] = None,
+    lora_targets: Annotated[Optional[str], typer.Option("--lora-targets", help='"all-linear" or comma-separated layers (q,v or q_proj,v_proj). [default: all-linear]')] = None,
+    lora_dropout: Annotated[Optional[float], typer.Option("--lora-dropout", help="LoRA dropout (it costs a mask per adapted layer). [default: 0.05]")] = None,
+    quant_type: Annotated[Optional[str], typer.Option("--quant-type", help="QLoRA 4-bit type: nf4 or fp4. [default: nf4]")] = None,
+    double_quant: Annotated[Optional[bool], typer.Option("--double-quant/--no-double-quant", help="QLoRA double quantisation. [default: on]")] = None,
+    packing: Annotated[Optional[bool], typer.Option("--packing/--no-packing", help="Packed sequences (no padding mask). [default: off]")] = None,
+    gpu_gib: Annotated[Optional[float], typer.Option("--gpu-gib", help="GPU memory in GiB instead of the detected GPU.")] = None,
+    gpu: Annotated[Optional[str], typer.Option("--gpu", help="GPU by name (A100-80GB, H100, 4090, L4, T4, ...) instead of the detected one.")] = None,
+    tokens: Annotated[Optional[float], typer.Option("--tokens", help="Training tokens (dataset tokens x epochs) for an ETA.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Peak GPU memory and time of a run from the model's config alone, against your GPU."""
+    targets = tuple(t.strip() for t in lora_targets.split(",") if t.strip()) if lora_targets is not None else None
+    overrides = dict(method=method, seq_len=seq_len, batch_size=batch_size, grad_accum=grad_accum,
+                     gradient_checkpointing=gradient_checkpointing, optimizer=optimizer, precision=precision, attention=attention,
+                     lora_r=lora_r, lora_targets=targets, lora_dropout=lora_dropout, quant_type=quant_type, double_quant=double_quant,
+                     padded=None if packing is None else not packing)
+    run_estimate(model, config, overrides, gpu, gpu_gib, tokens, as_json)
+
+
+def register(app: typer.Typer) -> None:
+    """Add estimate to the main app."""
+    app.command()(estimate)

@@ -1,0 +1,101 @@
+"""`sft-tui wizard`: ask (or read) the answers, print the recommendation, write the record and a starter config."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from sft_tui.cli.output import print_json
+from sft_tui.core.errors import UserError
+
+
+def ask(spec) -> dict[str, Any]:
+    """Ask every question in the terminal; Enter keeps the default (shown in brackets)."""
+    from sft_tui.core.decide.wizard import parse_answer, validate_answers
+
+    if not sys.stdin.isatty():
+        raise UserError("no --answers file and no terminal to ask the questions in", "sft-tui wizard", "pass --answers answers.toml (keys: see presets/wizard.toml)")
+    raw: dict[str, Any] = {}
+    for number, q in enumerate(spec.questions, 1):
+        options = f" ({'/'.join(q.choices)})" if q.choices else " (yes/no)" if q.kind == "bool" else ""
+        default = "" if q.default is None else (" [yes]" if q.default is True else " [no]" if q.default is False else f" [{q.default}]")
+        print(f"\n{number}/{len(spec.questions)} {q.text}{options}{default}\n    {q.help}\n    why it matters: {q.why}")
+        while True:
+            text = input("> ").strip()
+            if not text:
+                break
+            try:
+                raw[q.key] = parse_answer(q, text)
+                validate_answers({q.key: raw[q.key]}, spec)
+                break
+            except (ValueError, UserError) as exc:
+                raw.pop(q.key, None)
+                print(f"    {exc.line() if isinstance(exc, UserError) else exc}; try again")
+    return validate_answers(raw, spec)
+
+
+def _write_new(path: Path, text: str, force: bool) -> None:
+    if path.exists() and not force:
+        raise UserError("file exists; not overwriting it", str(path), "choose another path or pass --force")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def run_wizard(answers_path: Path | None, as_json: bool, record: Path | None, config_out: Path | None, force: bool) -> None:
+    """Entry point of `sft-tui wizard`."""
+    from sft_tui.core.estimate.fit import detected_gpu
+    from sft_tui.core.decide.wizard import decision_record, load_answers, load_spec, recommend, render_recommendation
+
+    spec = load_spec()
+    answers = load_answers(answers_path, spec) if answers_path else ask(spec)
+    detected = None
+    if answers.get("gpu_gib") is None:
+        target = detected_gpu()
+        detected = target.memory_gib if target else None
+    rec = recommend(answers, spec, detected)
+    for path in (record, config_out):  # refuse before writing anything
+        if path is not None and path.exists() and not force:
+            raise UserError("file exists; not overwriting it", str(path), "choose another path or pass --force")
+    notes = []
+    if record is not None:
+        _write_new(record, decision_record(answers, rec, spec), force)
+        notes.append(f"wrote the decision record {record}")
+    if config_out is not None:
+        if rec.method is None:
+            notes.append(f"no fine-tuning recommended: no run config written to {config_out}")
+        else:
+            from sft_tui.core.config.load import load_run_config
+            from sft_tui.core.config.starter import starter_config_text
+
+            model = rec.model or "qwen2.5-1.5b"
+            text = starter_config_text(model=model, recipe=rec.method, data="train.jsonl")
+            if not rec.model:
+                text = text.replace("[model]\n", "[model]\n# no model was given to the wizard: qwen2.5-1.5b is a placeholder, change it\n", 1)
+            _write_new(config_out, text, force)
+            load_run_config(config_out)  # the starter must validate
+            notes.append(f"wrote the starter run config {config_out}; next: put your data in train.jsonl beside it, then sft-tui train {config_out}")
+    if as_json:
+        print_json(rec.to_json())
+    else:
+        sys.stdout.write(render_recommendation(rec))
+    for note in notes:
+        print(note, file=sys.stderr)
+
+
+def wizard(
+    answers: Annotated[Optional[Path], typer.Option("--answers", help="TOML file with answers; without it the questions are asked.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the recommendation as JSON.")] = False,
+    record: Annotated[Optional[Path], typer.Option("--record", help="Write a Markdown decision record the team can commit.")] = None,
+    config_out: Annotated[Optional[Path], typer.Option("--config-out", help="Write a starter run config when fine-tuning is recommended.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --record / --config-out files.")] = False,
+) -> None:
+    """Decide between prompting/ICL, RAG, LoRA/QLoRA and full fine-tuning, with reasons."""
+    run_wizard(answers, as_json, record, config_out, force)
+
+
+def register(app: typer.Typer) -> None:
+    """Add wizard to the main app."""
+    app.command()(wizard)

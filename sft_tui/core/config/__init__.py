@@ -1,0 +1,1 @@
+"""Run configs: the schema, loading TOML, merging recipe + file + --set, validation, starter files."""

@@ -1,0 +1,335 @@
+"""The decision wizard: answers -> an approach (ICL, RAG, fine-tuning or both) and a method, with reasons.
+
+Questions and rules live in presets/wizard.toml. Every rule whose conditions hold fires;
+each reason names the answers that triggered it. The approach follows from what is
+needed: RAG for knowledge, fine-tuning for behaviour, both when both are needed, and
+prompting (ICL) when neither is, or when fine-tuning is blocked (the bar is met, or
+there is too little data). The method comes from the estimator when a model and a GPU
+are known: full only when it fits, data is plentiful and forgetting is acceptable, else
+LoRA when it fits, else QLoRA, else a smaller model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sft_tui.core.models import presets
+from sft_tui.core.errors import UserError, did_you_mean
+from sft_tui.core.config.tomlfile import key_line, load_toml_file
+
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question of the wizard, as presets/wizard.toml states it."""
+
+    key: str
+    text: str
+    help: str
+    kind: str  # choice | bool | int | float | string
+    why: str
+    choices: tuple[str, ...] = ()
+    default: Any = None
+    optional: bool = False
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule: conditions on answers and one effect."""
+
+    id: str
+    when: dict[str, Any]
+    need: str = ""
+    block: str = ""
+    caution: str = ""
+    next_step: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class WizardSpec:
+    """Questions, rules and method settings loaded from wizard.toml."""
+
+    questions: tuple[Question, ...]
+    rules: tuple[Rule, ...]
+    full_min_examples: int
+    batch_size: int
+    gradient_checkpointing: bool
+
+    def question(self, key: str) -> Question:
+        """The question with this key."""
+        return next(q for q in self.questions if q.key == key)
+
+
+@dataclass(frozen=True)
+class MethodStep:
+    """One step of the method choice: a method (and model) and what the estimator said."""
+
+    method: str
+    model: str
+    peak_gib: float | None
+    fits: bool | None
+    note: str
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """What the wizard recommends and why."""
+
+    approach: str
+    method: str | None
+    reasons: tuple[str, ...]
+    cautions: tuple[str, ...]
+    next_steps: tuple[str, ...]
+    estimate: dict[str, Any] | None
+    model: str | None = None
+    method_steps: tuple[MethodStep, ...] = ()
+    fired: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        """The `sft-tui wizard --json` object."""
+        return {"approach": self.approach, "method": self.method, "reasons": list(self.reasons), "cautions": list(self.cautions),
+                "next_steps": list(self.next_steps), "estimate": self.estimate, "model": self.model,
+                "method_steps": [s.__dict__ for s in self.method_steps], "rules_fired": list(self.fired)}
+
+
+def load_spec(path: Path | None = None) -> WizardSpec:
+    """Parse wizard.toml into questions and rules (errors name the rule)."""
+    path = path or presets.wizard_rules_path()
+    data, _ = load_toml_file(path)
+    questions = tuple(Question(**{k: tuple(v) if k == "choices" else v for k, v in q.items()}) for q in data["questions"])
+    keys = {q.key for q in questions}
+    rules = []
+    for raw in data["rules"]:
+        rule = Rule(**raw)
+        unknown = set(rule.when) - keys
+        if unknown:
+            raise UserError(f"rule {rule.id} tests unknown answers {sorted(unknown)}", str(path), f"answers are {', '.join(sorted(keys))}")
+        if sum(bool(x) for x in (rule.need, rule.block, rule.caution, rule.next_step)) != 1:
+            raise UserError(f"rule {rule.id} must have exactly one of need, block, caution, next_step", str(path))
+        rules.append(rule)
+    method = data.get("method", {})
+    return WizardSpec(questions, tuple(rules), int(method.get("full_min_examples", 10000)), int(method.get("batch_size", 1)),
+                      bool(method.get("gradient_checkpointing", True)))
+
+
+def validate_answers(raw: dict[str, Any], spec: WizardSpec, source: str = "answers", text: str | None = None) -> dict[str, Any]:
+    """Answers with defaults filled in; unknown keys, wrong types and bad values raise a one-line UserError."""
+    def where(key: str) -> str:
+        line = key_line(text, key) if text else None
+        return f"{source}:{line}" if line else source
+
+    known = {q.key: q for q in spec.questions}
+    for key in raw:
+        if key not in known:
+            raise UserError(f"unknown answer {key!r}{did_you_mean(key, known)}", where(key), f"answers are {', '.join(known)}")
+    answers: dict[str, Any] = {}
+    for q in spec.questions:
+        if q.key not in raw:
+            answers[q.key] = q.default
+            continue
+        value = raw[q.key]
+        bad = lambda expected: UserError(f"{q.key} must be {expected}, got {value!r}", where(q.key), q.help)  # noqa: E731
+        if q.kind == "choice":
+            if value not in q.choices:
+                raise UserError(f"{q.key} must be one of {', '.join(q.choices)}; got {value!r}{did_you_mean(str(value), q.choices)}", where(q.key), q.help)
+        elif q.kind == "bool":
+            if not isinstance(value, bool):
+                raise bad("true or false")
+        elif q.kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise bad("a whole number")
+        elif q.kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise bad("a number")
+            value = float(value)
+        elif not isinstance(value, str):
+            raise bad("a string")
+        if q.min is not None and value < q.min or q.max is not None and value > q.max:
+            raise bad(f"between {q.min:g} and {q.max:g}" if q.max is not None else f"at least {q.min:g}")
+        answers[q.key] = value
+    return answers
+
+
+def load_answers(path: Path, spec: WizardSpec | None = None) -> dict[str, Any]:
+    """Read and validate an answers TOML file."""
+    data, text = load_toml_file(path)
+    return validate_answers(data, spec or load_spec(), str(path), text)
+
+
+def _holds(condition: Any, value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(condition, dict):
+        return all({"lt": value < bound, "lte": value <= bound, "gt": value > bound, "gte": value >= bound}[op]
+                   for op, bound in condition.items())
+    if isinstance(condition, list):
+        return value in condition
+    return value == condition
+
+
+def _describe_trigger(rule: Rule, answers: dict[str, Any]) -> str:
+    parts = []
+    for key in rule.when:
+        value = answers[key]
+        shown = str(value).lower() if isinstance(value, bool) else value
+        parts.append(f"{key} = {shown}")
+    return ", ".join(parts)
+
+
+def _next_steps(approach: str, method: str | None, model: str | None) -> list[str]:
+    steps = []
+    if approach == "icl":
+        steps += ["write a system prompt and 5-20 of your best examples into it", "measure it on 50+ held-out cases before changing anything"]
+    if "rag" in approach:
+        steps += ["index the documents (chunk, embed, store) and measure retrieval: does the right passage come back for 50 real questions?",
+                  "put the retrieved passages in the prompt and ask for answers that cite them"]
+    if "finetune" in approach:
+        steps += ["curate the examples: sft-tui data inspect / dedup / select (quality beats quantity)",
+                  "hold out 10% of them to compare the tuned model with the base model"]
+        if model and method:
+            steps.append(f"check the run fits: sft-tui estimate {model} --method {method}")
+        steps.append("write the run config (--config-out run.toml) and start it: sft-tui train run.toml")
+    return steps
+
+
+def choose_method(answers: dict[str, Any], spec: WizardSpec, gpu_gib: float | None, reasons: list[str]) -> tuple[str, str | None, tuple[MethodStep, ...], dict | None]:
+    """(method, model, steps, estimate json): full -> lora -> qlora -> smaller model, checked by the estimator."""
+    from sft_tui.core.estimate.fit import GpuTarget, build_estimate, smaller_models
+    from sft_tui.core.estimate.memory import TrainSettings, estimate_memory
+    from sft_tui.core.models.modelspec import resolve_model
+
+    full_allowed = answers["labeled_examples"] >= spec.full_min_examples and not answers["keep_general_abilities"]
+    if full_allowed:
+        reasons.append(f"labeled_examples = {answers['labeled_examples']}, keep_general_abilities = false: full fine-tuning is worth considering")
+    model = answers.get("model")
+    if not model or not gpu_gib:
+        method = "full" if full_allowed else "lora"
+        missing = "model = (not given)" if not model else "gpu_gib = (not given, no GPU detected)"
+        reasons.append(f"{missing}: {method} by default ({'plenty of data and forgetting acceptable' if full_allowed else 'parameter-efficient first'}); the fit was not checked")
+        return method, model, (), None
+    spec_model = resolve_model(model)
+    base = TrainSettings(seq_len=answers["seq_len"], batch_size=spec.batch_size, gradient_checkpointing=spec.gradient_checkpointing,
+                         lora_dropout=0.05)
+    steps = []
+    order = (["full"] if full_allowed else []) + ["lora", "qlora"]
+    optimizer = {"full": "adamw_8bit", "lora": "adamw_torch", "qlora": "paged_adamw_8bit"}
+    for method in order:
+        settings = TrainSettings(**{**base.__dict__, "method": method, "optimizer": optimizer[method]})
+        peak = estimate_memory(spec_model, settings).peak_gib
+        fits = peak <= gpu_gib
+        steps.append(MethodStep(method, model, round(peak, 2), fits, f"{method} on {model}: {peak:.1f} GiB of {gpu_gib:g} GiB"))
+        if fits:
+            reasons.append(f"model = {model}, gpu_gib = {gpu_gib:g}: {method} fits ({peak:.1f} GiB peak)"
+                           + (f"; {', '.join(s.method for s in steps[:-1])} did not ({', '.join(f'{s.peak_gib:.1f}' for s in steps[:-1])} GiB)" if len(steps) > 1 else ""))
+            estimate = build_estimate(spec_model, settings, GpuTarget(f"{gpu_gib:g} GiB GPU", gpu_gib, None, "wizard")).to_json()
+            return method, model, tuple(steps), estimate
+    qlora = TrainSettings(**{**base.__dict__, "method": "qlora", "optimizer": "paged_adamw_8bit"})
+    smaller = smaller_models(spec_model, qlora, gpu_gib)
+    if not smaller:
+        reasons.append(f"model = {model}, gpu_gib = {gpu_gib:g}: not even QLoRA fits ({steps[-1].peak_gib:.1f} GiB) and no smaller preset does")
+        return "qlora", model, tuple(steps), None
+    pick = smaller[0]
+    steps.append(MethodStep("qlora", pick.model, round(pick.peak_gib, 2), True, f"qlora on {pick.model}: {pick.peak_gib:.1f} GiB"))
+    reasons.append(f"model = {model}, gpu_gib = {gpu_gib:g}: not even QLoRA fits ({steps[-2].peak_gib:.1f} GiB); "
+                   f"the largest smaller preset that fits is {pick.model} ({pick.peak_gib:.1f} GiB with QLoRA)")
+    estimate = build_estimate(resolve_model(pick.model), qlora, GpuTarget(f"{gpu_gib:g} GiB GPU", gpu_gib, None, "wizard")).to_json()
+    return "qlora", pick.model, tuple(steps), estimate
+
+
+def recommend(answers: dict[str, Any], spec: WizardSpec | None = None, detected_gpu_gib: float | None = None) -> Recommendation:
+    """Fire the rules on validated answers and turn them into a recommendation."""
+    spec = spec or load_spec()
+    needs: dict[str, list[str]] = {"rag": [], "finetune": []}
+    blocks: dict[str, list[str]] = {"finetune": []}
+    cautions, next_steps, fired = [], [], []
+    for rule in spec.rules:
+        if not all(_holds(condition, answers.get(key)) for key, condition in rule.when.items()):
+            continue
+        fired.append(rule.id)
+        trigger = _describe_trigger(rule, answers)
+        if rule.need:
+            needs[rule.need].append(f"{trigger}: {rule.reason}")
+        elif rule.block:
+            blocks[rule.block].append(f"{trigger}: not fine-tuning: {rule.reason}")
+        elif rule.caution:
+            cautions.append(rule.caution)
+        else:
+            next_steps.append(rule.next_step)
+    finetune = bool(needs["finetune"]) and not blocks["finetune"]
+    rag = bool(needs["rag"])
+    approach = "rag+finetune" if rag and finetune else "rag" if rag else "finetune" if finetune else "icl"
+    reasons = list(needs["rag"])
+    reasons += needs["finetune"] if finetune else []
+    reasons += blocks["finetune"]
+    if approach == "icl":
+        reasons.append("so: prompting with in-context examples, the simplest approach that can work"
+                       if blocks["finetune"] else "nothing calls for retrieval or fine-tuning: start simple with prompting and in-context examples")
+    method = model = estimate = None
+    steps: tuple[MethodStep, ...] = ()
+    if finetune:
+        gpu_gib = answers.get("gpu_gib") or detected_gpu_gib
+        method, model, steps, estimate = choose_method(answers, spec, gpu_gib, reasons)
+        if method == "full":
+            cautions.append("full fine-tuning can win on the target task but loses general abilities (catastrophic forgetting) and needs far more memory")
+    else:
+        model = answers.get("model")
+    next_steps = _next_steps(approach, method, model) + next_steps
+    return Recommendation(approach, method, tuple(reasons), tuple(dict.fromkeys(cautions)), tuple(dict.fromkeys(next_steps)),
+                          estimate, model, steps, tuple(fired))
+
+
+def decision_record(answers: dict[str, Any], rec: Recommendation, spec: WizardSpec | None = None) -> str:
+    """A Markdown decision record a team can commit: answers, outcome, reasons, cautions, next steps, estimate."""
+    spec = spec or load_spec()
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    outcome = rec.approach + (f" with {rec.method}" if rec.method else "") + (f" on {rec.model}" if rec.model and rec.method else "")
+    lines = [f"# Adaptation decision: {outcome}", "", f"Made with `sft-tui wizard` on {stamp}.", "", "## Answers", "",
+             "| question | answer |", "| --- | --- |"]
+    for q in spec.questions:
+        value = answers.get(q.key)
+        lines.append(f"| {q.text} | {'-' if value is None else str(value).lower() if isinstance(value, bool) else value} |")
+    lines += ["", "## Recommendation", "", f"**{outcome}**", "", "## Why", ""] + [f"- {r}" for r in rec.reasons]
+    if rec.method_steps:
+        lines += ["", "## Method, checked against memory", ""] + [f"- {s.note}{'' if s.fits else ' (does not fit)'}" for s in rec.method_steps]
+    if rec.cautions:
+        lines += ["", "## Cautions", ""] + [f"- {c}" for c in rec.cautions]
+    lines += ["", "## Next steps", ""] + [f"{i}. {s}" for i, s in enumerate(rec.next_steps, 1)]
+    if rec.estimate:
+        e = rec.estimate
+        lines += ["", "## Memory estimate", "", f"{e['model']}, {e['method']}, seq {e['seq_len']}, micro-batch {e['batch_size']}: "
+                  f"peak {e['peak_gib']:.1f} GiB on a {e['gpu_gib']:g} GiB GPU.", ""]
+        lines += [f"- {t['key']}: {t['gib']:.2f} GiB ({t['explanation']})" for t in e["terms"]]
+    return "\n".join(lines) + "\n"
+
+
+def render_recommendation(rec: Recommendation) -> str:
+    """The readable recommendation."""
+    outcome = rec.approach + (f" with {rec.method}" if rec.method else "") + (f" on {rec.model}" if rec.model and rec.method else "")
+    lines = [f"recommendation: {outcome}", "", "why:"] + [f"  - {r}" for r in rec.reasons]
+    if rec.method_steps:
+        lines += ["", "memory check:"] + [f"  {'fits' if s.fits else 'no  '}  {s.note}" for s in rec.method_steps]
+    if rec.cautions:
+        lines += ["", "cautions:"] + [f"  - {c}" for c in rec.cautions]
+    lines += ["", "next steps:"] + [f"  {i}. {s}" for i, s in enumerate(rec.next_steps, 1)]
+    return "\n".join(lines) + "\n"
+
+
+def parse_answer(question: Question, text: str) -> Any:
+    """A typed answer from what a person typed (yes/no, numbers, text); ValueError when it does not parse."""
+    if question.kind == "bool":
+        if text.lower() in ("y", "yes", "true", "1"):
+            return True
+        if text.lower() in ("n", "no", "false", "0"):
+            return False
+        raise ValueError("answer yes or no")
+    if question.kind == "int":
+        return int(text)
+    if question.kind == "float":
+        return float(text)
+    return text

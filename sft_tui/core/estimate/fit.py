@@ -1,0 +1,268 @@
+"""Fit an estimate to a GPU: headroom, the largest batch and sequence, what to change, how long.
+
+Memory grows monotonically with micro-batch and sequence length, so the largest values
+that fit come from a binary search over `estimate_memory`. Suggestions apply one
+change at a time to the user's settings, then all of them together; each carries its
+own new estimate. Time comes from training FLOPs and an assumed utilisation of the
+GPU's peak, stated as an assumption, never presented as a measurement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from sft_tui.core.estimate.memory import Calibration, DEFAULT_CALIBRATION, MemoryEstimate, TrainSettings, estimate_memory, resolve_targets
+from sft_tui.core.models.gpus import GpuInfo
+from sft_tui.core.units import GIB
+from sft_tui.core.models.modelspec import ModelSpec
+
+# Share of peak dense throughput a single-GPU transformers run typically reaches; an
+# assumption (the calibration bench replaces it with measured tokens/s).
+ASSUMED_UTILISATION = {"full": 0.40, "lora": 0.40, "qlora": 0.28}
+MAX_BATCH = 4096
+SEQ_STEP = 64
+
+
+@dataclass(frozen=True)
+class GpuTarget:
+    """The memory budget and, when known, the GPU type (for throughput)."""
+
+    name: str
+    memory_gib: float
+    info: GpuInfo | None = None
+    source: str = "detected"  # detected | --gpu | --gpu-gib
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """One change to the settings and what it does to the peak."""
+
+    change: str
+    settings: TrainSettings
+    peak_gib: float
+    fits: bool | None
+    model: str = ""  # set when the suggestion is another model
+
+
+@dataclass(frozen=True)
+class TimeEstimate:
+    """Training throughput and ETA from FLOPs and an assumed utilisation."""
+
+    flops_per_token: float
+    peak_tflops: float
+    utilisation: float
+    tokens_per_s: float
+    eta_s: float | None  # for `tokens`, when given
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Everything `sft-tui estimate` reports."""
+
+    memory: MemoryEstimate
+    gpu: GpuTarget | None
+    fits: bool | None
+    headroom_gib: float | None
+    max_batch_size: int | None  # 0: not even batch 1 fits
+    max_seq_len: int | None  # 0: not even SEQ_STEP tokens fit
+    seq_cap: int  # the search stopped here (model's context window, or the asked length)
+    suggestions: tuple[Suggestion, ...]
+    time: TimeEstimate | None
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        """The `--json` object (ARCHITECTURE/issue contract keys first)."""
+        m, s = self.memory, self.memory.settings
+        return {
+            "model": m.model, "method": s.method, "params": m.params, "trainable_params": m.trainable_params,
+            "seq_len": s.seq_len, "batch_size": s.batch_size,
+            "breakdown_gib": {k: round(v, 3) for k, v in m.breakdown_gib().items()},
+            "peak_gib": round(m.peak_gib, 3), "gpu_gib": round(self.gpu.memory_gib, 3) if self.gpu else None,
+            "fits": self.fits, "max_batch_size": self.max_batch_size, "max_seq_len": self.max_seq_len,
+            "tokens_per_s": round(self.time.tokens_per_s, 1) if self.time else None,
+            "assumptions": list(m.assumptions) + (self._time_assumptions() if self.time else []),
+            "notes": list(self.notes),
+            "peak_phase": m.phase, "gpu": self.gpu.name if self.gpu else None,
+            "headroom_gib": round(self.headroom_gib, 3) if self.headroom_gib is not None else None,
+            "eta_s": round(self.time.eta_s, 1) if self.time and self.time.eta_s is not None else None,
+            "terms": [{"key": t.key, "gib": round(t.bytes / GIB, 3), "explanation": t.explanation} for t in m.terms],
+            "settings": s.__dict__ | {"lora_targets": list(s.lora_targets)},
+            "suggestions": [{"change": x.change, "peak_gib": round(x.peak_gib, 3), "fits": x.fits, "model": x.model or m.model}
+                            for x in self.suggestions],
+        }
+
+    def _time_assumptions(self) -> list[str]:
+        t = self.time
+        return [f"throughput assumes {t.utilisation:.0%} of the GPU's peak {t.peak_tflops:g} TFLOP/s "
+                f"({t.flops_per_token / 1e9:.1f} GFLOP per trained token); measure it on your data to know"]
+
+
+def detected_gpu(sampler=None) -> GpuTarget | None:
+    """The first GPU NVML reports, as a memory budget (None without a GPU). A sampler passed in stays open."""
+    from sft_tui.core.models.gpus import gpu_from_nvml_name
+    from sft_tui.core.runs.sysmon import SystemSampler
+
+    own = sampler is None
+    sampler = sampler or SystemSampler()
+    snapshot = sampler.sample_gpus()
+    if own:
+        sampler.close()
+    if not snapshot.available:
+        return None
+    first = snapshot.gpus[0]
+    memory = first.memory_total_bytes / GIB
+    return GpuTarget(first.name, memory, gpu_from_nvml_name(first.name, memory), "detected")
+
+
+def _fits(spec: ModelSpec, s: TrainSettings, budget_gib: float, cal: Calibration) -> bool:
+    return estimate_memory(spec, s, cal).peak_gib <= budget_gib
+
+
+def largest_batch(spec: ModelSpec, s: TrainSettings, budget_gib: float, cal: Calibration = DEFAULT_CALIBRATION) -> int:
+    """The largest micro-batch that fits at this sequence length (0 if none does)."""
+    if not _fits(spec, replace(s, batch_size=1), budget_gib, cal):
+        return 0
+    low, high = 1, MAX_BATCH
+    while low < high:
+        mid = (low + high + 1) // 2
+        if _fits(spec, replace(s, batch_size=mid), budget_gib, cal):
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def longest_sequence(spec: ModelSpec, s: TrainSettings, budget_gib: float, cap: int, cal: Calibration = DEFAULT_CALIBRATION) -> int:
+    """The longest sequence (a multiple of 64, at most `cap`) that fits at this batch (0 if none does)."""
+    steps = max(cap // SEQ_STEP, 1)
+    if not _fits(spec, replace(s, seq_len=SEQ_STEP), budget_gib, cal):
+        return 0
+    low, high = 1, steps
+    while low < high:
+        mid = (low + high + 1) // 2
+        if _fits(spec, replace(s, seq_len=mid * SEQ_STEP), budget_gib, cal):
+            low = mid
+        else:
+            high = mid - 1
+    return low * SEQ_STEP
+
+
+def _candidate_changes(s: TrainSettings) -> list[tuple[str, TrainSettings]]:
+    """Changes that lower memory, least harmful first: same result and speed, then slower, then a different recipe."""
+    changes = []
+    if s.attention == "eager":
+        changes.append(("sdpa attention instead of eager", replace(s, attention="sdpa")))
+    if not s.gradient_checkpointing:
+        changes.append(("gradient checkpointing on (about 30% slower)", replace(s, gradient_checkpointing=True)))
+    if s.batch_size > 1:
+        changes.append((f"micro-batch 1 with gradient accumulation {s.grad_accum * s.batch_size} (same effective batch)",
+                        replace(s, batch_size=1, grad_accum=s.grad_accum * s.batch_size)))
+    if s.optimizer in ("adamw_torch", "adafactor") and s.method == "full":
+        changes.append(("8-bit AdamW optimizer (adamw_8bit)", replace(s, optimizer="adamw_8bit")))
+    if s.method == "full":
+        changes.append(("LoRA instead of full fine-tuning", replace(s, method="lora", optimizer="adamw_torch")))
+    if s.method in ("full", "lora"):
+        changes.append(("QLoRA: 4-bit NF4 base", replace(s, method="qlora", optimizer="paged_adamw_8bit", quant_type="nf4", double_quant=True)))
+    return changes
+
+
+def suggest(spec: ModelSpec, s: TrainSettings, budget_gib: float, cal: Calibration = DEFAULT_CALIBRATION) -> tuple[Suggestion, ...]:
+    """What brings the run under `budget_gib`, each with its estimate; empty when it already fits.
+
+    First each change alone, then the shortest cumulative path (least harmful changes
+    first) that fits, then, if even that does not fit, the longest sequence that would.
+    """
+    if _fits(spec, s, budget_gib, cal):
+        return ()
+    out: list[Suggestion] = []
+    path, labels = s, []
+    path_fits = False
+    for change, changed in _candidate_changes(s):
+        peak = estimate_memory(spec, changed, cal).peak_gib
+        out.append(Suggestion(change, changed, peak, peak <= budget_gib))
+        if not path_fits:
+            path = _merge_change(path, changed, s)
+            labels.append(change)
+            path_fits = _fits(spec, path, budget_gib, cal)
+    if len(labels) > 1:
+        out.append(Suggestion(" + ".join(labels), path, estimate_memory(spec, path, cal).peak_gib, path_fits))
+    if not path_fits:
+        seq = longest_sequence(spec, path, budget_gib, s.seq_len, cal)
+        if seq:
+            shorter = replace(path, seq_len=seq)
+            prefix = " + ".join(labels) + " + " if labels else ""
+            out.append(Suggestion(f"{prefix}max sequence length {seq}", shorter, estimate_memory(spec, shorter, cal).peak_gib, True))
+        out += smaller_models(spec, path, budget_gib, cal)
+    return tuple(out)
+
+
+def smaller_models(spec: ModelSpec, s: TrainSettings, budget_gib: float, cal: Calibration = DEFAULT_CALIBRATION, limit: int = 3) -> list[Suggestion]:
+    """The largest shipped presets, smaller than `spec`, that fit with settings `s` (biggest first)."""
+    from sft_tui.core.models.modelspec import spec_from_preset
+    from sft_tui.core.models.presets import list_model_presets
+
+    size = spec.count_parameters().total
+    found = []
+    for preset in list_model_presets():
+        other = spec_from_preset(preset.name)
+        total = other.count_parameters().total
+        if total >= size:
+            continue
+        peak = estimate_memory(other, s, cal).peak_gib
+        if peak <= budget_gib:
+            found.append((total, Suggestion(f"a smaller model: {preset.name} ({total / 1e9:.2f}B params)", s, peak, True, preset.name)))
+    found.sort(key=lambda item: -item[0])
+    return [suggestion for _, suggestion in found[:limit]]
+
+
+def _merge_change(current: TrainSettings, changed: TrainSettings, original: TrainSettings) -> TrainSettings:
+    """Apply the fields `changed` alters relative to `original` on top of `current`."""
+    updates = {k: v for k, v in changed.__dict__.items() if v != getattr(original, k)}
+    return replace(current, **updates)
+
+
+def training_flops_per_token(spec: ModelSpec, s: TrainSettings) -> float:
+    """FLOPs per trained token: 2 x weights per matmul pass, attention, head; backward 2x (full) or 1x (frozen base).
+
+    Checkpointing adds one more forward of the blocks. Attention counts the causal half
+    of QK^T and AV (what flash/SDPA kernels compute).
+    """
+    linear = spec.num_layers * sum(x.in_features * x.out_features for x in spec.linear_shapes())
+    attention = spec.num_layers * 2 * s.seq_len * spec.num_attention_heads * spec.head_dim
+    blocks = 2 * linear + attention
+    head = 2 * spec.vocab_size * spec.hidden_size
+    forward = blocks + head
+    backward = 2 * forward if s.method == "full" else forward  # frozen weights: input gradients only
+    lora = 0.0 if s.method == "full" else 6 * spec.num_layers * sum(s.lora_r * (t.in_features + t.out_features) for t in resolve_targets(spec, s.lora_targets))
+    recompute = blocks if s.gradient_checkpointing else 0
+    return forward + backward + recompute + lora
+
+
+def estimate_time(spec: ModelSpec, s: TrainSettings, gpu: GpuInfo, tokens: float | None = None) -> TimeEstimate:
+    """Tokens per second and ETA on `gpu`, from FLOPs and the assumed utilisation."""
+    flops = training_flops_per_token(spec, s)
+    peak = gpu.peak_tflops(s.precision)
+    utilisation = ASSUMED_UTILISATION[s.method]
+    tokens_per_s = peak * 1e12 * utilisation / flops
+    return TimeEstimate(flops, peak, utilisation, tokens_per_s, tokens / tokens_per_s if tokens else None)
+
+
+def build_estimate(spec: ModelSpec, s: TrainSettings, gpu: GpuTarget | None, tokens: float | None = None,
+                   cal: Calibration = DEFAULT_CALIBRATION) -> Estimate:
+    """The full report: memory, fit against `gpu`, limits, suggestions and time."""
+    memory = estimate_memory(spec, s, cal)
+    cap = max(spec.max_position_embeddings or s.seq_len, s.seq_len)
+    if gpu is None:
+        return Estimate(memory, None, None, None, None, None, cap, (), None)
+    budget = gpu.memory_gib
+    fits = memory.peak_gib <= budget
+    time = estimate_time(spec, s, gpu.info, tokens) if gpu.info else None
+    notes = []
+    if gpu.info and s.precision == "bf16" and not gpu.info.bf16_supported:
+        notes.append(f"{gpu.info.name} has no bf16: train with precision fp16 (same memory)")
+    if gpu.info is None:
+        notes.append(f"no throughput figures for {gpu.name}: memory fit only, no time estimate")
+    if s.seq_len > (spec.max_position_embeddings or s.seq_len):
+        notes.append(f"seq_len {s.seq_len} is beyond the model's context window ({spec.max_position_embeddings})")
+    return Estimate(memory, gpu, fits, budget - memory.peak_gib, largest_batch(spec, s, budget, cal),
+                    longest_sequence(spec, s, budget, cap, cal), cap, suggest(spec, s, budget, cal), time, tuple(notes))

@@ -1,0 +1,71 @@
+"""The readable estimate report (text), shared by `sft-tui estimate` and the TUI's estimator screen."""
+
+from __future__ import annotations
+
+from sft_tui.core.estimate.fit import Estimate
+from sft_tui.core.units import GIB
+
+BAR = 24
+STACK = 48
+FILL = {"weights": "█", "trainable": "▓", "gradients": "▒", "optimizer": "░", "activations": "▚", "logits": "▞", "overhead": "·"}
+
+
+def stacked_bar(memory) -> str:
+    """The whole peak as one bar, a fill character per term (each term keeps at least one cell when present)."""
+    peak = memory.peak_bytes or 1
+    cells = [(t.key, max(1, round(STACK * t.bytes / peak))) for t in memory.terms if t.bytes > 0]
+    return "".join(FILL[key] * count for key, count in cells)[:STACK + len(cells)]
+
+
+def _bar(part: float, whole: float) -> str:
+    filled = round(BAR * part / whole) if whole else 0
+    return "█" * filled + "·" * (BAR - filled)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400 * 2:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def render_estimate(e: Estimate) -> str:
+    """The readable report: settings, a bar per term with its reason, fit, limits, time, suggestions."""
+    m, s = e.memory, e.memory.settings
+    lines = [
+        f"{m.model} · {s.method} · seq {s.seq_len} · micro-batch {s.batch_size} (accumulation {s.grad_accum}) · "
+        f"checkpointing {'on' if s.gradient_checkpointing else 'off'} · {s.precision} · {s.attention} · {s.optimizer}",
+        f"{m.params / 1e9:.2f}B params, {m.trainable_params / 1e6:.1f}M trainable ({100 * m.trainable_params / m.params:.2f}%)"
+        + (f", LoRA r={s.lora_r} on {', '.join(s.lora_targets)}" if s.method != "full" else ""),
+        "",
+    ]
+    peak = m.peak_gib
+    lines.append(f"  {stacked_bar(m)}")
+    lines.append("  " + "  ".join(f"{FILL[t.key]} {t.key}" for t in m.terms if t.bytes > 0))
+    lines.append("")
+    for term in m.terms:
+        gib = term.bytes / GIB
+        lines.append(f"  {term.key:<12}{gib:8.2f} GiB  {_bar(gib, peak)}  {term.explanation}")
+    lines.append(f"  {'peak':<12}{peak:8.2f} GiB  (at the {m.phase})")
+    lines.append("")
+    if e.gpu is None:
+        lines.append("GPU: no NVIDIA GPU detected; pass --gpu NAME (e.g. A100-80GB, 4090) or --gpu-gib N to check the fit")
+    else:
+        verdict = f"fits, {e.headroom_gib:.1f} GiB headroom" if e.fits else f"does NOT fit: {-e.headroom_gib:.1f} GiB over"
+        lines.append(f"GPU: {e.gpu.name}, {e.gpu.memory_gib:.1f} GiB ({e.gpu.source}) -> {verdict}")
+        batch = e.max_batch_size if e.max_batch_size else "none (not even 1)"
+        seq = e.max_seq_len if e.max_seq_len else "none"
+        lines.append(f"largest micro-batch at seq {s.seq_len}: {batch}; longest sequence at micro-batch {s.batch_size}: {seq} (searched up to {e.seq_cap})")
+        if e.time:
+            t = e.time
+            eta = f"; {_duration(t.eta_s)} for the given tokens" if t.eta_s is not None else " (--tokens N gives an ETA)"
+            lines.append(f"time: about {t.tokens_per_s:,.0f} tokens/s, assuming {t.utilisation:.0%} of {t.peak_tflops:g} TFLOP/s{eta}")
+    for note in e.notes:
+        lines.append(f"note: {note}")
+    if e.suggestions:
+        lines += ["", "to make it fit:"]
+        for x in e.suggestions:
+            lines.append(f"  {'fits' if x.fits else 'no  '}  {x.peak_gib:7.2f} GiB  {x.change}")
+    lines += ["", "assumptions:"] + [f"  - {a}" for a in m.assumptions]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""After training: task checks on answers, the eval report, the model card."""

@@ -1,0 +1,156 @@
+"""Start, stop, wait for and resume jobs: every process that imports torch starts here, the same way.
+
+A job (train, eval, merge, chat) is started as `python -m sft_tui.core.runs.supervise
+TARGET` in a new session (setsid): no controlling terminal, so an SSH hang-up, a closed
+tmux pane or the TUI exiting sends it nothing. The supervisor starts the job process and
+records a death the job could not report. Train jobs keep their status and log at the
+run's top level; eval, merge and chat jobs in jobs/<kind>-<n>/ with their request.
+
+Stopping: the first request sends SIGTERM (a train job finishes its step and saves a
+checkpoint); a second request, or a wait that times out, escalates to SIGKILL and says so.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from sft_tui.core.errors import UserError
+from sft_tui.core.runs.liveness import current_owner, effective_state, pid_is_alive
+from sft_tui.core.runs.rundir import JobDir, RunDir
+from sft_tui.core.runs.schema import ACTIVE_STATES, CRASHED, UNKNOWN, EventRow, JobRequest, JobStatus, now_iso
+
+EXCLUSIVE_KINDS = ("eval", "merge")  # one at a time per run; several people may chat with one run at once
+
+
+def _spawn(target: Path, log_path: Path, extra: list[str]) -> int:
+    """The supervisor for `target`, detached in its own session, output appended to `log_path`."""
+    command = [sys.executable, "-m", "sft_tui.core.runs.supervise", str(target), *extra]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True, close_fds=True, cwd=str(target),
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"})
+    return process.pid
+
+
+def launch(run: RunDir, resume: bool = False) -> int:
+    """Start the train job of `run` (resume: from its last checkpoint); returns the supervisor's pid."""
+    pid = _spawn(run.path, run.log_path, ["--resume"] if resume else [])
+    run.stop_request_path.unlink(missing_ok=True)
+    status, _ = run.status_or_reason()
+    if status is not None and status.state != "running":  # the trainer may already have taken over
+        run.write_status(replace(status, state="queued", pid=pid, updated_at=now_iso(), error=None, eta_s=None))
+    return pid
+
+
+def _job_state(job: JobDir) -> tuple[str, JobStatus | None]:
+    status, _ = job.status_or_reason()
+    return (effective_state(status), status) if status else (UNKNOWN, None)
+
+
+def start_job(run: RunDir, request: JobRequest) -> JobDir:
+    """Create jobs/<kind>-<n>/ with the request and start it detached; refuses a second eval or merge of a run."""
+    with run.jobs_lock():  # numbering and the one-at-a-time check see every other starter
+        existing = [j for j in run.jobs() if j.kind == request.kind]
+        if request.kind in EXCLUSIVE_KINDS:
+            for job in existing:
+                state, status = _job_state(job)
+                if state in ACTIVE_STATES:
+                    who = f", started by {status.owner}" if status and status.owner else ""
+                    raise UserError(f"an {request.kind} of run {run.id} is already {state} ({job.name}, pid {status.pid if status else '?'}{who})",
+                                    str(job.path), f"wait for it (`sft-tui runs` shows it) or stop it: sft-tui stop {run.id} --job {job.name}")
+        number = max((j.number for j in existing), default=0) + 1
+        job = run.job(f"{request.kind}-{number}")
+        job.path.mkdir()
+        job.write_request(request)
+        stamp = now_iso()
+        job.write_status(JobStatus("queued", 0, stamp, stamp, kind=request.kind, owner=request.owner, host=request.host))
+    pid = _spawn(job.path, job.log_path, [])
+    status, _ = job.status_or_reason()
+    if status is not None and status.state == "queued":
+        job.write_status(replace(status, pid=pid, updated_at=now_iso()))
+    run_status, _ = run.status_or_reason()
+    try:
+        run.append_metric(EventRow(step=run_status.step if run_status else 0, event="job_started", time=time.time(), job=job.name,
+                                   message=f"{request.kind} started by {request.owner}"))
+    except OSError:
+        pass
+    return job
+
+
+def job_request(kind: str, **fields) -> JobRequest:
+    """A request stamped with now and this user and host."""
+    owner, host = current_owner()
+    return JobRequest(kind=kind, created_at=now_iso(), owner=owner, host=host, **fields)
+
+
+@dataclass(frozen=True)
+class StopResult:
+    """What a stop request did."""
+
+    escalated: bool
+    message: str
+
+
+def request_stop(target: RunDir | JobDir) -> StopResult:
+    """SIGTERM a run's trainer (checkpoint, then stopped) or a job; a second request SIGKILLs it."""
+    what = f"run {target.id}" if isinstance(target, RunDir) else f"job {target.name} of run {target.run.id}"
+    status, reason = target.status_or_reason()
+    if status is None or effective_state(status) not in ACTIVE_STATES:
+        state = effective_state(status) if status else f"unknown: {reason}"
+        raise UserError(f"{what} is not running (state: {state})", fix="nothing to stop; `sft-tui resume` continues a stopped run")
+    if not pid_is_alive(status.pid):
+        raise UserError(f"{what} has no live process (pid {status.pid})", fix="it has crashed or is ending; see `sft-tui runs`")
+    marker = target.stop_request_path if isinstance(target, RunDir) else target.path / ".stop_requested"
+    if marker.exists():
+        os.kill(status.pid, signal.SIGKILL)
+        then = f"; `sft-tui resume {target.id}` continues from the last checkpoint" if isinstance(target, RunDir) else ""
+        return StopResult(True, f"second stop request: killed pid {status.pid} (SIGKILL){then}")
+    marker.write_text(now_iso())
+    os.kill(status.pid, signal.SIGTERM)
+    does = "it finishes the step and saves a checkpoint" if isinstance(target, RunDir) else "it ends as stopped"
+    return StopResult(False, f"asked {what} to stop (SIGTERM to pid {status.pid}): {does}")
+
+
+def wait_until_inactive(target: RunDir | JobDir, timeout_s: float, poll_s: float = 0.5,
+                        on_status: Callable[[JobStatus], None] | None = None) -> str | None:
+    """Poll until the job leaves queued/running; returns its state, or None on timeout. on_status sees each new status."""
+    deadline = time.monotonic() + timeout_s
+    last: JobStatus | None = None
+    while time.monotonic() < deadline:
+        status, _ = target.status_or_reason()
+        if status is not None:
+            if on_status is not None and status != last:
+                on_status(status)
+            last = status
+            state = effective_state(status)
+            if state not in ACTIVE_STATES:
+                return state
+        elif not target.path.is_dir():
+            return UNKNOWN  # the folder is gone
+        time.sleep(poll_s)
+    return None
+
+
+def check_resumable(run: RunDir) -> Path:
+    """The checkpoint a resume continues from; refuses a run that is active, finished, or has no checkpoint, saying why."""
+    status, reason = run.status_or_reason()
+    state = effective_state(status) if status else UNKNOWN
+    if state in ACTIVE_STATES:
+        raise UserError(f"run {run.id} is still {state}", fix=f"watch it with `sft-tui watch {run.id}`, or stop it first")
+    if state == "completed":
+        raise UserError(f"run {run.id} has completed", fix="start a new run to train further (e.g. more epochs)")
+    if state == UNKNOWN:
+        raise UserError(f"run {run.id} cannot be resumed: {reason}", str(run.status_path), "fix or remove that file")
+    if state not in ("stopped", "failed", CRASHED):
+        raise UserError(f"run {run.id} cannot be resumed from state {state}")
+    checkpoint = run.latest_checkpoint()
+    if checkpoint is None:
+        raise UserError(f"run {run.id} has no checkpoint yet", str(run.checkpoints_dir), "start it again with `sft-tui train` (it failed before the first save)")
+    return checkpoint

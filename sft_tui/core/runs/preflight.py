@@ -1,0 +1,120 @@
+"""Pre-flight and launch: every check that can fail before a run, then the run dir and its trainer.
+
+One implementation for `sft-tui train`, `sft-tui demo` and the TUI's Launch screen; progress
+lines go to a `note` callback (stderr for the CLI, the screen for the TUI).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from sft_tui.core.config.load import ResolvedConfig, check_precision_against_gpus, dump_run_config, load_run_config
+from sft_tui.core.data.formats import load_examples
+from sft_tui.core.errors import UserError
+from sft_tui.core.estimate.fit import build_estimate, detected_gpu
+from sft_tui.core.estimate.memory import estimate_memory, settings_from_run_config
+from sft_tui.core.estimate.report import render_estimate
+from sft_tui.core.models.files import check_weight_files, find_model_files
+from sft_tui.core.models.modelspec import resolve_model
+from sft_tui.core.runs.jobs import launch
+from sft_tui.core.runs.rundir import DECISION_NAME, RunDir
+from sft_tui.core.runs.store import RunStore
+from sft_tui.core.runs.sysmon import SystemSampler
+from sft_tui.core.units import GIB
+
+
+def load_and_check_config(path: Path, overrides: list[str], note: Callable[[str], None], sampler: SystemSampler | None = None) -> ResolvedConfig:
+    """Load a run config and check its precision against this machine's GPUs; notes go to `note`."""
+    resolved = load_run_config(path, overrides)
+    own = sampler is None
+    sampler = sampler or SystemSampler()
+    check_precision_against_gpus(resolved.config, sampler.sample_gpus().gpus, resolved.origins["training.precision"])
+    if own:
+        sampler.close()
+    for line in resolved.notes:
+        note(f"note: {line}")
+    return resolved
+
+
+def check_home_writable(home: Path) -> None:
+    """Refuse, in one line, a runs home that cannot be written (read-only, no permission), before any other check.
+
+    Creates nothing: it asks the nearest folder that exists (a mistaken config must not leave
+    an empty sft-runs/ behind).
+    """
+    target = home / "runs"
+    existing = next((p for p in (target, *target.parents) if p.exists()), Path("/"))
+    problem = None
+    try:
+        if os.statvfs(existing).f_flag & os.ST_RDONLY:
+            problem = "read-only file system"
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            problem = "permission denied"
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+    if problem:
+        raise UserError(f"cannot write where runs live: {problem} ({existing})", str(home),
+                        "set SFT_TUI_HOME to a folder you can write (a team shares one as a setgid group folder)")
+
+
+def preflight(config_path: Path, overrides: list[str], force: bool, note: Callable[[str], None],
+              store: RunStore | None = None, sampler: SystemSampler | None = None) -> ResolvedConfig:
+    """Every check that can fail before a run starts, in seconds; returns the resolved config.
+
+    `note` receives the progress lines (stderr for the CLI, the Launch screen in the TUI).
+    """
+    home = (store or RunStore()).home
+    check_home_writable(home)
+    resolved = load_and_check_config(config_path, overrides, note, sampler)
+    config = resolved.config
+    train = load_examples(Path(config.data.train), config.data.format)
+    rows = len(train.examples)
+    line = f"data: {train.format}, {rows} training rows"
+    if train.skipped:
+        line += f", {len(train.skipped)} skipped (first: {train.skipped[0][0]}: {train.skipped[0][1]})"
+    if config.data.eval:
+        line += f", {len(load_examples(Path(config.data.eval), config.data.format).examples)} eval rows"
+    note(line)
+    files = find_model_files(config.model.name)
+    if not files.has_tokenizer:
+        raise UserError("no tokenizer files next to the weights", str(files.folder), "use a complete model folder (tokenizer.json or tokenizer.model)")
+    weights = check_weight_files(files.folder)
+    note(f"model: {files.folder}, {weights} weight file(s) checked" + ("" if files.has_chat_template or config.model.chat_template else " (no chat template: a default one is set and saved with the output)"))
+    target = detected_gpu(sampler)
+    spec = resolve_model(str(files.folder))
+    if target is None:
+        peak = estimate_memory(spec, settings_from_run_config(config)).peak_gib
+        note(f"GPU: none found; training runs on the CPU (fine for tiny models, very slow for real ones); on a GPU this run would peak near {peak:.1f} GiB")
+    else:
+        settings = settings_from_run_config(config, target.info.bf16_supported if target.info else None)
+        estimate = build_estimate(spec, settings, target)
+        note(f"estimate: {estimate.memory.peak_gib:.1f} GiB peak on {target.name} ({target.memory_gib:.1f} GiB)")
+        if not estimate.fits and not force:
+            note(render_estimate(estimate))
+            raise UserError(f"the estimate ({estimate.memory.peak_gib:.1f} GiB) does not fit {target.name} ({target.memory_gib:.1f} GiB)",
+                            str(config_path), "apply a suggestion above (e.g. --set training.micro_batch_size=1) or pass --force to try anyway")
+    trainable = spec.count_parameters().total if config.method.name == "full" else spec.count_parameters().total // 100
+    need = trainable * 12 * (config.training.save_total_limit + 1)  # weights/adapter + optimizer state per checkpoint
+    free = shutil.disk_usage(home).free
+    if free < need:
+        raise UserError(f"{free / GIB:.1f} GiB free where runs live, checkpoints need about {need / GIB:.1f} GiB", str(home),
+                        "free disk space, lower training.save_total_limit, or set SFT_TUI_HOME elsewhere")
+    return resolved
+
+
+def start_run(resolved: ResolvedConfig, source: str, out: Callable[[str], None], launch_fn: Callable[[RunDir], int] | None = None,
+              store: RunStore | None = None) -> RunDir:
+    """Create the run dir with the resolved config and launch its detached trainer (launch_fn: tests pass a fake)."""
+    config = resolved.config
+    text = dump_run_config(config, resolved.origins, header=f"Resolved by sft-tui from {source}; this is what the run used.")
+    run = (store or RunStore()).create_run(text, config.model.name, config.method.name, name=config.output.name)
+    decision = Path(source).parent / DECISION_NAME  # the wizard writes it beside run.toml; the model card quotes it
+    if decision.is_file():
+        shutil.copyfile(decision, run.decision_path)
+    pid = (launch_fn or launch)(run)
+    out(f"started run {run.id} (supervisor pid {pid}); it keeps going if this terminal closes")
+    out(f"  watch:  sft-tui watch {run.id}\n  stop:   sft-tui stop {run.id}\n  folder: {run.path}")
+    return run

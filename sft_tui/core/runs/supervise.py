@@ -1,0 +1,95 @@
+"""`python -m sft_tui.core.runs.supervise TARGET [--resume]`: start a job's process, record how it ended.
+
+TARGET is a run dir (the train job: `python -m sft_tui.trainer RUN`) or a job dir holding
+request.json (eval, merge, chat: `python -m sft_tui.trainer.job JOB`). The launcher starts
+this process in a new session, so a closed terminal or SSH hang-up reaches neither it nor
+the job. It imports only the standard library and core: it must start fast and must not
+die of what kills the job. A job that ends normally writes its own final status; one that
+dies without a word (SIGKILL from the host's out-of-memory killer, a segfault, an exit from
+native code) leaves an active status behind, and this process turns it into failed/crash
+with the signal or exit code, and adds an event row to the run's metrics.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from sft_tui.core.runs.rundir import JobDir, RunDir
+from sft_tui.core.runs.schema import ACTIVE_STATES, EventRow, JobError, now_iso
+
+_HINTS = {
+    "SIGKILL": "SIGKILL often comes from the host's out-of-memory killer (see `dmesg`): lower micro_batch_size or "
+               "max_seq_length, or free host RAM; `sft-tui resume RUN` continues from the last checkpoint",
+    "SIGSEGV": "the process crashed in native code; see the log, and try another torch/bitsandbytes build",
+}
+
+
+def describe_exit(code: int, what: str = "trainer") -> tuple[str, str]:
+    """(message, hint) for a child's return code (negative: killed by that signal)."""
+    if code < 0:
+        name = signal.Signals(-code).name
+        return f"{what} killed by signal {-code} ({name})", _HINTS.get(name, "see the log; `sft-tui resume RUN` continues from the last checkpoint")
+    return f"{what} exited with code {code} without reporting an error", "see the log"
+
+
+def child_command(target: Path, resume: bool) -> tuple[list[str], RunDir | JobDir]:
+    """The job process to start for TARGET, and the folder whose status it keeps."""
+    if (target / "request.json").is_file():
+        return [sys.executable, "-m", "sft_tui.trainer.job", str(target)], JobDir(target)
+    return [sys.executable, "-m", "sft_tui.trainer", str(target)] + (["--resume"] if resume else []), RunDir(target)
+
+
+def record_death(folder: RunDir | JobDir, child_pid: int, code: int) -> None:
+    """Close an active status the dead child left behind (only one this supervisor or its child wrote)."""
+    status, _ = folder.status_or_reason()
+    # a resumed run may already have a new supervisor while this child was still exiting: not ours to close
+    if status is None or status.pid not in (child_pid, os.getpid()) or status.state not in ACTIVE_STATES:
+        return
+    what = "trainer" if isinstance(folder, RunDir) else f"{folder.kind} job"
+    message, hint = describe_exit(code, what)
+    run = folder if isinstance(folder, RunDir) else folder.run
+    if isinstance(folder, RunDir) and folder.stop_request_path.exists():
+        folder.write_status(replace(status, state="stopped", updated_at=now_iso(), eta_s=None,
+                                    error=JobError("crash", f"stopped by request: {message}", "no checkpoint at this step; resume continues from the last one")))
+        event = EventRow(step=status.step, event="stopped", time=time.time(), message=message)
+    else:
+        folder.write_status(replace(status, state="failed", updated_at=now_iso(), eta_s=None, error=JobError("crash", message, hint)))
+        if isinstance(folder, RunDir):
+            event = EventRow(step=status.step, event="failed", time=time.time(), message=f"crash: {message}")
+        else:
+            event = EventRow(step=0, event="job_ended", time=time.time(), job=folder.name, message=f"{folder.kind} crashed: {message}")
+    try:
+        run.append_metric(event)
+    except OSError:
+        pass
+
+
+def main(argv: list[str]) -> int:
+    """Run the job to its end and make sure its status says how it ended."""
+    target = Path(argv[0]).resolve()
+    command, folder = child_command(target, "--resume" in argv[1:])
+    child = subprocess.Popen(command)
+
+    def forward(signum: int, _frame: object) -> None:
+        child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    code = child.wait()
+    if folder.path.is_dir():
+        try:
+            record_death(folder, child.pid, code)
+        except OSError as exc:  # a full or read-only disk: say so in the log, the only place left
+            print(f"[sft-tui] supervisor could not record the end of pid {child.pid} (code {code}): {exc}", flush=True)
+    return 0 if code == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

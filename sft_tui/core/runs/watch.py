@@ -1,0 +1,92 @@
+"""Watching one run: each poll reads what was appended and returns one typed, frozen snapshot.
+
+The one watcher behind the TUI's monitor and `sft-tui watch --plain` / `train --follow`.
+Metrics are read from a byte offset, so a poll costs only what was appended
+(bench/metrics_read.py); the snapshot's row tuples are rebuilt only when rows arrived,
+so a screen can tell "nothing new" by identity. No Textual here: screens post the
+snapshot as a message from their worker thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sft_tui.core.runs.codec import SchemaError
+from sft_tui.core.runs.liveness import effective_state
+from sft_tui.core.runs.rundir import RunDir, tail_lines
+from sft_tui.core.runs.schema import UNKNOWN, EvalRow, EventRow, JobOverview, JobStatus, MetricsRow, TrainRow, TrainSummary
+from sft_tui.core.runs.store import job_overview
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """Everything about one run at one poll."""
+
+    run_id: str
+    status: JobStatus | None
+    state: str  # effective: crashed when the process is gone, unknown when the status is unreadable
+    reason: str  # why the state is unknown
+    train: tuple[TrainRow, ...]
+    evals: tuple[EvalRow, ...]
+    events: tuple[EventRow, ...]
+    new_rows: tuple[MetricsRow, ...]  # appended since the previous poll (all rows again after a restart)
+    restarted: bool  # metrics.jsonl was cut back (a resume): the rows are from the start again
+    jobs: tuple[JobOverview, ...]
+    log_tail: tuple[str, ...]
+    summary: TrainSummary | None
+    skipped_lines: int  # metrics lines that were not valid rows, so far
+
+
+class RunWatcher:
+    """Keeps the offset into metrics.jsonl and every row read so far; poll() returns a snapshot."""
+
+    def __init__(self, run: RunDir, log_lines: int = 12):
+        self.run = run
+        self.log_lines = log_lines
+        self.offset = 0
+        self.skipped = 0
+        self._train: list[TrainRow] = []
+        self._evals: list[EvalRow] = []
+        self._events: list[EventRow] = []
+        self._last: RunSnapshot | None = None
+
+    def poll(self, now: datetime | None = None) -> RunSnapshot:
+        """Read what changed since the previous poll."""
+        chunk = self.run.read_new_rows(self.offset)
+        self.offset = chunk.offset
+        if chunk.restarted:
+            self._train.clear()
+            self._evals.clear()
+            self._events.clear()
+            self.skipped = 0
+        self.skipped += chunk.skipped_lines
+        for row in chunk.rows:
+            if isinstance(row, TrainRow):
+                self._train.append(row)
+            elif isinstance(row, EvalRow):
+                self._evals.append(row)
+            else:
+                self._events.append(row)
+        status, reason = self.run.status_or_reason()
+        state = effective_state(status, now) if status else UNKNOWN
+        previous = self._last
+        changed = bool(chunk.rows) or chunk.restarted or previous is None
+        try:
+            summary = self.run.read_summary()
+        except (SchemaError, OSError):
+            summary = None
+        try:
+            jobs = tuple(job_overview(job, now) for job in self.run.jobs())
+        except OSError:
+            jobs = ()
+        snapshot = RunSnapshot(
+            run_id=self.run.id, status=status, state=state, reason=reason,
+            train=tuple(self._train) if changed else previous.train,
+            evals=tuple(self._evals) if changed else previous.evals,
+            events=tuple(self._events) if changed else previous.events,
+            new_rows=chunk.rows, restarted=chunk.restarted, jobs=jobs,
+            log_tail=tail_lines(self.run.log_path, self.log_lines), summary=summary, skipped_lines=self.skipped,
+        )
+        self._last = snapshot
+        return snapshot
