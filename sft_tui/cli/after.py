@@ -61,15 +61,17 @@ def eval_(
     detach: Annotated[bool, typer.Option("--detach", help=DETACH_HELP)] = False,
 ) -> None:
     """Evaluate a run against its base model: answer loss, task checks, stopping, forgetting."""
-    from sft_tui.core.errors import UserError
     from sft_tui.core.evaluate.report import metric_rows
-    from sft_tui.core.runs.jobs import job_request, start_job
+    from sft_tui.core.runs.jobs import check_run_config, job_request, start_job
     from sft_tui.core.runs.store import RunStore
 
     found = RunStore().find_run(run)
     found.require_trained_output()  # at once, not from a job a second later
-    if data is not None and not data.is_file():
-        raise UserError("dataset file not found", str(data), "check the path")
+    check_run_config(found)
+    if data is not None:
+        from sft_tui.core.data.formats import load_examples
+
+        load_examples(data, "auto")  # a missing file or a bad row: one line now, not after the models load
     job = start_job(found, job_request("eval", data=str(data.resolve()) if data else "", n=n))
     print(f"started {job.name} of run {found.id} (log: {job.log_path})", file=sys.stderr, flush=True)
     if detach:
@@ -94,12 +96,13 @@ def merge(
 ) -> None:
     """Merge a LoRA/QLoRA adapter into its base (loaded in 16 bits) and save a standalone Hugging Face model."""
     from sft_tui.core.evaluate.merge_check import check_merge_request
-    from sft_tui.core.runs.jobs import job_request, start_job
+    from sft_tui.core.runs.jobs import check_run_config, job_request, start_job
     from sft_tui.core.runs.store import RunStore
 
     found = RunStore().find_run(run)
     output = output.resolve()
-    check_merge_request(found, output, dtype, force)  # refused here, in one line, before any torch loads
+    check_merge_request(found, output, dtype, force)
+    check_run_config(found)  # refused here, in one line, before any torch loads
     job = start_job(found, job_request("merge", output=str(output), dtype=dtype, force=force))
     print(f"started {job.name} of run {found.id} (log: {job.log_path})", file=sys.stderr, flush=True)
     if detach:
@@ -112,10 +115,12 @@ def merge(
 def chat(run: Annotated[str, typer.Argument(help=RUN_HELP)]) -> None:
     """Chat with the tuned model in the terminal UI; ctrl+b switches to the base model for the same prompt."""
     from sft_tui.cli.ui import run_tui
+    from sft_tui.core.runs.jobs import check_run_config
     from sft_tui.core.runs.store import RunStore
 
     found = RunStore().find_run(run)
     found.require_trained_output()
+    check_run_config(found)
     run_tui(chat_run=found.id)
 
 

@@ -25,6 +25,13 @@ def progress_line(row: MetricsRow, max_steps: int, eta_s: float | None) -> str:
     return f"step {row.step:>6}/{max_steps or '?'}  loss {loss}  lr {row.learning_rate or 0:.2e}  {speed}  {memory}  ETA {format_eta(eta_s)}"
 
 
+def exit_code(state: str | None) -> int:
+    """The command's exit code after following: 0 completed or stopped, 130 when only the following stopped, else 1."""
+    if state is None:
+        return 130
+    return 0 if state in ("completed", "stopped") else 1
+
+
 def end_line(snapshot: RunSnapshot) -> str:
     """How the run ended, in one line."""
     line = f"run {snapshot.run_id}: {snapshot.state}"

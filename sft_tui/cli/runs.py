@@ -24,18 +24,25 @@ def runs(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list
     if not overviews:
         print(f"no runs in {store.runs_dir}")
         return
-    rows = []
+    rows, notes = [], []
     for o in overviews:
         progress = f"{o.step}/{o.max_steps}" if o.max_steps else str(o.step)
         loss = f"{o.last_loss:.4f}" if o.last_loss is not None else "-"
         rows.append([o.id, o.state, o.model, o.method, progress, loss, o.owner or "-", short_time(o.started_at), short_time(o.updated_at)])
         if o.reason:
-            rows.append([f"  ! {o.reason}", "", "", "", "", "", "", "", ""])
+            notes.append(f"{o.id}: unreadable: {o.reason}")
+        elif o.error is not None and o.state not in ("queued", "running"):
+            notes.append(f"{o.id}: {o.error.kind}: {o.error.message}")
         for job in o.jobs:
-            detail = job.phase if job.state in ("queued", "running") else (job.error.message if job.error else job.result)
-            rows.append([f"  {job.id}", job.state, detail[:60], "", f"{job.step}/{job.max_steps}" if job.max_steps else "", "", job.owner or "-",
+            rows.append([f"  {job.id}", job.state, "", job.kind, f"{job.step}/{job.max_steps}" if job.max_steps else "", "", job.owner or "-",
                          short_time(job.started_at), short_time(job.updated_at)])
+            detail = job.phase if job.state in ("queued", "running", "unknown") else (f"{job.error.kind}: {job.error.message}" if job.error else job.result)
+            if detail:
+                notes.append(f"{o.id} {job.id}: {detail}")
     print_table(["id", "state", "model", "method", "step", "loss", "owner", "started", "updated"], rows, title=str(store.runs_dir))
+    if notes:
+        print()
+        print("\n".join(notes))
 
 
 def watch(
@@ -43,13 +50,13 @@ def watch(
     plain: Annotated[bool, typer.Option("--plain", help="Plain progress lines instead of the monitor (automatic without a terminal).")] = False,
 ) -> None:
     """Open the live monitor of a run; leaving it never stops the run."""
-    from sft_tui.cli.follow import follow
+    from sft_tui.cli.follow import exit_code, follow
     from sft_tui.cli.ui import run_tui
     from sft_tui.core.runs.store import RunStore
 
     found = RunStore().find_run(run)
     if plain or not (sys.stdout.isatty() and sys.stdin.isatty()):
-        follow(found)
+        raise typer.Exit(exit_code(follow(found)))
     else:
         run_tui(open_run=found.id)
 
@@ -88,6 +95,7 @@ def resume(
     follow: Annotated[bool, typer.Option("--follow", help="Stream progress lines; Ctrl-C stops following, not the run.")] = False,
 ) -> None:
     """Resume a stopped, failed or crashed run from its last checkpoint, in the same run dir."""
+    from sft_tui.cli.follow import exit_code
     from sft_tui.cli.follow import follow as follow_run
     from sft_tui.core.runs.jobs import check_resumable, launch
     from sft_tui.core.runs.store import RunStore
@@ -97,7 +105,7 @@ def resume(
     pid = launch(found, resume=True)
     print(f"resuming run {found.id} from {checkpoint.name} (supervisor pid {pid})")
     if follow:
-        follow_run(found)
+        raise typer.Exit(exit_code(follow_run(found)))
 
 
 def register(app: typer.Typer) -> None:

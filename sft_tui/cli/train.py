@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from sft_tui.cli.follow import exit_code
 from sft_tui.cli.follow import follow as follow_run
 
 
@@ -69,7 +70,7 @@ def train(
 
     run = start_run(preflight(config, set_ or [], force, note=note), str(config), out=print)
     if follow:
-        follow_run(run)
+        raise typer.Exit(exit_code(follow_run(run)))
 
 
 def register(app: typer.Typer) -> None:

@@ -72,31 +72,52 @@ def checkpoint_bytes(run: RunDir) -> int:
         return 0
 
 
-def disk_error(run: RunDir, exc: BaseException, step: int) -> JobError:
-    """kind disk: what could not be written, how much is free, and how much a checkpoint takes."""
+# torch's zip writer reports a full disk as a failed stream, not as ENOSPC (seen writing optimizer.pt on a full tmpfs)
+_TORCH_WRITE_FAILURES = ("unexpected pos", "iostream error", "PytorchStreamWriter failed", "file write failed")
+_NEARLY_FULL = 64 * 2**20
+
+
+def looks_like_full_disk(exc: BaseException, where: Path) -> bool:
+    """ENOSPC anywhere in the chain, or torch's failed write with (nearly) no space left where the job writes."""
+    if is_disk_full(exc):
+        return True
+    text = str(exc)
+    if not any(marker in text for marker in _TORCH_WRITE_FAILURES):
+        return False
+    free = free_bytes(where)
+    return free is not None and free < _NEARLY_FULL
+
+
+def disk_error(run: RunDir, exc: BaseException, step: int, kind: str = "train", where: Path | None = None) -> JobError:
+    """kind disk: what could not be written, how much is free, and (training) how much a checkpoint takes."""
     oserror = exc if isinstance(exc, OSError) else None
-    where = getattr(oserror, "filename", None) or str(run.path)
+    target = getattr(oserror, "filename", None) or str(where or run.path)
     if oserror is not None and not is_disk_full(oserror):
-        line = os_error_line(oserror, str(run.path))
-        return JobError("disk", f"at step {step}: {line.what} ({where})" if line else f"at step {step}: {exc}", line.fix if line else "")
-    free = free_bytes(Path(where)) or 0
+        line = os_error_line(oserror, target)
+        at = f"at step {step}: " if kind == "train" else ""
+        return JobError("disk", f"{at}{line.what} ({target})" if line else f"{at}{exc}", line.fix if line else "")
+    free = free_bytes(Path(target)) or 0
+    if kind != "train":
+        return JobError("disk", f"no space left on the device while the {kind} wrote under {target} ({_size(free)} free)",
+                        f"free space on that disk (or choose another folder), then start the {kind} again")
     need = checkpoint_bytes(run)
     keep = f"each checkpoint takes about {_size(need)}, and training.save_total_limit of them are kept; " if need else ""
-    return JobError("disk", f"no space left on the device at step {step} while writing under {where} ({_size(free)} free)",
+    return JobError("disk", f"no space left on the device at step {step} while writing under {target} ({_size(free)} free)",
                     f"free disk space ({keep}lower it to keep fewer), then `sft-tui resume {run.id}` continues from the last complete checkpoint")
 
 
-def classify_failure(run: RunDir, exc: BaseException, step: int) -> JobError:
-    """data, config, disk, oom (with measured peak and hint) or crash."""
+def classify_failure(run: RunDir, exc: BaseException, step: int, kind: str = "train", where: Path | None = None) -> JobError:
+    """data, config, disk, oom (with measured peak and hint) or crash. `where`: the folder a job writes (merge output)."""
     if isinstance(exc, DataError):
-        return JobError("data", exc.line(), "fix that row (sft-tui data inspect FILE lists them all), then start again")
+        where = f"{exc.where}: " if exc.where else ""
+        return JobError("data", f"{where}{exc.what}", "fix that row (sft-tui data inspect FILE lists them all), then start again")
     if isinstance(exc, UserError):
         where = f"{exc.where}: " if exc.where else ""
         return JobError("config", f"{where}{exc.what}", exc.fix or "fix the config and start again")
     if isinstance(exc, KeyboardInterrupt):
         return JobError("crash", "interrupted", "`sft-tui resume` continues from the last checkpoint")
-    if is_disk_full(exc) or (isinstance(exc, OSError) and os_error_line(exc) is not None):
-        return disk_error(run, exc, step)
+    if looks_like_full_disk(exc, where or run.path) or (isinstance(exc, OSError) and os_error_line(exc) is not None):
+        return disk_error(run, exc, step, kind, where)
     if _is_oom(exc):
         import torch
 
@@ -105,5 +126,8 @@ def classify_failure(run: RunDir, exc: BaseException, step: int) -> JobError:
             peak = torch.cuda.max_memory_reserved() / GIB
             total = torch.cuda.get_device_properties(0).total_memory / GIB
         measured = f"; peak reserved {peak:.1f} of {total:.1f} GiB" if peak is not None else ""
+        if kind != "train":
+            return JobError("oom", f"out of memory in the {kind}{measured}: {str(exc).splitlines()[0][:200]}",
+                            "free the GPU (another run?) or evaluate fewer examples at once (--n)")
         return JobError("oom", f"out of memory at step {step}{measured}: {str(exc).splitlines()[0][:200]}", oom_hint(run, total))
     return JobError("crash", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}", "the traceback is in the log")

@@ -15,6 +15,7 @@ import traceback
 from pathlib import Path
 
 from sft_tui.core.runs.codec import SchemaError
+from sft_tui.core.runs.files import DiskReserve
 from sft_tui.core.runs.reporter import StatusReporter
 from sft_tui.core.runs.rundir import JobDir, RunDir
 from sft_tui.core.runs.schema import EventRow, JobRequest
@@ -80,8 +81,10 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from sft_tui.trainer.failures import classify_failure
 
+    reserve = DiskReserve(job.reserve_path)  # room for the final status when the disk fills mid-job
     with job.lock():
-        reporter = StatusReporter(job, request.kind)
+        reserve.take()
+        reporter = StatusReporter(job, request.kind, reserve)
         reporter.begin()
         print(f"[sft-tui] {request.kind} job {job.name} of run {run.id}, asked by {request.owner}@{request.host}", flush=True)
         try:
@@ -91,9 +94,13 @@ def main(argv: list[str]) -> int:
             _event(run, job, f"{request.kind} stopped by request")
             return 0
         except BaseException as exc:  # noqa: BLE001 - every failure must reach status.json
-            error = classify_failure(run, exc, reporter.step)
+            where = Path(request.output) if request.kind == "merge" and request.output else None
+            error = classify_failure(run, exc, reporter.step, request.kind, where)
+            reserve.release()
             if error.kind == "crash":
                 traceback.print_exc()
+            else:
+                print(f"[sft-tui] {type(exc).__name__}: {exc}", flush=True)
             reporter.finish("failed", error)
             _event(run, job, f"{request.kind} failed ({error.kind}): {error.message}")
             print(f"{request.kind} failed ({error.kind}: {error.message}; {error.hint})", flush=True)

@@ -9,6 +9,7 @@ a user needs. Full fine-tuning runs are re-saved in the chosen dtype.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -43,20 +44,23 @@ def merge_run(run: RunDir, output: Path, dtype: str = "bf16", force: bool = Fals
         say(f"merging {trained} into {base_folder} ({dtype})")
         base = AutoModelForCausalLM.from_pretrained(base_folder, dtype=torch_dtype, **kwargs)
         merged = PeftModel.from_pretrained(base, trained).merge_and_unload()
-    # a new or empty folder is written beside it and renamed when complete: a killed merge leaves no half model
-    staged = not (output.is_dir() and any(output.iterdir()))
-    target = output.with_name(f".{output.name}.partial") if staged else output
-    if staged:
-        shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True, exist_ok=True)
+    # written beside the output and moved in when complete: a merge killed while it loads, merges or saves
+    # leaves no half model; with --force each file is then replaced by a rename (other files in the folder stay)
+    staging = output.with_name(f".{output.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     say(f"saving the merged model ({dtype})")
-    merged.save_pretrained(target, safe_serialization=True)
-    AutoTokenizer.from_pretrained(trained, **kwargs).save_pretrained(target)
-    write_model_card(run, target / MODEL_CARD_NAME)
-    share_tree(target)
-    if staged:
+    merged.save_pretrained(staging, safe_serialization=True)
+    AutoTokenizer.from_pretrained(trained, **kwargs).save_pretrained(staging)
+    write_model_card(run, staging / MODEL_CARD_NAME)
+    share_tree(staging)
+    if output.is_dir() and any(output.iterdir()):
+        for item in staging.iterdir():
+            os.replace(item, output / item.name)
+        staging.rmdir()
+    else:
         if output.is_dir():
             output.rmdir()
-        target.rename(output)
+        staging.rename(output)
     say(f"wrote a standalone model to {output}: AutoModelForCausalLM.from_pretrained({str(output)!r})")
     return output

@@ -164,7 +164,7 @@ def _train(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusRep
     losses = [entry["loss"] for entry in history if "loss" in entry]
     eval_losses = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
     wall = callback.wall_s()
-    tokens = callback.tokens_seen
+    tokens = float(trainer.state.num_input_tokens_seen or callback.tokens_seen)  # to the last step, not the last logged row
     summary = TrainSummary(
         state="stopped" if stopped else "completed", steps=steps, max_steps=trainer.state.max_steps, epochs=trainer.state.epoch,
         first_loss=losses[0] if losses else None, final_loss=losses[-1] if losses else None, best_loss=min(losses) if losses else None,

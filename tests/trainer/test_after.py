@@ -107,6 +107,11 @@ def test_merge_writes_a_model_that_generates_what_base_plus_adapter_generates(tr
     assert a.tolist() == b.tolist()
     again = cli("merge", trained.id, "-o", str(out))
     assert again.code == 2 and again.err.count("\n") == 1 and "output folder is not empty" in again.err
+    (out / "NOTES.txt").write_text("mine")
+    forced = cli("merge", trained.id, "-o", str(out), "--force")  # bf16 over fp32: each file replaced whole, others kept
+    assert forced.code == 0, forced.err
+    assert (out / "NOTES.txt").read_text() == "mine" and '"bfloat16"' in (out / "config.json").read_text()
+    assert not out.with_name(f".{out.name}.partial").exists()
 
 
 def test_merge_goes_on_when_the_terminal_that_asked_for_it_is_killed(trained, tmp_path):

@@ -134,3 +134,21 @@ def test_a_teams_umask_002_makes_every_file_and_folder_group_writable(tiny_model
                if (p.stat().st_mode & 0o060) != 0o060]
     assert private == []
     assert tiny_model.stat().st_mode & 0o050 == 0o050  # the cached demo model too (it was 0700)
+
+
+def test_job_failures_get_advice_for_the_job_not_for_training(make_run, tmp_path, monkeypatch):
+    import errno
+
+    from sft_tui.trainer import failures
+
+    run = make_run()
+    full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "merged" / "model.safetensors"))
+    error = failures.classify_failure(run, full, 0, "merge", tmp_path / "merged")
+    assert error.kind == "disk" and "while the merge wrote under" in error.message and str(tmp_path / "merged") in error.message
+    assert "start the merge again" in error.hint and "resume" not in error.hint and "save_total_limit" not in error.hint
+    # torch's zip writer says "unexpected pos" instead of ENOSPC when optimizer.pt meets a full disk
+    torn = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1002432 vs 1002324")
+    monkeypatch.setattr(failures, "free_bytes", lambda _path: 4096)
+    assert failures.classify_failure(run, torn, 20).kind == "disk"
+    monkeypatch.setattr(failures, "free_bytes", lambda _path: 50 * 2**30)
+    assert failures.classify_failure(run, torn, 20).kind == "crash"  # plenty of room: a real bug, with its traceback

@@ -513,3 +513,47 @@ async def test_compare_shows_eval_results(store):
         rows = [table.get_row_at(i) for i in range(table.row_count)]
         assert ["eval: response loss (held-out answers)", "3.000 -> 1.000", "-"] in [list(map(str, r)) for r in rows]
         assert ["eval: valid JSON", "0% -> 100%", "-"] in [list(map(str, r)) for r in rows]
+
+
+async def test_home_keeps_the_cursor_on_its_run_when_a_new_run_appears_above(store):
+    app, _ = make(store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        home = app.screen
+        await pilot.press("down")
+        dead = store.find_run("dead").id
+        assert home._selected() == dead
+        store.create_run('[model]\nname = "qwen2.5-0.5b"\n[method]\nname = "lora"\n', "qwen2.5-0.5b", "lora", name="newer")
+        home.poll()
+        await settle(pilot)
+        assert len(home.runs) == 3 and home._selected() == dead  # `s` or enter still acts on the run the person chose
+
+
+async def test_home_widens_a_column_when_a_value_grows(store):
+    app, _ = make(store)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        home = app.screen
+        live = store.find_run("live")
+        live.write_status(replace(live.read_status(), step=1142, max_steps=3000, updated_at=now_iso()))
+        home.poll()
+        await settle(pilot)
+        table = home.query_one("#runs")
+        assert "1142/3000" in str(table.get_cell(live.id, "step"))
+        assert table.columns["step"].content_width >= len("████████ 1142/3000")
+
+
+async def test_a_poll_that_keeps_failing_is_shown_once(store):
+    run = store.find_run("live")
+    run.metrics_path.unlink()
+    run.metrics_path.mkdir()  # unreadable as a file: the watcher says so in the monitor instead of failing
+    app, _ = make(store, open_run="live")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        monitor = app.screen
+        assert "metrics.jsonl: Is a directory" in str(monitor.query_one("#error").render())
+        monitor.watcher.poll = lambda: (_ for _ in ()).throw(RuntimeError("disk went away"))
+        for _ in range(3):
+            monitor.poll()
+            await settle(pilot)
+        assert [n.message for n in app._notifications].count("watching the run failed: RuntimeError: disk went away") == 1

@@ -84,7 +84,7 @@ def test_runs_lists_store_made_runs_and_flags_crashes(cli, runs_home):
     table = cli("runs").out
     assert "crashed" in table and "300/300" in table and "0.4321" in table
     watched = cli("watch", crashed.id[:15])  # a finished run: one closing line, then back to the shell
-    assert watched.code == 0 and f"run {crashed.id}: crashed" in watched.out
+    assert watched.code == 1 and f"run {crashed.id}: crashed" in watched.out  # scripts see that it did not complete
 
 
 def test_models_list_and_show(cli):

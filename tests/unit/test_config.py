@@ -184,3 +184,11 @@ def test_starter_config_is_valid_and_commented(tmp_path):
     resolved = load(tmp_path, text)
     assert resolved.config.method.name == "qlora" and resolved.config.model.name == "qwen2.5-0.5b"
     assert '# lr = 0.0002' in text
+
+
+def test_a_model_folder_relative_to_the_config_is_stored_absolute(tmp_path):
+    """The trainer runs inside the run dir, so a relative model folder must not stay relative in the run's config."""
+    (tmp_path / "models" / "mine").mkdir(parents=True)
+    resolved = load(tmp_path, BASE.replace('name = "smollm2-135m"', 'name = "models/mine"'))
+    assert resolved.config.model.name == str((tmp_path / "models" / "mine").resolve())
+    assert load(tmp_path, BASE).config.model.name == "smollm2-135m"  # a preset stays a preset

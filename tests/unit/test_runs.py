@@ -239,3 +239,51 @@ def test_compare_uses_the_summary_until_a_resume_makes_it_stale(runs_home):
     assert final_numbers(run) == ["0.4 (live)", "-", "4 (live)", "110 (live)"]
     comparison = compare_runs([run, other])
     assert comparison.series[0][1] == (1.0, 2.0, 3.0, 4.0) and ("model.name", "smollm2-135m", "qwen2.5-7b") in comparison.rows
+
+
+def test_a_checkpoint_whose_trainer_state_is_cut_is_passed_over(runs_home):
+    run = make_run(RunStore())
+    for step, state in ((10, '{"global_step": 10}'), (20, '{"global_step": 20}'), (30, ""), (40, '{"global_st')):
+        folder = run.checkpoint_dir(step)
+        folder.mkdir(parents=True)
+        (folder / "trainer_state.json").write_text(state)
+    run.checkpoint_dir(50).mkdir()  # being written: no trainer state yet
+    assert run.latest_checkpoint() == run.checkpoint_dir(20)
+
+
+def test_a_run_whose_status_is_lost_can_still_be_resumed_but_not_without_its_config(runs_home):
+    from sft_tui.core.runs.jobs import check_resumable
+
+    run = make_run(RunStore())
+    run.checkpoint_dir(10).mkdir(parents=True)
+    (run.checkpoint_dir(10) / "trainer_state.json").write_text("{}")
+    run.status_path.write_text("")  # damaged: nothing holds the run, so the checkpoint is still usable
+    assert check_resumable(run) == run.checkpoint_dir(10)
+    run.status_path.unlink()
+    assert check_resumable(run) == run.checkpoint_dir(10)
+    run.config_path.unlink()
+    with pytest.raises(UserError) as caught:
+        check_resumable(run)
+    assert caught.value.where == str(run.config_path) and "config is missing" in caught.value.what
+
+
+def test_preflight_works_before_the_runs_home_exists(tmp_path, monkeypatch):
+    import struct
+
+    from sft_tui.core.runs.preflight import preflight
+    from sft_tui.core.runs.sysmon import SystemSampler
+    from tests.unit.test_sysmon import FakeNvml
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(dict(model_type="llama", hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                                       num_key_value_heads=2, intermediate_size=128, vocab_size=500)))
+    (model / "tokenizer.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(struct.pack("<Q", 2) + b"{}")
+    (tmp_path / "d.jsonl").write_text(json.dumps({"instruction": "a", "output": "b"}) + "\n")
+    config = tmp_path / "run.toml"
+    config.write_text('[model]\nname = "model"\n[data]\ntrain = "d.jsonl"\n')
+    fresh = tmp_path / "project" / "sft-runs"  # a new project: nothing made yet
+    notes = []
+    resolved = preflight(config, [], False, notes.append, store=RunStore(fresh), sampler=SystemSampler(FakeNvml(fail_init="no GPU")))
+    assert resolved.config.model.name == str(model) and not fresh.exists()  # checked, and nothing created by checking

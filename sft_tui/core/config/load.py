@@ -196,6 +196,10 @@ def _merge(layers: Sequence[_Layer]) -> tuple[dict[str, dict[str, Any]], dict[st
                 value = _coerce(path, value, hints[key], meta, where)
                 if path in _PATH_FIELDS and value and layer.base_dir is not None:
                     value = str((layer.base_dir / Path(value).expanduser()).resolve())
+                elif path == "model.name" and value and layer.base_dir is not None and (layer.base_dir / Path(value).expanduser()).exists():
+                    # a model folder given relative to the config (or the shell, for --set); the trainer runs
+                    # inside the run dir, so the run's config must hold the absolute path. Presets and repo ids stay.
+                    value = str((layer.base_dir / Path(value).expanduser()).resolve())
                 values[section][key] = value
                 origins[path] = where
     return values, origins

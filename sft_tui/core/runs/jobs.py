@@ -13,6 +13,7 @@ checkpoint); a second request, or a wait that times out, escalates to SIGKILL an
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,6 +50,20 @@ def launch(run: RunDir, resume: bool = False) -> int:
     return pid
 
 
+def check_run_config(run: RunDir) -> None:
+    """A run's config.toml must be there and valid before a job starts from it (one line now, not a crash in a job)."""
+    from sft_tui.core.config.load import config_from_toml_text
+
+    try:
+        text = run.read_config_text()
+    except FileNotFoundError:
+        raise UserError("the run's config is missing", str(run.config_path),
+                        "restore config.toml (it is the resolved config the run was started with); nothing can be re-run without it") from None
+    except UnicodeDecodeError:
+        raise UserError("the run's config is not UTF-8 text", str(run.config_path), "restore config.toml") from None
+    config_from_toml_text(text, str(run.config_path))
+
+
 def _job_state(job: JobDir) -> tuple[str, JobStatus | None]:
     status, _ = job.status_or_reason()
     return (effective_state(status), status) if status else (UNKNOWN, None)
@@ -63,15 +78,22 @@ def start_job(run: RunDir, request: JobRequest) -> JobDir:
                 state, status = _job_state(job)
                 if state in ACTIVE_STATES:
                     who = f", started by {status.owner}" if status and status.owner else ""
-                    raise UserError(f"an {request.kind} of run {run.id} is already {state} ({job.name}, pid {status.pid if status else '?'}{who})",
+                    pid = f", pid {status.pid}" if status and status.pid else ""
+                    raise UserError(f"an {request.kind} of run {run.id} is already {state} ({job.name}{pid}{who})",
                                     str(job.path), f"wait for it (`sft-tui runs` shows it) or stop it: sft-tui stop {run.id} --job {job.name}")
         number = max((j.number for j in existing), default=0) + 1
         job = run.job(f"{request.kind}-{number}")
         job.path.mkdir()
-        job.write_request(request)
-        stamp = now_iso()
-        job.write_status(JobStatus("queued", 0, stamp, stamp, kind=request.kind, owner=request.owner, host=request.host))
-    pid = _spawn(job.path, job.log_path, [])
+        try:
+            job.write_request(request)
+            stamp = now_iso()
+            job.write_status(JobStatus("queued", 0, stamp, stamp, kind=request.kind, owner=request.owner, host=request.host))
+            pid = _spawn(job.path, job.log_path, [])
+        except OSError as exc:  # a full or read-only disk: leave no half-made job behind, and name the folder
+            shutil.rmtree(job.path, ignore_errors=True)
+            if exc.filename is None:
+                exc.filename = str(job.path)
+            raise
     status, _ = job.status_or_reason()
     if status is not None and status.state == "queued":
         job.write_status(replace(status, pid=pid, updated_at=now_iso()))
@@ -104,10 +126,11 @@ def request_stop(target: RunDir | JobDir) -> StopResult:
     status, reason = target.status_or_reason()
     if status is None or effective_state(status) not in ACTIVE_STATES:
         state = effective_state(status) if status else f"unknown: {reason}"
-        raise UserError(f"{what} is not running (state: {state})", fix="nothing to stop; `sft-tui resume` continues a stopped run")
+        fix = "nothing to stop; `sft-tui resume` continues a stopped run" if isinstance(target, RunDir) else "nothing to stop; `sft-tui runs` shows its result"
+        raise UserError(f"{what} is not running (state: {state})", fix=fix)
     if not pid_is_alive(status.pid):
         raise UserError(f"{what} has no live process (pid {status.pid})", fix="it has crashed or is ending; see `sft-tui runs`")
-    marker = target.stop_request_path if isinstance(target, RunDir) else target.path / ".stop_requested"
+    marker = target.stop_request_path
     if marker.exists():
         os.kill(status.pid, signal.SIGKILL)
         then = f"; `sft-tui resume {target.id}` continues from the last checkpoint" if isinstance(target, RunDir) else ""
@@ -147,9 +170,15 @@ def check_resumable(run: RunDir) -> Path:
     if state == "completed":
         raise UserError(f"run {run.id} has completed", fix="start a new run to train further (e.g. more epochs)")
     if state == UNKNOWN:
-        raise UserError(f"run {run.id} cannot be resumed: {reason}", str(run.status_path), "fix or remove that file")
-    if state not in ("stopped", "failed", CRASHED):
+        # status.json is missing or damaged: resumable all the same when no process owns the run (the trainer writes a new one)
+        try:
+            run.lock().acquire().release()
+        except UserError:
+            raise UserError(f"run {run.id} is owned by a running process and its status cannot be read: {reason}", str(run.status_path),
+                            "wait for it, or stop it (sft-tui stop RUN)") from None
+    if state not in ("stopped", "failed", CRASHED, UNKNOWN):
         raise UserError(f"run {run.id} cannot be resumed from state {state}")
+    check_run_config(run)
     checkpoint = run.latest_checkpoint()
     if checkpoint is None:
         raise UserError(f"run {run.id} has no checkpoint yet", str(run.checkpoints_dir), "start it again with `sft-tui train` (it failed before the first save)")

@@ -19,6 +19,7 @@ from sft_tui.core.estimate.memory import estimate_memory, settings_from_run_conf
 from sft_tui.core.estimate.report import render_estimate
 from sft_tui.core.models.files import check_weight_files, find_model_files
 from sft_tui.core.models.modelspec import resolve_model
+from sft_tui.core.runs.files import free_bytes
 from sft_tui.core.runs.jobs import launch
 from sft_tui.core.runs.rundir import DECISION_NAME, RunDir
 from sft_tui.core.runs.store import RunStore
@@ -98,7 +99,7 @@ def preflight(config_path: Path, overrides: list[str], force: bool, note: Callab
                             str(config_path), "apply a suggestion above (e.g. --set training.micro_batch_size=1) or pass --force to try anyway")
     trainable = spec.count_parameters().total if config.method.name == "full" else spec.count_parameters().total // 100
     need = trainable * 12 * (config.training.save_total_limit + 1)  # weights/adapter + optimizer state per checkpoint
-    free = shutil.disk_usage(home).free
+    free = free_bytes(home) or 0  # the home may not exist yet: its nearest existing parent's disk
     if free < need:
         raise UserError(f"{free / GIB:.1f} GiB free where runs live, checkpoints need about {need / GIB:.1f} GiB", str(home),
                         "free disk space, lower training.save_total_limit, or set SFT_TUI_HOME elsewhere")

@@ -116,6 +116,8 @@ class JobDir(_StatusFile):
     status_path = property(lambda self: self.path / "status.json")
     request_path = property(lambda self: self.path / "request.json")
     log_path = property(lambda self: self.path / "job.log")
+    stop_request_path = property(lambda self: self.path / ".stop_requested")
+    reserve_path = property(lambda self: self.path / ".disk_reserve")
 
     @property
     def number(self) -> int:
@@ -210,7 +212,9 @@ class RunDir(_StatusFile):
             data = read_json_file(self.eval_report_path)
         except (SchemaError, OSError):
             return None
-        return data if isinstance(data, dict) else None
+        if not isinstance(data, dict) or not all(isinstance(data.get(side), dict) for side in ("base", "tuned")):
+            return None  # not a report this version wrote: readers treat the run as not evaluated
+        return data
 
     def write_eval_report(self, report: dict[str, Any], markdown: str) -> None:
         """eval/report.json and eval/report.md."""
@@ -282,13 +286,23 @@ class RunDir(_StatusFile):
         return int(checkpoint.name.rsplit("-", 1)[-1])
 
     def latest_checkpoint(self) -> Path | None:
-        """The newest complete checkpoint (checkpoints/checkpoint-N with its trainer state), if any."""
+        """The newest complete checkpoint: checkpoints/checkpoint-N whose trainer state reads as JSON.
+
+        transformers writes that file last and not atomically, so a crash or a full disk can
+        leave it empty or cut: such a checkpoint is passed over for the one before it.
+        """
         found = []
         for folder in self.checkpoints_dir.glob("checkpoint-*"):
             suffix = folder.name.rsplit("-", 1)[-1]
-            if suffix.isdigit() and (folder / "trainer_state.json").is_file():
+            if suffix.isdigit():
                 found.append((int(suffix), folder))
-        return max(found)[1] if found else None
+        for _step, folder in sorted(found, reverse=True):
+            try:
+                if isinstance(read_json_file(folder / "trainer_state.json"), dict):
+                    return folder
+            except (SchemaError, OSError):
+                continue
+        return None
 
     def write_checkpoint_progress(self, checkpoint: Path, wall_s: float) -> None:
         """Record the training time in a checkpoint transformers has just saved."""
@@ -316,5 +330,7 @@ class RunDir(_StatusFile):
 
     def jobs_lock(self) -> FolderLock:
         """Held while a new job is numbered and checked against running ones (blocking: it is brief)."""
+        if self.jobs_dir.exists() and not self.jobs_dir.is_dir():
+            raise UserError("this should be the run's jobs folder, but it is a file", str(self.jobs_dir), "move the file away")
         self.jobs_dir.mkdir(exist_ok=True)
         return FolderLock(self.jobs_dir / ".lock", f"the jobs of run {self.id}", blocking=True)

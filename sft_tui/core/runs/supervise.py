@@ -31,10 +31,14 @@ _HINTS = {
 
 
 def describe_exit(code: int, what: str = "trainer") -> tuple[str, str]:
-    """(message, hint) for a child's return code (negative: killed by that signal)."""
+    """(message, hint) for a child's return code (negative: killed by that signal). Only training has checkpoints to resume."""
     if code < 0:
         name = signal.Signals(-code).name
-        return f"{what} killed by signal {-code} ({name})", _HINTS.get(name, "see the log; `sft-tui resume RUN` continues from the last checkpoint")
+        message = f"{what} killed by signal {-code} ({name})"
+        if what != "trainer":
+            cause = "often the host's out-of-memory killer (see `dmesg`); " if name == "SIGKILL" else ""
+            return message, f"{cause}see the job's log, then start the {what.split()[0]} again"
+        return message, _HINTS.get(name, "see the log; `sft-tui resume RUN` continues from the last checkpoint")
     return f"{what} exited with code {code} without reporting an error", "see the log"
 
 

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from sft_tui.core.runs.codec import SchemaError
 from sft_tui.core.runs.liveness import effective_state
+from sft_tui.core.runs.metrics import MetricsChunk
 from sft_tui.core.runs.rundir import RunDir, tail_lines
 from sft_tui.core.runs.schema import UNKNOWN, EvalRow, EventRow, JobOverview, JobStatus, MetricsRow, TrainRow, TrainSummary
 from sft_tui.core.runs.store import job_overview
@@ -26,7 +27,7 @@ class RunSnapshot:
     run_id: str
     status: JobStatus | None
     state: str  # effective: crashed when the process is gone, unknown when the status is unreadable
-    reason: str  # why the state is unknown
+    reason: str  # why the status (state unknown) or the metrics cannot be read
     train: tuple[TrainRow, ...]
     evals: tuple[EvalRow, ...]
     events: tuple[EventRow, ...]
@@ -53,7 +54,13 @@ class RunWatcher:
 
     def poll(self, now: datetime | None = None) -> RunSnapshot:
         """Read what changed since the previous poll."""
-        chunk = self.run.read_new_rows(self.offset)
+        try:
+            chunk = self.run.read_new_rows(self.offset)
+        except OSError as exc:  # e.g. metrics.jsonl is a folder, or unreadable: say so, keep what was read
+            chunk = MetricsChunk((), self.offset)
+            metrics_problem = f"{self.run.metrics_path.name}: {exc.strerror or exc}"
+        else:
+            metrics_problem = ""
         self.offset = chunk.offset
         if chunk.restarted:
             self._train.clear()
@@ -69,6 +76,7 @@ class RunWatcher:
             else:
                 self._events.append(row)
         status, reason = self.run.status_or_reason()
+        reason = "; ".join(r for r in (reason if status is None else "", metrics_problem) if r)
         state = effective_state(status, now) if status else UNKNOWN
         previous = self._last
         changed = bool(chunk.rows) or chunk.restarted or previous is None

@@ -23,7 +23,7 @@ from sft_tui.tui.widgets.series import downsample, smooth
 class CompareScreen(CockpitScreen):
     """Two to four runs side by side."""
 
-    BINDINGS = [Binding("escape", "back", "Back"), Binding("q", "app.quit", "Quit")]
+    BINDINGS = [Binding("escape", "back", "Back"), Binding("g", "refresh", "Refresh"), Binding("q", "app.quit", "Quit")]
 
     comparison: reactive[Comparison | None] = reactive(None, always_update=True, init=False)
 
@@ -67,6 +67,10 @@ class CompareScreen(CockpitScreen):
             table.add_column(run.id[-24:])
         for row in comparison.rows:
             table.add_row(*row)
+
+    def action_refresh(self) -> None:
+        """Read the runs again (a running run's "live" values move on)."""
+        self.read()
 
     def action_back(self) -> None:
         """Back to the runs."""

@@ -123,14 +123,16 @@ class HomeScreen(CockpitScreen):
                 previous = run_cells(before, before.id in self.marked)
                 for column, value, was in zip(COLUMNS, run_cells(after, after.id in self.marked), previous, strict=True):
                     if value != was:
-                        table.update_cell(after.id, column, value)
+                        table.update_cell(after.id, column, value, update_width=True)  # a longer value widens its column
         else:
+            selected = self._selected()  # the cursor stays on the same run when runs come or go above it
             row = table.cursor_row
             table.clear()
             for s in new:
                 table.add_row(*run_cells(s, s.id in self.marked), key=s.id)
+            ids = [s.id for s in new]
             if new:
-                table.move_cursor(row=min(max(row, 0), len(new) - 1))
+                table.move_cursor(row=ids.index(selected) if selected in ids else min(max(row, 0), len(new) - 1))
         broken = [r for r in new if r.reason]
         if not new:
             note = f"no runs in {self.app.store.runs_dir}: start one with `sft-tui train run.toml` or `sft-tui demo`"
@@ -148,9 +150,9 @@ class HomeScreen(CockpitScreen):
 
     def _selected(self) -> str | None:
         table = self.query_one("#runs", DataTable)
-        if not self.runs or table.cursor_row < 0 or table.cursor_row >= len(self.runs):
+        if table.row_count == 0 or table.cursor_row < 0 or table.cursor_row >= table.row_count:
             return None
-        return self.runs[table.cursor_row].id
+        return str(table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value)
 
     def action_open(self) -> None:
         """Open the monitor of the selected run."""

@@ -139,6 +139,7 @@ class MonitorScreen(CockpitScreen):
             error.update(f"[b red]unreadable[/]: {escape(snapshot.reason)}")
         else:
             error.update("")
+        error.display = bool(status and status.error) or bool(snapshot.reason)  # no empty row at 80x24
         log = self.query_one("#log", Log)
         if snapshot.log_tail and (not log.lines or log.lines[-1] != snapshot.log_tail[-1]):
             log.clear()
