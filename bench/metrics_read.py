@@ -53,7 +53,7 @@ def main() -> None:
         {"what": "baseline: json.loads per line, whole file", "median_s": round(baseline, 4), "x_baseline": 1.0},
         {"what": "read_new_rows(0), whole file, typed", "median_s": round(full, 4), "x_baseline": round(full / baseline, 2)},
         {"what": "read_new_rows(offset), 1 new row", "median_s": round(tick, 6), "x_baseline": round(tick / baseline, 5)},
-        {"what": "last_metrics_row (64 KiB tail)", "median_s": round(tail, 6), "x_baseline": round(tail / baseline, 5)},
+        {"what": "last_train_row (64 KiB tail)", "median_s": round(tail, 6), "x_baseline": round(tail / baseline, 5)},
     ]
     for row in rows:
         print(f"{row['what']:<44} {row['median_s'] * 1000:9.3f} ms  ({row['x_baseline']} x baseline)")
