@@ -19,7 +19,7 @@ from sft_tui.core.models.files import find_model_files
 from sft_tui.core.runs.files import share_tree
 from sft_tui.core.runs.reporter import StatusReporter
 from sft_tui.core.runs.rundir import RunDir
-from sft_tui.core.runs.schema import EventRow, TrainSummary
+from sft_tui.core.runs.schema import EventRow, TrainRow, TrainSummary
 from sft_tui.trainer.callbacks import RunCallback
 from sft_tui.trainer.dataset import build_datasets
 from sft_tui.trainer.model_setup import load_model, load_tokenizer, lora_config, resolve_precision
@@ -77,7 +77,7 @@ def resume_point(run: RunDir, resume: bool) -> tuple[Path | None, float, int]:
     step = run.checkpoint_step(checkpoint)
     dropped, kept = run.cut_metrics_after(step)
     progress = run.read_checkpoint_progress(checkpoint)
-    trained = [r.wall_s for r in kept if getattr(r, "wall_s", None) is not None]
+    trained = [r.wall_s for r in kept if isinstance(r, TrainRow) and r.wall_s is not None]
     base_wall = progress.wall_s if progress else (trained[-1] if trained else 0.0)
     resumes = 1 + sum(1 for r in kept if isinstance(r, EventRow) and r.event == "resumed")
     run.mark_summary_stale()

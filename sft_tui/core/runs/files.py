@@ -22,7 +22,6 @@ from sft_tui.core.units import GIB
 
 RESERVE_BYTES = 256 * 1024  # enough for status.json, a summary and the last lines of the log
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
-READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 @lru_cache(maxsize=1)
@@ -49,12 +48,12 @@ def dir_mode() -> int:
     return 0o777 & ~process_umask()
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temp file beside `path`, fsync, give it the umask's mode, rename it over `path`."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temp file beside `path`, fsync, give it the umask's mode, rename it over `path`: readers never see half a file."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, ensure_ascii=False)
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, file_mode())  # mkstemp makes 0600: a teammate could not read it
@@ -64,17 +63,9 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """The same for a text file (reports, model cards)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def write_json_atomic(path: Path, data: Any) -> None:
+    """write_text_atomic for JSON."""
+    write_text_atomic(path, json.dumps(data, indent=1, ensure_ascii=False))
 
 
 def share_tree(folder: Path) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import replace
 
 from sft_tui.core.runs.codec import SchemaError
@@ -27,12 +26,10 @@ HEARTBEAT_S = 2.0
 class StatusReporter:
     """Owns status.json while a job runs."""
 
-    def __init__(self, target: RunDir | JobDir, kind: str, reserve: DiskReserve | None = None,
-                 on_removed: Callable[[], None] | None = None):
+    def __init__(self, target: RunDir | JobDir, kind: str, reserve: DiskReserve | None = None):
         self.target = target
         self.kind = kind
         self.reserve = reserve
-        self.on_removed = on_removed
         self.removed = threading.Event()  # the folder is gone (or made again by someone else): nothing more is written
         self.identity = target.identity()
         try:
@@ -41,7 +38,8 @@ class StatusReporter:
             previous = None
         owner, host = current_owner()
         # a resumed run keeps its start time, owner and progress: the title never falls back to "step 0/?"
-        self._base = previous or JobStatus("running", os.getpid(), now_iso(), now_iso(), kind=kind, owner=owner, host=host)
+        base = previous or JobStatus("running", os.getpid(), now_iso(), now_iso(), kind=kind)
+        self._base = replace(base, owner=base.owner or owner, host=base.host or host)  # statuses from before owners existed
         self.step = self._base.step
         self.max_steps = self._base.max_steps
         self.phase = ""
@@ -56,8 +54,7 @@ class StatusReporter:
         return replace(self._base, state=state, pid=os.getpid(), kind=self.kind, updated_at=now_iso(), step=self.step,
                        max_steps=self.max_steps, error=error, eta_s=self.eta_s() if running else None,
                        phase=self.phase if running else "", endpoint=self.endpoint if running else "",
-                       result=result, output=output, owner=self._base.owner or current_owner()[0],
-                       host=self._base.host or current_owner()[1])
+                       result=result, output=output)
 
     def eta_s(self) -> float | None:
         """Seconds to max_steps from this process's own pace, once it has made a step."""
@@ -68,12 +65,7 @@ class StatusReporter:
         return round(per_step * max(self.max_steps - self.step, 0), 1)
 
     def _write(self, status: JobStatus) -> None:
-        if self.removed.is_set():
-            return
-        if self.target.identity() != self.identity:
-            self.removed.set()
-            if self.on_removed:
-                self.on_removed()
+        if self.folder_removed():
             return
         try:
             self.target.write_status(status)

@@ -16,7 +16,7 @@ from sft_tui.core.runs.codec import SchemaError
 from sft_tui.core.runs.liveness import effective_state
 from sft_tui.core.runs.metrics import MetricsChunk
 from sft_tui.core.runs.rundir import RunDir, tail_lines
-from sft_tui.core.runs.schema import UNKNOWN, EvalRow, EventRow, JobOverview, JobStatus, MetricsRow, TrainRow, TrainSummary
+from sft_tui.core.runs.schema import ACTIVE_STATES, UNKNOWN, EvalRow, EventRow, JobOverview, JobStatus, MetricsRow, TrainRow, TrainSummary
 from sft_tui.core.runs.store import job_overview
 
 
@@ -35,7 +35,7 @@ class RunSnapshot:
     restarted: bool  # metrics.jsonl was cut back (a resume): the rows are from the start again
     jobs: tuple[JobOverview, ...]
     log_tail: tuple[str, ...]
-    summary: TrainSummary | None
+    summary: TrainSummary | None  # read once the run is no longer active
     skipped_lines: int  # metrics lines that were not valid rows, so far
 
 
@@ -80,10 +80,12 @@ class RunWatcher:
         state = effective_state(status, now) if status else UNKNOWN
         previous = self._last
         changed = bool(chunk.rows) or chunk.restarted or previous is None
-        try:
-            summary = self.run.read_summary()
-        except (SchemaError, OSError):
-            summary = None
+        summary = None
+        if state not in ACTIVE_STATES:  # written when training ends: not worth a read every second before that
+            try:
+                summary = self.run.read_summary()
+            except (SchemaError, OSError):
+                pass
         try:
             jobs = tuple(job_overview(job, now) for job in self.run.jobs())
         except OSError:

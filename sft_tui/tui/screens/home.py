@@ -74,7 +74,6 @@ class HomeScreen(CockpitScreen):
     ]
 
     runs: reactive[tuple[RunOverview, ...]] = reactive((), always_update=True, init=False)
-    listed: reactive[bool] = reactive(False, init=False)  # False until the first listing arrives
 
     def __init__(self) -> None:
         super().__init__()
@@ -110,7 +109,6 @@ class HomeScreen(CockpitScreen):
 
     def on_runs_listed(self, message: RunsListed) -> None:
         self.runs = message.runs
-        self.listed = True
 
     def watch_runs(self, old: tuple[RunOverview, ...], new: tuple[RunOverview, ...]) -> None:
         self._fill_table(old, new)
