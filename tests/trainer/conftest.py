@@ -6,12 +6,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("trl")
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "assets" / "demo"
@@ -52,12 +54,12 @@ def run_trainer(run, *args: str, env: dict | None = None, timeout: float = FINIS
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `predicate` until true (a state change); fail the test after `timeout` seconds."""
+def wait_for(predicate: Callable[[], T], timeout: float, what: str) -> T:
+    """Poll `predicate` until it gives something true (a state change), and return that; fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():
-            return
+        if found := predicate():
+            return found
         time.sleep(0.2)
     pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
 

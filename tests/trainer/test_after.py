@@ -29,6 +29,20 @@ def trained(tmp_path_factory, tiny_model):
     return run
 
 
+def running_job(run, kind: str, before: set[str]):
+    """The new `kind` job once its own process has taken over (status running), else None.
+
+    Only then has the starter finished: a terminal killed earlier takes the starter with it, and the job is never spawned.
+    """
+    from sft_tui.core.runs.liveness import effective_state
+
+    for job in run.jobs():
+        status, _ = job.status_or_reason()
+        if job.kind == kind and job.name not in before and status is not None and effective_state(status) == "running":
+            return job
+    return None
+
+
 @pytest.fixture()
 def home_of(monkeypatch):
     def use(run):
@@ -120,8 +134,7 @@ def test_merge_goes_on_when_the_terminal_that_asked_for_it_is_killed(trained, tm
     shell = subprocess.Popen(["bash", "-c", f"{sys.executable} -m sft_tui.cli merge {trained.id} -o {out}; sleep 600"], env=env,
                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     before = {j.name for j in trained.jobs()}
-    wait_for(lambda: any(j.kind == "merge" and j.name not in before for j in trained.jobs()), START_S, "the merge job to start")
-    job = next(j for j in trained.jobs() if j.kind == "merge" and j.name not in before)
+    job = wait_for(lambda: running_job(trained, "merge", before), START_S, "the merge job to start")
     os.killpg(shell.pid, signal.SIGKILL)  # the SSH session and everything in it are gone
     shell.wait()
     assert wait_until_inactive(job, FINISH_S) == "completed"
@@ -160,12 +173,12 @@ def test_the_monitors_merge_key_survives_the_terminal_being_killed(trained, home
         wait_for(lambda: b"Merge" in screen, START_S, "the monitor to draw its keys")
         before = {j.name for j in trained.jobs()}
         os.write(primary, b"x")
-        wait_for(lambda: any(j.kind == "merge" and j.name not in before for j in trained.jobs()), START_S, "the merge job to start")
+        wait_for(lambda: running_job(trained, "merge", before), START_S, "the merge job to start")
     finally:
         os.killpg(tui.pid, signal.SIGKILL)  # the terminal, the TUI, the SSH session: all gone at once
         tui.wait()
         os.close(primary)
-    job = next(j for j in trained.jobs() if j.kind == "merge" and j.name not in before)
+    job = running_job(trained, "merge", set())
     assert wait_until_inactive(job, FINISH_S) == "completed"
     assert (trained.merged_dir / "config.json").is_file() and job.read_status().output == str(trained.merged_dir)
 

@@ -557,3 +557,18 @@ async def test_a_poll_that_keeps_failing_is_shown_once(store):
             monitor.poll()
             await settle(pilot)
         assert [n.message for n in app._notifications].count("watching the run failed: RuntimeError: disk went away") == 1
+
+
+async def test_home_draws_whole_cells_even_when_a_frame_came_before_the_columns_were_measured(store, monkeypatch):
+    """Textual's DataTable widens columns for new rows when idle; a frame drawn before that must not stay on screen."""
+    fill = HomeScreen._fill_table
+
+    def fill_then_draw(self, old, new):
+        fill(self, old, new)
+        self.query_one("#runs").render_line(1)  # a screen update between the rows arriving and the idle pass (seen under load)
+
+    monkeypatch.setattr(HomeScreen, "_fill_table", fill_then_draw)
+    app, _ = make(store)
+    async with app.run_test(size=(120, 24)) as pilot:
+        await settle(pilot)
+        assert store.find_run("live").id in app.export_screenshot().replace("&#160;", " ")

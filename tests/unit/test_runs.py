@@ -287,3 +287,37 @@ def test_preflight_works_before_the_runs_home_exists(tmp_path, monkeypatch):
     notes = []
     resolved = preflight(config, [], False, notes.append, store=RunStore(fresh), sampler=SystemSampler(FakeNvml(fail_init="no GPU")))
     assert resolved.config.model.name == str(model) and not fresh.exists()  # checked, and nothing created by checking
+
+
+def test_a_starter_killed_while_making_a_job_leaves_no_half_made_job(runs_home, monkeypatch):
+    """Ctrl-C or a dropped SSH session between the folder and its status must not leave a job that never ends."""
+    from sft_tui.core.runs import jobs
+    from sft_tui.core.runs.rundir import JobDir
+
+    run = make_run(RunStore())
+
+    def killed(self, request):
+        raise KeyboardInterrupt  # the starter dies here: not an OSError, so no cleanup of its own runs
+
+    monkeypatch.setattr(JobDir, "write_request", killed)
+    with pytest.raises(KeyboardInterrupt):
+        jobs.start_job(run, jobs.job_request("merge", output="out"))
+    assert run.jobs() == []  # nothing a listing or a wait could take for a job
+    monkeypatch.undo()
+    spawned = []
+    monkeypatch.setattr(jobs, "_spawn", lambda target, log, extra: spawned.append(target) or 4242)
+    job = jobs.start_job(run, jobs.job_request("merge", output="out"))
+    assert job.name == "merge-1" and spawned == [job.path]
+    assert job.read_request().kind == "merge" and job.read_status().pid == 4242
+    assert [p.name for p in run.jobs_dir.iterdir() if p.name.startswith(".") and p.name != ".lock"] == []  # the leftover is gone
+
+
+def test_waiting_on_a_job_folder_that_never_gets_a_status_ends_as_unknown(runs_home):
+    from sft_tui.core.runs.jobs import wait_until_inactive
+
+    run = make_run(RunStore(), now=datetime.now(timezone.utc))
+    run.jobs_dir.mkdir()
+    job = run.job("merge-1")
+    job.path.mkdir()  # made by hand, or by an older version killed half-way
+    assert wait_until_inactive(job, timeout_s=60, poll_s=0.01, missing_s=0.05) == "unknown"
+    assert wait_until_inactive(run, timeout_s=0.05, poll_s=0.01) is None  # a queued run with a fresh status is still waited on

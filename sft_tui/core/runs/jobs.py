@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sft_tui.core.errors import UserError
-from sft_tui.core.runs.liveness import current_owner, effective_state, pid_is_alive
+from sft_tui.core.runs.liveness import HEARTBEAT_STALE_S, current_owner, effective_state, pid_is_alive
 from sft_tui.core.runs.rundir import JobDir, RunDir
 from sft_tui.core.runs.schema import ACTIVE_STATES, CRASHED, UNKNOWN, EventRow, JobRequest, JobStatus, now_iso
 
@@ -83,13 +83,21 @@ def start_job(run: RunDir, request: JobRequest) -> JobDir:
                                     str(job.path), f"wait for it (`sft-tui runs` shows it) or stop it: sft-tui stop {run.id} --job {job.name}")
         number = max((j.number for j in existing), default=0) + 1
         job = run.job(f"{request.kind}-{number}")
-        job.path.mkdir()
+        # the folder is made whole under a hidden name and renamed into place: a starter killed half-way
+        # (Ctrl-C, a dropped SSH session) leaves no job folder without a request or a status behind
+        staging = run.jobs_dir / f".{job.name}.new"
+        for leftover in run.jobs_dir.glob(".*.new"):  # only made under this lock: any seen now is a dead starter's
+            shutil.rmtree(leftover, ignore_errors=True)
         try:
-            job.write_request(request)
+            staging.mkdir()
+            staged = JobDir(staging)
+            staged.write_request(request)
             stamp = now_iso()
-            job.write_status(JobStatus("queued", 0, stamp, stamp, kind=request.kind, owner=request.owner, host=request.host))
+            staged.write_status(JobStatus("queued", 0, stamp, stamp, kind=request.kind, owner=request.owner, host=request.host))
+            staging.rename(job.path)
             pid = _spawn(job.path, job.log_path, [])
         except OSError as exc:  # a full or read-only disk: leave no half-made job behind, and name the folder
+            shutil.rmtree(staging, ignore_errors=True)
             shutil.rmtree(job.path, ignore_errors=True)
             if exc.filename is None:
                 exc.filename = str(job.path)
@@ -142,21 +150,31 @@ def request_stop(target: RunDir | JobDir) -> StopResult:
 
 
 def wait_until_inactive(target: RunDir | JobDir, timeout_s: float, poll_s: float = 0.5,
-                        on_status: Callable[[JobStatus], None] | None = None) -> str | None:
-    """Poll until the job leaves queued/running; returns its state, or None on timeout. on_status sees each new status."""
+                        on_status: Callable[[JobStatus], None] | None = None,
+                        missing_s: float = HEARTBEAT_STALE_S) -> str | None:
+    """Poll until the job leaves queued/running; returns its state, or None on timeout. on_status sees each new status.
+
+    A folder with no readable status for `missing_s` on end is 'unknown': nothing is keeping it, so waiting longer shows nothing.
+    """
     deadline = time.monotonic() + timeout_s
     last: JobStatus | None = None
+    missing_since: float | None = None
     while time.monotonic() < deadline:
         status, _ = target.status_or_reason()
-        if status is not None:
+        if status is None:
+            if not target.path.is_dir():
+                return UNKNOWN  # the folder is gone
+            missing_since = missing_since if missing_since is not None else time.monotonic()
+            if time.monotonic() - missing_since >= missing_s:
+                return UNKNOWN
+        else:
+            missing_since = None
             if on_status is not None and status != last:
                 on_status(status)
             last = status
             state = effective_state(status)
             if state not in ACTIVE_STATES:
                 return state
-        elif not target.path.is_dir():
-            return UNKNOWN  # the folder is gone
         time.sleep(poll_s)
     return None
 

@@ -131,6 +131,9 @@ class HomeScreen(CockpitScreen):
             ids = [s.id for s in new]
             if new:
                 table.move_cursor(row=ids.index(selected) if selected in ids else min(max(row, 0), len(new) - 1))
+            # DataTable measures new rows when idle and widens its columns, but a frame drawn before
+            # that stays on screen with every cell cut to its header's width (Textual 8.2): draw again after
+            table.call_after_refresh(table.refresh)
         broken = [r for r in new if r.reason]
         if not new:
             note = f"no runs in {self.app.store.runs_dir}: start one with `sft-tui train run.toml` or `sft-tui demo`"
