@@ -4,7 +4,8 @@ First frame: a fresh interpreter imports the app, mounts it headless (Textual's
 run_test) on a home with one run, and reports when the home screen has drawn; baseline
 is `python -c pass` in the same script. Big file: the same, opening the monitor of a run
 with 100,000 metrics rows, until all of them are in the chart (drawn downsampled). Idle CPU: the monitor watches a run whose
-metrics file gains a row every 0.5 s (as a real trainer's would), for 20 s; the app
+metrics file gains a row every 0.5 s (as a real trainer's would) and a GPU sample every 5 s
+(as its supervisor's would), for 20 s, with the app listing the runs for notifications; the app
 process's CPU time over that span, as a share of one core.
 
     python bench/tui_startup.py      -> bench/results/tui_startup.json
@@ -70,10 +71,13 @@ from sft_tui.core.runs.store import RunStore
 from sft_tui.core.runs.sysmon import SystemSampler
 from sft_tui.tui.app import SftApp
 store = RunStore(Path(sys.argv[1])); run = store.run_dirs()[0]; seconds = float(sys.argv[2])
-from sft_tui.core.runs.schema import TrainRow
-def trainer():
+from sft_tui.core.runs.schema import SystemRow, TrainRow
+def trainer():  # a row every 0.5 s, and a GPU/host sample every 5 s as the supervisor writes them
     for step in range(int(seconds * 2) + 10):
         run.append_metric(TrainRow(step=1000 + step, loss=1.0, tokens_per_s=900.0, time=time.time()))
+        if step % 10 == 0:
+            run.append_metric(SystemRow(step=1000 + step, time=time.time(), gpu_count=1, gpu_mem_used_gib=17.0, gpu_mem_total_gib=80.0,
+                                        gpu_util_pct=97.0, gpu_temp_c=61.0, gpu_power_w=300.0, gpu_power_limit_w=400.0, process_rss_gib=3.0))
         time.sleep(0.5)
 threading.Thread(target=trainer, daemon=True).start()
 async def main():

@@ -113,7 +113,7 @@ def merge(
 
 
 def chat(run: Annotated[str, typer.Argument(help=RUN_HELP)]) -> None:
-    """Chat with the tuned model in the terminal UI; ctrl+b switches to the base model for the same prompt."""
+    """Chat with the tuned model in the terminal UI; ctrl+t switches to the base model for the same prompt."""
     from sft_tui.cli.ui import run_tui
     from sft_tui.core.runs.jobs import check_run_config
     from sft_tui.core.runs.store import RunStore

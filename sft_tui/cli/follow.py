@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from sft_tui.core.runs.rundir import RunDir
-from sft_tui.core.runs.schema import ACTIVE_STATES, EvalRow, EventRow, MetricsRow, TrainRow
+from sft_tui.core.runs.schema import ACTIVE_STATES, EvalRow, EventRow, MetricsRow, SystemRow, TrainRow
 from sft_tui.core.runs.watch import RunSnapshot, RunWatcher
 from sft_tui.core.units import format_eta
 
@@ -59,8 +59,8 @@ def follow(run: RunDir, poll_s: float = 1.0) -> str | None:
                 resumed = [i for i, row in enumerate(rows) if isinstance(row, EventRow) and row.event == "resumed"]
                 rows = rows[resumed[-1]:] if resumed else ()
             for row in rows:
-                if isinstance(row, EventRow) and row.event == "started":
-                    continue
+                if isinstance(row, SystemRow) or (isinstance(row, EventRow) and row.event == "started"):
+                    continue  # GPU/host samples every few seconds would drown the progress lines
                 print(progress_line(row, status.max_steps if status else 0, status.eta_s if status else None), flush=True)
             if snapshot.state not in ACTIVE_STATES:
                 print(end_line(snapshot), flush=True)

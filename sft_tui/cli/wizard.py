@@ -37,17 +37,16 @@ def ask(spec) -> dict[str, Any]:
     return validate_answers(raw, spec)
 
 
-def _write_new(path: Path, text: str, force: bool) -> None:
-    if path.exists() and not force:
-        raise UserError("file exists; not overwriting it", str(path), "choose another path or pass --force")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
 def run_wizard(answers_path: Path | None, as_json: bool, record: Path | None, config_out: Path | None, force: bool) -> None:
-    """Entry point of `sft-tui wizard`."""
+    """Entry point of `sft-tui wizard`: the files come from core.decide.starter.wizard_files, as in the TUI."""
+    from sft_tui.core.decide.starter import wizard_files, write_new
+    from sft_tui.core.decide.wizard import (
+        load_answers,
+        load_spec,
+        recommend,
+        render_recommendation,
+    )
     from sft_tui.core.estimate.fit import detected_gpu
-    from sft_tui.core.decide.wizard import decision_record, load_answers, load_spec, recommend, render_recommendation
 
     spec = load_spec()
     answers = load_answers(answers_path, spec) if answers_path else ask(spec)
@@ -59,24 +58,17 @@ def run_wizard(answers_path: Path | None, as_json: bool, record: Path | None, co
     for path in (record, config_out):  # refuse before writing anything
         if path is not None and path.exists() and not force:
             raise UserError("file exists; not overwriting it", str(path), "choose another path or pass --force")
+    files = wizard_files(answers, rec, spec, config_dir=config_out.parent if config_out else None)
     notes = []
     if record is not None:
-        _write_new(record, decision_record(answers, rec, spec), force)
+        write_new(record, files.record, force)
         notes.append(f"wrote the decision record {record}")
     if config_out is not None:
-        if rec.method is None:
+        if files.config is None:
             notes.append(f"no fine-tuning recommended: no run config written to {config_out}")
         else:
-            from sft_tui.core.config.load import load_run_config
-            from sft_tui.core.config.starter import starter_config_text
-
-            model = rec.model or "qwen2.5-1.5b"
-            text = starter_config_text(model=model, recipe=rec.method, data="train.jsonl")
-            if not rec.model:
-                text = text.replace("[model]\n", "[model]\n# no model was given to the wizard: qwen2.5-1.5b is a placeholder, change it\n", 1)
-            _write_new(config_out, text, force)
-            load_run_config(config_out)  # the starter must validate
-            notes.append(f"wrote the starter run config {config_out}; next: put your data in train.jsonl beside it, then sft-tui train {config_out}")
+            write_new(config_out, files.config.text, force)
+            notes.append(f"wrote the starter run config {config_out}; {files.config.next_step(config_out)}")
     if as_json:
         print_json(rec.to_json())
     else:

@@ -1,8 +1,11 @@
-"""The trainer's reporting: typed metrics rows and progress from one TrainerCallback.
+"""The trainer's reporting: typed metrics rows, progress, and readable log lines from one TrainerCallback.
 
 Rows go through core.runs (the owner of the format). Counters run across resumes:
 `tokens` is transformers' own num_input_tokens_seen (kept in each checkpoint's trainer
 state), and `wall_s` adds this process's training time to what the checkpoint recorded.
+
+train.log gets one readable line per logged step and per evaluation (`step 120/300  loss 1.234
+...`), printed here in place of transformers' PrinterCallback dicts (train.py removes it).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import time
 
 from transformers import TrainerCallback
 
+from sft_tui.core.runs.logtext import format_eval_line, format_step_line
 from sft_tui.core.runs.reporter import StatusReporter
 from sft_tui.core.runs.rundir import RunDir
 from sft_tui.core.runs.schema import EvalRow, TrainRow
@@ -24,7 +28,7 @@ INJECT_OOM_ENV = "SFT_TUI_INJECT_OOM_AT_STEP"
 
 
 class RunCallback(TrainerCallback):
-    """Metrics rows (train and eval), progress for the reporter, the clean stop on SIGTERM, and a removed run dir."""
+    """Metrics rows (train and eval), log lines, progress for the reporter, the clean stop on SIGTERM, and a removed run dir."""
 
     def __init__(self, run: RunDir, reporter: StatusReporter, stop: threading.Event, base_wall_s: float = 0.0):
         self.run = run
@@ -87,6 +91,7 @@ class RunCallback(TrainerCallback):
         epoch = logs.get("epoch", state.epoch)
         if "eval_loss" in logs:
             self.run.append_metric(EvalRow(step=state.global_step, eval_loss=logs["eval_loss"], time=now, epoch=epoch))
+            self._print(state, format_eval_line(state.global_step, logs["eval_loss"]))
         if "loss" not in logs:
             return
         # transformers counts non-padding tokens and keeps the count in each checkpoint; TRL's own count restarts per process
@@ -97,7 +102,15 @@ class RunCallback(TrainerCallback):
         tokens_per_s = (tokens - last_tokens) / elapsed if elapsed > 0 and tokens > last_tokens else None
         self._last = (time.monotonic(), tokens)
         allocated, reserved = self._gpu_memory()
-        self.run.append_metric(TrainRow(
+        row = TrainRow(
             step=state.global_step, loss=logs["loss"], time=now, epoch=epoch, learning_rate=logs.get("learning_rate"),
             grad_norm=logs.get("grad_norm"), tokens_per_s=round(tokens_per_s, 1) if tokens_per_s else None, tokens=tokens,
-            wall_s=round(self.wall_s(), 2), gpu_mem_gib=allocated, gpu_reserved_gib=reserved))
+            wall_s=round(self.wall_s(), 2), gpu_mem_gib=allocated, gpu_reserved_gib=reserved)
+        self.run.append_metric(row)
+        self._print(state, format_step_line(row.step, state.max_steps, row.loss, row.learning_rate, row.grad_norm,
+                                            row.tokens_per_s, self.reporter.eta_s()))
+
+    @staticmethod
+    def _print(state, line: str) -> None:
+        if state.is_world_process_zero:  # one line per step, not one per GPU
+            print(line, flush=True)

@@ -105,6 +105,7 @@ def run_training(run: RunDir, resume: bool, stop: threading.Event, reporter: Sta
 
 
 def _train(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusReporter) -> TrainSummary:
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import SFTConfig, SFTTrainer
 
     started = time.time()
@@ -150,6 +151,10 @@ def _train(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusRep
     callback = RunCallback(run, reporter, stop, base_wall_s=base_wall)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
                          peft_config=lora_config(config), callbacks=[callback])
+    # transformers prints each log as a raw dict (PrinterCallback, or tqdm bars with ProgressCallback):
+    # RunCallback prints a readable line per step instead, so train.log and the Monitor's log pane are readable
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     stopped = callback.stopped_at is not None
     steps = trainer.state.global_step

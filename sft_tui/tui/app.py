@@ -7,17 +7,28 @@ starting eval, merge and chat jobs go through core.runs.jobs, the same code as t
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Callable
 
+from textual import work
 from textual.app import App
+from textual.binding import Binding
+from textual.reactive import reactive
 
 from sft_tui.core.errors import UserError
+from sft_tui.core.runs.notices import RunNotice, run_notices
 from sft_tui.core.runs.rundir import JobDir, RunDir
-from sft_tui.core.runs.schema import JobRequest
+from sft_tui.core.runs.schema import ACTIVE_STATES, JobRequest, RunOverview
 from sft_tui.core.runs.store import RunStore
 from sft_tui.core.runs.sysmon import SystemSampler
+from sft_tui.tui.desktop_notify import DESKTOP_NOTIFY_ENV, desktop_notify_mode, desktop_sequence
+from sft_tui.tui.messages import RunsListed
+from sft_tui.tui.screens.base import ShowsWorkerFailures
 from sft_tui.tui.screens.home import HomeScreen
 from sft_tui.tui.screens.monitor import MonitorScreen
+
+KEPT_NOTICES = 50  # the events Home can show; older ones are in each run's metrics as event rows
 
 
 def _stop(run: RunDir) -> str:
@@ -40,17 +51,27 @@ def _resume(run: RunDir) -> str:
     return f"resuming {run.id} from {checkpoint.name}"
 
 
-class SftApp(App):
-    """sft-tui's terminal UI: home (runs, GPUs) and a live monitor per run."""
+class SftApp(ShowsWorkerFailures, App):
+    """sft-tui's terminal UI: home (runs, GPUs) and a live monitor per run.
+
+    The app lists the runs every other poll whatever screen is shown, so a run or job that
+    ends is announced (toast, bell, Home's events line, optionally a desktop notification)
+    even while the person is in the wizard or another run's monitor.
+    """
 
     CSS_PATH = "app.tcss"
     TITLE = "sft-tui"
     SCREENS = {"home": HomeScreen}
+    BINDINGS = [Binding("question_mark,f1", "show_keys", "Keys", key_display="?")]
+
+    runs: reactive[tuple[RunOverview, ...] | None] = reactive(None, always_update=True, init=False)  # None until first listed
+    notices: reactive[tuple[RunNotice, ...]] = reactive((), init=False)  # newest last
 
     def __init__(self, store: RunStore, sampler: SystemSampler, stop_run: Callable[[RunDir], str] = _stop,
                  resume_run: Callable[[RunDir], str] = _resume, open_run: str | None = None, poll_s: float = 1.0,
                  launch_fn: Callable[[RunDir], int] | None = None, chat_backend: Callable[[RunDir], object] | None = None,
-                 start_job: Callable[[RunDir, JobRequest], JobDir] = _start_job, chat_run: str | None = None):
+                 start_job: Callable[[RunDir, JobRequest], JobDir] = _start_job, chat_run: str | None = None,
+                 desktop_notify: str = "off", clock: Callable[[], float] = time.time):
         super().__init__()
         self.start_job = start_job  # (run, request) -> its job dir: eval, merge and chat jobs (tests pass a fake)
         self.chat_backend = chat_backend or self._job_chat_backend  # run -> a ChatBackend (tests pass a fake)
@@ -62,6 +83,8 @@ class SftApp(App):
         self.resume_run = resume_run
         self.open_run = open_run
         self.poll_s = poll_s
+        self.desktop_notify = desktop_notify  # off, osc9 or osc777 (desktop_notify.py)
+        self.clock = clock
 
     def _job_chat_backend(self, run: RunDir):
         from sft_tui.tui.chat_backend import JobChatBackend
@@ -70,6 +93,8 @@ class SftApp(App):
 
     def on_mount(self) -> None:
         self.push_screen("home")
+        self.poll_runs()
+        self.set_interval(self.poll_s * 2, self.poll_runs)
         if self.open_run:
             self.open_monitor(self.open_run)
         if self.chat_run:
@@ -96,15 +121,63 @@ class SftApp(App):
             return
         self.push_screen(MonitorScreen(run))
 
+    @work(thread=True, exclusive=True, exit_on_error=False, name="listing the runs")
+    def poll_runs(self) -> None:
+        """List every run (in a thread) and post the listing."""
+        self.post_message(RunsListed(tuple(self.store.list_runs())))
+
+    def on_runs_listed(self, message: RunsListed) -> None:
+        """Announce what ended since the previous listing, then hand the listing to whoever watches `runs`."""
+        for notice in run_notices(self.runs, message.runs, self.clock()):
+            self.announce(notice)
+        self.runs = message.runs
+
+    def announce(self, notice: RunNotice) -> None:
+        """Toast, bell, the events line on Home, and the terminal's desktop notification when turned on."""
+        self.notices = (*self.notices, notice)[-KEPT_NOTICES:]
+        self.notify(notice.line, title="run ended" if not notice.job else "job ended", severity=notice.severity, timeout=20)
+        self.bell()
+        sequence = desktop_sequence(self.desktop_notify, "sft-tui", notice.line, inside_tmux=bool(os.environ.get("TMUX")))
+        if sequence and not self.is_headless and self._driver is not None:
+            self._driver.write(sequence)
+
+    def action_show_keys(self) -> None:
+        """Every key of the screen in front, with what it does."""
+        from sft_tui.tui.screens.keys import KeysScreen
+
+        if isinstance(self.screen, KeysScreen):
+            self.pop_screen()
+            return
+        self.push_screen(KeysScreen(self.screen))
+
     def _act(self, run_id: str, action: Callable[[RunDir], str]) -> None:
         try:
             self.notify(action(self.store.find_run(run_id)))
         except UserError as exc:
             self.notify(exc.line(), severity="warning")
+        self.poll_runs()
 
     def stop(self, run_id: str) -> None:
-        """Ask a run to stop; a second request kills it (and says so)."""
-        self._act(run_id, self.stop_run)
+        """Ask before stopping a run: `y` asks it to checkpoint and stop; asked again, `y` kills it (SIGKILL) and says so."""
+        from sft_tui.tui.screens.confirm import ConfirmScreen
+
+        try:
+            run = self.store.find_run(run_id)
+        except UserError as exc:
+            self.notify(exc.line(), severity="warning")
+            return
+        status, _ = run.status_or_reason()
+        if status is None or status.state not in ACTIVE_STATES:
+            self.notify(f"run {run.id} is not running: nothing to stop", severity="warning")
+            return
+        if run.stop_request_path.exists():
+            question = (f"Kill run {run.id} now?\n\nA stop was already asked for. Killing (SIGKILL) loses the steps since the last "
+                        f"checkpoint; `r` resumes from that checkpoint.")
+            yes = "y  kill now"
+        else:
+            question = (f"Stop run {run.id}?\n\nIt finishes its step, saves a checkpoint and stops; `r` resumes it later.")
+            yes = "y  stop"
+        self.push_screen(ConfirmScreen(question, yes), lambda confirmed: self._act(run_id, self.stop_run) if confirmed else None)
 
     def resume(self, run_id: str) -> None:
         """Resume a stopped, failed or crashed run."""
@@ -116,5 +189,6 @@ class SftApp(App):
 
 def make_app(open_run: str | None = None, store: RunStore | None = None, sampler: SystemSampler | None = None,
              chat_run: str | None = None) -> SftApp:
-    """The app as the CLI runs it: runs under $SFT_TUI_HOME, the real GPU sampler."""
-    return SftApp(store or RunStore(), sampler or SystemSampler(), open_run=open_run, chat_run=chat_run)
+    """The app as the CLI runs it: runs under $SFT_TUI_HOME, the real GPU sampler, desktop notifications as set in the environment."""
+    mode = desktop_notify_mode(os.environ.get(DESKTOP_NOTIFY_ENV, ""))
+    return SftApp(store or RunStore(), sampler or SystemSampler(), open_run=open_run, chat_run=chat_run, desktop_notify=mode)

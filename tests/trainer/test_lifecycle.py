@@ -52,6 +52,8 @@ def test_stop_saves_a_checkpoint_and_resume_continues_the_curve_and_the_counters
     rows = train_rows(run)
     steps = [r.step for r in rows]
     assert steps == list(range(1, 151)), "every step once: no gap, no repeat"
+    samples = run.read_new_rows().system  # the supervisors sampled the trainer all along, both sessions
+    assert samples and all(r.process_rss_gib and r.process_rss_gib > 0 for r in samples) and samples[-1].step >= stopped_at
     assert rows[stopped_at].learning_rate < before[stopped_at].learning_rate  # the schedule goes on, no new warm-up
     tokens = [r.tokens for r in rows]
     assert tokens == sorted(tokens) and tokens[stopped_at] > before[stopped_at].tokens  # counted across the resume

@@ -16,6 +16,7 @@ from sft_tui.core.runs.schema import EvalRow, JobError, JobOverview, JobStatus, 
 from sft_tui.core.runs.store import RunStore
 from sft_tui.core.runs.sysmon import SystemSampler
 from sft_tui.tui.app import SftApp
+from sft_tui.tui.screens.confirm import ConfirmScreen
 from sft_tui.tui.screens.home import HomeScreen
 from sft_tui.tui.screens.monitor import MonitorScreen
 from sft_tui.tui.widgets.loss_chart import LossChart
@@ -81,11 +82,20 @@ async def test_monitor_updates_as_rows_are_appended_and_keys_work(store):
         assert chart.smoothing is False and chart.log_scale is True
         await pilot.press("o")
         await settle(pilot)
-        assert "[sft-tui] training" in "\n".join(app.screen.query_one("#full-log").lines)
+        assert "[sft-tui] training" in app.screen.query_one("#log-text").text
         await pilot.press("escape")
         await pilot.press("s")
-        await pilot.press("r")
-        assert calls == [("stop", live.id), ("resume", live.id)]
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen) and calls == []  # `s` alone never stops a run
+        await pilot.press("x", "s", "n")  # stray keys do nothing; n (or esc) says no
+        await settle(pilot)
+        assert isinstance(app.screen, MonitorScreen) and calls == []
+        await pilot.press("s", "y")
+        await settle(pilot)
+        assert calls == [("stop", live.id)]
+        await pilot.press("r")  # not offered while the run is running
+        await settle(pilot)
+        assert calls == [("stop", live.id)]
         await pilot.press("escape")
         await settle(pilot)
         assert isinstance(app.screen, HomeScreen)
@@ -348,7 +358,7 @@ async def test_chat_streams_answers_and_switches_to_the_base_for_the_same_prompt
         await app.workers.wait_for_complete()
         await settle(pilot)
         assert screen.history == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": '{"a": 1}'}]
-        await pilot.press("ctrl+b", "ctrl+r")
+        await pilot.press("ctrl+t", "ctrl+r")
         await app.workers.wait_for_complete()
         await settle(pilot)
         assert [r[0] for r in fake.requests] == ["tuned", "base"]
@@ -443,13 +453,12 @@ async def test_the_monitor_shows_a_jobs_progress_and_its_result_when_it_ends(sto
         monitor.post_message(RunWatched(replace(base, jobs=(done,))))
         await settle(pilot)
         assert "eval-1 completed: response loss 3.000 -> 1.000" in str(monitor.query_one("#jobs").render())
-        assert any("eval-1 completed: response loss 3.000 -> 1.000" in n.message for n in app._notifications)
         failed = JobOverview("merge-1", "merge", "failed", error=JobError("disk", "no space left on the device", "free disk space"))
         monitor.post_message(RunWatched(replace(base, jobs=(done, replace(failed, state="running")))))
         await settle(pilot)
         monitor.post_message(RunWatched(replace(base, jobs=(done, failed))))
         await settle(pilot)
-        assert any(n.message.startswith("merge-1 failed (disk)") and n.severity == "error" for n in app._notifications)
+        assert "merge-1 failed (disk): no space left on the device" in str(monitor.query_one("#jobs").render())
         assert isinstance(base, RunSnapshot)
 
 
@@ -539,8 +548,8 @@ async def test_home_widens_a_column_when_a_value_grows(store):
         home.poll()
         await settle(pilot)
         table = home.query_one("#runs")
-        assert "1142/3000" in str(table.get_cell(live.id, "step"))
-        assert table.columns["step"].content_width >= len("████████ 1142/3000")
+        assert "1142/3000" in str(table.get_cell(live.id, "progress"))
+        assert table.columns["progress"].content_width >= len("██████ 1142/3000")
 
 
 async def test_a_poll_that_keeps_failing_is_shown_once(store):
@@ -572,3 +581,178 @@ async def test_home_draws_whole_cells_even_when_a_frame_came_before_the_columns_
     async with app.run_test(size=(120, 24)) as pilot:
         await settle(pilot)
         assert store.find_run("live").id in app.export_screenshot().replace("&#160;", " ")
+
+
+def complete(run, loss: float = 0.42) -> None:
+    """What the trainer leaves when it ends well."""
+    run.append_metric(TrainRow(step=100, loss=loss))
+    run.write_status(replace(run.read_status(), state="completed", step=100, updated_at=now_iso(), eta_s=None))
+
+
+async def test_a_run_completing_while_home_is_open_is_announced_with_a_toast_an_event_and_the_bell(store, monkeypatch):
+    app, _ = make(store)
+    rings = []
+    monkeypatch.setattr(app, "bell", lambda: rings.append(1))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        home = app.screen
+        assert app._notifications == [] or all("completed" not in n.message for n in app._notifications)
+        assert not home.query_one("#events").display  # nothing has happened yet: no empty line at 80x24
+        complete(store.find_run("live"))
+        home.poll()
+        await settle(pilot)
+        assert rings == [1]
+        assert any(n.message == "live completed at step 100: loss 0.420" and n.severity == "information" for n in app._notifications)
+        events = home.query_one("#events")
+        assert events.display and "live completed at step 100" in str(events.render())
+        home.poll()  # the next listing is not news again
+        await settle(pilot)
+        assert rings == [1]
+
+
+async def test_an_oom_and_a_job_ending_are_announced_on_any_screen(store, monkeypatch):
+    app, _ = make(store)
+    rings = []
+    monkeypatch.setattr(app, "bell", lambda: rings.append(1))
+    live = store.find_run("live")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.open_monitor("dead")  # watching another run: the announcement still comes
+        await settle(pilot)
+        live.write_status(replace(live.read_status(), state="failed", updated_at=now_iso(),
+                                  error=JobError("oom", "out of memory at step 20", "micro_batch_size 2 fits")))
+        app.poll_runs()
+        await settle(pilot)
+        assert any(n.message.startswith("live ran out of GPU memory at step 20: micro_batch_size 2 fits") and n.severity == "error"
+                   for n in app._notifications)
+        job = live.job("merge-1")
+        job.path.mkdir(parents=True)
+        job.write_status(JobStatus("running", 999_999, now_iso(), now_iso(), kind="merge"))
+        app.poll_runs()
+        await settle(pilot)
+        job.write_status(JobStatus("failed", 999_999, now_iso(), now_iso(), kind="merge", error=JobError("disk", "no space left", "free space")))
+        app.poll_runs()
+        await settle(pilot)
+        assert any(n.message == "live merge-1 failed: no space left" for n in app._notifications) and rings == [1, 1]
+
+
+async def test_desktop_notifications_are_off_unless_set_and_wrap_for_tmux(monkeypatch):
+    from sft_tui.core.errors import UserError
+    from sft_tui.tui.desktop_notify import desktop_notify_mode, desktop_sequence
+
+    assert desktop_notify_mode("") == "off" and desktop_notify_mode("OSC9") == "osc9"
+    with pytest.raises(UserError, match="SFT_TUI_DESKTOP_NOTIFY='bell' is not a notification mode"):
+        desktop_notify_mode("bell")
+    assert desktop_sequence("off", "sft-tui", "done") == ""
+    assert desktop_sequence("osc9", "sft-tui", "live completed\x07!") == "\x1b]9;live completed !\x07"
+    assert desktop_sequence("osc777", "a;b", "done") == "\x1b]777;notify;a,b;done\x07"
+    assert desktop_sequence("osc9", "t", "x", inside_tmux=True) == "\x1bPtmux;\x1b\x1b]9;x\x07\x1b\\"
+
+
+async def test_the_key_overlay_lists_every_key_of_the_screen_in_front(store):
+    from sft_tui.tui.screens.keys import KeysScreen
+
+    app, _ = make(store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+        assert isinstance(app.screen, KeysScreen)
+        listed = str(app.screen.query_one("#keys-list").render())
+        for shown in ("New run", "Mark for compare", "Compare marked runs", "Data", "Quit"):
+            assert shown in listed  # also the keys the footer has no room for
+        await pilot.press("escape")
+        await pilot.press("enter")  # open the live run's monitor
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+        listed = str(app.screen.query_one("#keys-list").render())
+        assert "Stop" in listed and "Chart" in listed and "Smoothing" in listed and "Resume" not in listed  # what applies now
+
+
+def test_no_screen_binds_a_key_tmux_or_screen_takes():
+    import importlib
+    import pkgutil
+
+    import sft_tui.tui.screens as screens
+    from textual.screen import Screen
+
+    for info in pkgutil.iter_modules(screens.__path__):
+        module = importlib.import_module(f"sft_tui.tui.screens.{info.name}")
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, Screen):
+                for binding in getattr(value, "BINDINGS", []):
+                    keys = binding.key if hasattr(binding, "key") else binding[0]
+                    assert not {"ctrl+b", "ctrl+a"} & set(keys.split(",")), f"{value.__name__} binds {keys}"
+
+
+async def test_resume_is_offered_for_a_crashed_run_and_stop_is_not(store):
+    app, calls = make(store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("down")  # the crashed run
+        await pilot.press("s")
+        await settle(pilot)
+        assert calls == [] and isinstance(app.screen, HomeScreen)
+        await pilot.press("r")
+        await settle(pilot)
+        assert calls == [("resume", store.find_run("dead").id)]
+
+
+async def test_a_second_stop_asks_to_kill_and_says_so(store):
+    app, calls = make(store)
+    live = store.find_run("live")
+    live.stop_request_path.write_text("earlier")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen) and "Kill run" in str(app.screen.query_one("#confirm-question").render())
+        await pilot.press("y")
+        await settle(pilot)
+        assert calls == [("stop", live.id)]
+
+
+async def test_home_shows_whole_cells_when_the_wide_columns_replace_the_narrow_ones(store):
+    app, _ = make(store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one("#runs")
+        assert [k.value for k in table.columns] == ["name", "state", "progress", "loss", "tok/s", "ETA"]  # what 80 columns are for
+        await pilot.resize_terminal(130, 30)
+        await settle(pilot)
+        assert [k.value for k in table.columns][-4:] == ["model", "method", "owner", "started"]
+        first = table.render_line(1).text
+        assert "live" in first and "running" in first and "qwen2.5-0.5b" in first, first
+    app, _ = make(store)
+    async with app.run_test(size=(130, 30)) as pilot:  # wide from the first frame: cells were cut to their headers' width
+        await settle(pilot)
+        first = app.screen.query_one("#runs").render_line(1).text
+        assert "running" in first and "qwen2.5-0.5b" in first, first
+
+
+async def test_the_monitor_opens_the_eval_report_and_a_jobs_log_only_when_there_is_one(store):
+    from sft_tui.tui.screens.log_viewer import LogViewerScreen
+    from sft_tui.tui.screens.report import EvalReportScreen
+
+    run = finished(store)
+    app, _ = make(store, open_run=run.id)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("p", "j")  # no report.md and no job yet: neither key is offered
+        await settle(pilot)
+        assert isinstance(app.screen, MonitorScreen)
+        run.eval_markdown_path.write_text("# Evaluation\n\n| metric | base | tuned |\n| --- | --- | --- |\n| valid JSON | 0% | 100% |\n")
+        job = run.job("eval-1")
+        job.path.mkdir(parents=True)
+        job.write_status(JobStatus("completed", 999_999, now_iso(), now_iso(), kind="eval"))
+        job.log_path.write_text("[sft-tui] eval: 40 examples\n")
+        app.screen.poll()
+        await settle(pilot)
+        await pilot.press("p")
+        await settle(pilot)
+        assert isinstance(app.screen, EvalReportScreen)
+        await pilot.press("escape")
+        await pilot.press("j")
+        await settle(pilot)
+        assert isinstance(app.screen, LogViewerScreen) and app.screen.path == job.log_path

@@ -121,7 +121,8 @@ def test_bad_answers_are_refused_with_the_key_and_the_allowed_values(raw, messag
 
 def test_cli_json_record_and_starter_config(cli, tmp_path):
     answers = tmp_path / "answers.toml"
-    answers.write_text('goal = "both"\nknowledge_changes = "dynamic"\nlabeled_examples = 1500\nmodel = "mistral-7b-v0.3"\ngpu_gib = 48\n')
+    answers.write_text('goal = "both"\nknowledge_changes = "dynamic"\nlabeled_examples = 1500\nmodel = "mistral-7b-v0.3"\ngpu_gib = 48\n'
+                       'seq_len = 512\ndata = "train.jsonl"\n')
     record, config = tmp_path / "decision.md", tmp_path / "run.toml"
     result = cli("wizard", "--answers", str(answers), "--json", "--record", str(record), "--config-out", str(config))
     assert result.code == 0, result.err
@@ -131,7 +132,8 @@ def test_cli_json_record_and_starter_config(cli, tmp_path):
     text = record.read_text()
     assert text.startswith("# Adaptation decision: rag+finetune with lora on mistral-7b-v0.3") and "## Why" in text and "## Memory estimate" in text
     assert cli("config", "check", str(config)).code == 0
-    assert 'recipe = "lora"' in config.read_text()
+    assert 'recipe = "lora"' in config.read_text() and "max_seq_length = 512" in config.read_text()
+    assert "training.max_seq_length = 512" in text and "| train.jsonl |" in text  # the record lists what the config sets
     again = cli("wizard", "--answers", str(answers), "--record", str(record))
     assert again.code == 2 and "not overwriting" in again.err and record.read_text() == text
     assert cli("wizard", "--answers", str(answers), "--record", str(record), "--force").code == 0

@@ -90,6 +90,7 @@ class Recommendation:
     model: str | None = None
     method_steps: tuple[MethodStep, ...] = ()
     fired: tuple[str, ...] = field(default=())
+    gpu_gib: float | None = None  # the memory budget the method was checked against (answered or detected)
 
     def to_json(self) -> dict[str, Any]:
         """The `sft-tui wizard --json` object."""
@@ -198,6 +199,11 @@ def _next_steps(approach: str, method: str | None, model: str | None) -> list[st
     return steps
 
 
+# the optimizer each method is estimated with, and written into the starter config when the wizard sized it:
+# 8-bit AdamW makes full fine-tuning fit far more often; paged 8-bit AdamW is QLoRA's (Dettmers et al., 2023)
+METHOD_OPTIMIZER = {"full": "adamw_8bit", "lora": "adamw_torch", "qlora": "paged_adamw_8bit"}
+
+
 def choose_method(answers: dict[str, Any], spec: WizardSpec, gpu_gib: float | None, reasons: list[str]) -> tuple[str, str | None, tuple[MethodStep, ...], dict | None]:
     """(method, model, steps, estimate json): full -> lora -> qlora -> smaller model, checked by the estimator."""
     from sft_tui.core.estimate.fit import GpuTarget, build_estimate, smaller_models
@@ -218,9 +224,8 @@ def choose_method(answers: dict[str, Any], spec: WizardSpec, gpu_gib: float | No
                          lora_dropout=0.05)
     steps = []
     order = (["full"] if full_allowed else []) + ["lora", "qlora"]
-    optimizer = {"full": "adamw_8bit", "lora": "adamw_torch", "qlora": "paged_adamw_8bit"}
     for method in order:
-        settings = TrainSettings(**{**base.__dict__, "method": method, "optimizer": optimizer[method]})
+        settings = TrainSettings(**{**base.__dict__, "method": method, "optimizer": METHOD_OPTIMIZER[method]})
         peak = estimate_memory(spec_model, settings).peak_gib
         fits = peak <= gpu_gib
         steps.append(MethodStep(method, model, round(peak, 2), fits, f"{method} on {model}: {peak:.1f} GiB of {gpu_gib:g} GiB"))
@@ -229,7 +234,7 @@ def choose_method(answers: dict[str, Any], spec: WizardSpec, gpu_gib: float | No
                            + (f"; {', '.join(s.method for s in steps[:-1])} did not ({', '.join(f'{s.peak_gib:.1f}' for s in steps[:-1])} GiB)" if len(steps) > 1 else ""))
             estimate = build_estimate(spec_model, settings, GpuTarget(f"{gpu_gib:g} GiB GPU", gpu_gib, None, "wizard")).to_json()
             return method, model, tuple(steps), estimate
-    qlora = TrainSettings(**{**base.__dict__, "method": "qlora", "optimizer": "paged_adamw_8bit"})
+    qlora = TrainSettings(**{**base.__dict__, "method": "qlora", "optimizer": METHOD_OPTIMIZER["qlora"]})
     smaller = smaller_models(spec_model, qlora, gpu_gib)
     if not smaller:
         reasons.append(f"model = {model}, gpu_gib = {gpu_gib:g}: not even QLoRA fits ({steps[-1].peak_gib:.1f} GiB) and no smaller preset does")
@@ -270,7 +275,7 @@ def recommend(answers: dict[str, Any], spec: WizardSpec | None = None, detected_
     if approach == "icl":
         reasons.append("so: prompting with in-context examples, the simplest approach that can work"
                        if blocks["finetune"] else "nothing calls for retrieval or fine-tuning: start simple with prompting and in-context examples")
-    method = model = estimate = None
+    method = model = estimate = gpu_gib = None
     steps: tuple[MethodStep, ...] = ()
     if finetune:
         gpu_gib = answers.get("gpu_gib") or detected_gpu_gib
@@ -281,7 +286,7 @@ def recommend(answers: dict[str, Any], spec: WizardSpec | None = None, detected_
         model = answers.get("model")
     next_steps = _next_steps(approach, method, model) + next_steps
     return Recommendation(approach, method, tuple(reasons), tuple(dict.fromkeys(cautions)), tuple(dict.fromkeys(next_steps)),
-                          estimate, model, steps, tuple(fired))
+                          estimate, model, steps, tuple(fired), gpu_gib)
 
 
 def decision_record(answers: dict[str, Any], rec: Recommendation, spec: WizardSpec | None = None) -> str:

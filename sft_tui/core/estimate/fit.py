@@ -97,8 +97,8 @@ class Estimate:
                 f"({t.flops_per_token / 1e9:.1f} GFLOP per trained token); measure it on your data to know"]
 
 
-def detected_gpu(sampler=None) -> GpuTarget | None:
-    """The first GPU NVML reports, as a memory budget (None without a GPU). A sampler passed in stays open."""
+def detected_gpus(sampler=None) -> tuple[GpuTarget, ...]:
+    """Every GPU NVML reports, in index order, as memory budgets (empty without a GPU). A sampler passed in stays open."""
     from sft_tui.core.models.gpus import gpu_from_nvml_name
     from sft_tui.core.runs.sysmon import SystemSampler
 
@@ -108,10 +108,15 @@ def detected_gpu(sampler=None) -> GpuTarget | None:
     if own:
         sampler.close()
     if not snapshot.available:
-        return None
-    first = snapshot.gpus[0]
-    memory = first.memory_total_bytes / GIB
-    return GpuTarget(first.name, memory, gpu_from_nvml_name(first.name, memory), "detected")
+        return ()
+    return tuple(GpuTarget(g.name, g.memory_total_bytes / GIB, gpu_from_nvml_name(g.name, g.memory_total_bytes / GIB), "detected")
+                 for g in snapshot.gpus)
+
+
+def detected_gpu(sampler=None) -> GpuTarget | None:
+    """The first GPU NVML reports, as a memory budget (None without a GPU). A sampler passed in stays open."""
+    found = detected_gpus(sampler)
+    return found[0] if found else None
 
 
 def _fits(spec: ModelSpec, s: TrainSettings, budget_gib: float, cal: Calibration) -> bool:

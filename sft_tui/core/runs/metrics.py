@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sft_tui.core.runs.codec import SchemaError
 from sft_tui.core.runs.files import file_mode
-from sft_tui.core.runs.schema import EvalRow, EventRow, MetricsRow, TrainRow, row_from_json
+from sft_tui.core.runs.schema import EvalRow, EventRow, MetricsRow, SystemRow, TrainRow, row_from_json
 
 TAIL_BYTES = 64 * 1024
 
@@ -44,6 +44,11 @@ class MetricsChunk:
     def events(self) -> tuple[EventRow, ...]:
         """The event rows among them."""
         return tuple(r for r in self.rows if isinstance(r, EventRow))
+
+    @property
+    def system(self) -> tuple[SystemRow, ...]:
+        """The GPU/host sample rows among them."""
+        return tuple(r for r in self.rows if isinstance(r, SystemRow))
 
 
 def _parse_lines(data: bytes, where: str) -> tuple[list[MetricsRow], int]:

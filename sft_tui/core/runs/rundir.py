@@ -26,7 +26,6 @@ from sft_tui.core.runs.lock import FolderLock
 from sft_tui.core.runs.metrics import MetricsChunk, append_row, cut_after_step, last_train_row, read_new_rows
 from sft_tui.core.runs.schema import STATES, CheckpointProgress, JobRequest, JobStatus, MetricsRow, TrainRow, TrainSummary
 
-LOG_TAIL_BYTES = 16 * 1024
 DECISION_NAME = "decision.md"  # the wizard writes it beside run.toml; a run copies it
 MODEL_CARD_NAME = "README.md"  # in a run, and beside a merged model
 
@@ -43,21 +42,6 @@ def read_json_file(path: Path) -> Any:
         raise SchemaError(path.name, f"not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
     except ValueError as exc:
         raise SchemaError(path.name, f"not valid JSON ({exc})") from None
-
-
-def tail_lines(path: Path, count: int = 12) -> tuple[str, ...]:
-    """The last `count` lines of a log (reads only its end); progress-bar carriage returns collapse."""
-    window = LOG_TAIL_BYTES if count <= 50 else 400 * count  # a few hundred bytes a line at most
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - window))
-            data = handle.read().decode("utf-8", errors="replace")
-    except (FileNotFoundError, NotADirectoryError):
-        return ()
-    lines = [line.rsplit("\r", 1)[-1] for line in data.splitlines() if line.strip()]
-    return tuple(lines[-count:])
 
 
 class _StatusFile:

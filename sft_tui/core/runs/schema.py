@@ -149,8 +149,34 @@ class EventRow(Record):
     KIND: ClassVar[str] = "event"
 
 
-MetricsRow = TrainRow | EvalRow | EventRow
-ROW_TYPES: dict[str, type[Record]] = {"train": TrainRow, "eval": EvalRow, "event": EventRow}
+@dataclass(frozen=True)
+class SystemRow(Record):
+    """metrics.jsonl, kind system: the GPUs the run uses and its host process, sampled by the job's supervisor.
+
+    Written every few seconds while the trainer lives, so a monitor opened later (or after
+    the run ended) shows the whole history of memory, utilisation, power and temperature.
+    GPU fields are None on a machine without an NVIDIA GPU; step is the run's step when sampled.
+    """
+
+    step: int
+    time: float
+    gpu_count: int = 0  # GPUs the run uses (0: a CPU run)
+    gpu_mem_used_gib: float | None = None  # memory NVML attributes to the trainer, else the devices' used memory
+    gpu_mem_total_gib: float | None = None
+    gpu_util_pct: float | None = None  # mean over the run's GPUs
+    gpu_temp_c: float | None = None  # hottest of the run's GPUs
+    gpu_power_w: float | None = None  # sum over the run's GPUs
+    gpu_power_limit_w: float | None = None
+    host_cpu_pct: float | None = None
+    process_rss_gib: float | None = None  # the trainer's resident memory
+    process_cpu_pct: float | None = None  # 100 = one core
+    kind: str = "system"
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    KIND: ClassVar[str] = "system"
+
+
+MetricsRow = TrainRow | EvalRow | EventRow | SystemRow
+ROW_TYPES: dict[str, type[Record]] = {"train": TrainRow, "eval": EvalRow, "event": EventRow, "system": SystemRow}
 
 
 def row_from_json(data: Any, where: str) -> MetricsRow:

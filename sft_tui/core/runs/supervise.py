@@ -74,6 +74,25 @@ def record_death(folder: RunDir | JobDir, child_pid: int, code: int) -> None:
         pass
 
 
+def _wait_recording(run: RunDir, child: subprocess.Popen) -> int:
+    """Wait for the trainer, appending GPU/host samples to the run's metrics meanwhile (core.runs.system_samples)."""
+    from sft_tui.core.runs.system_samples import SystemRecorder, record_while
+
+    def alive(timeout: float) -> bool:
+        try:
+            child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return True
+        return False
+
+    recorder = SystemRecorder(run, child.pid)
+    try:
+        record_while(alive, recorder)
+    finally:
+        recorder.close()
+    return child.wait()
+
+
 def main(argv: list[str]) -> int:
     """Run the job to its end and make sure its status says how it ended."""
     target = Path(argv[0]).resolve()
@@ -86,7 +105,10 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    code = child.wait()
+    if isinstance(folder, RunDir):
+        code = _wait_recording(folder, child)
+    else:
+        code = child.wait()
     if folder.path.is_dir():
         try:
             record_death(folder, child.pid, code)

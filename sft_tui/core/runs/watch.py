@@ -15,8 +15,9 @@ from datetime import datetime
 from sft_tui.core.runs.codec import SchemaError
 from sft_tui.core.runs.liveness import effective_state
 from sft_tui.core.runs.metrics import MetricsChunk
-from sft_tui.core.runs.rundir import RunDir, tail_lines
-from sft_tui.core.runs.schema import ACTIVE_STATES, UNKNOWN, EvalRow, EventRow, JobOverview, JobStatus, MetricsRow, TrainRow, TrainSummary
+from sft_tui.core.runs.logtext import readable_tail
+from sft_tui.core.runs.rundir import RunDir
+from sft_tui.core.runs.schema import ACTIVE_STATES, UNKNOWN, EvalRow, EventRow, JobOverview, JobStatus, MetricsRow, SystemRow, TrainRow, TrainSummary
 from sft_tui.core.runs.store import job_overview
 
 
@@ -31,10 +32,11 @@ class RunSnapshot:
     train: tuple[TrainRow, ...]
     evals: tuple[EvalRow, ...]
     events: tuple[EventRow, ...]
+    system: tuple[SystemRow, ...]  # GPU/host samples the supervisor recorded (every few seconds)
     new_rows: tuple[MetricsRow, ...]  # appended since the previous poll (all rows again after a restart)
     restarted: bool  # metrics.jsonl was cut back (a resume): the rows are from the start again
     jobs: tuple[JobOverview, ...]
-    log_tail: tuple[str, ...]
+    log_tail: tuple[str, ...]  # the log's last readable lines: progress bars dropped, raw metric dicts made readable
     summary: TrainSummary | None  # read once the run is no longer active
     skipped_lines: int  # metrics lines that were not valid rows, so far
 
@@ -50,6 +52,7 @@ class RunWatcher:
         self._train: list[TrainRow] = []
         self._evals: list[EvalRow] = []
         self._events: list[EventRow] = []
+        self._system: list[SystemRow] = []
         self._last: RunSnapshot | None = None
 
     def poll(self, now: datetime | None = None) -> RunSnapshot:
@@ -66,6 +69,7 @@ class RunWatcher:
             self._train.clear()
             self._evals.clear()
             self._events.clear()
+            self._system.clear()
             self.skipped = 0
         self.skipped += chunk.skipped_lines
         for row in chunk.rows:
@@ -73,13 +77,19 @@ class RunWatcher:
                 self._train.append(row)
             elif isinstance(row, EvalRow):
                 self._evals.append(row)
+            elif isinstance(row, SystemRow):
+                self._system.append(row)
             else:
                 self._events.append(row)
         status, reason = self.run.status_or_reason()
         reason = "; ".join(r for r in (reason if status is None else "", metrics_problem) if r)
         state = effective_state(status, now) if status else UNKNOWN
         previous = self._last
-        changed = bool(chunk.rows) or chunk.restarted or previous is None
+        arrived = {type(row) for row in chunk.rows}
+        fresh = chunk.restarted or previous is None
+
+        def changed(kind: type) -> bool:  # a tuple is rebuilt only when rows of its kind arrived: screens compare by identity
+            return fresh or kind in arrived
         summary = None
         if state not in ACTIVE_STATES:  # written when training ends: not worth a read every second before that
             try:
@@ -92,11 +102,12 @@ class RunWatcher:
             jobs = ()
         snapshot = RunSnapshot(
             run_id=self.run.id, status=status, state=state, reason=reason,
-            train=tuple(self._train) if changed else previous.train,
-            evals=tuple(self._evals) if changed else previous.evals,
-            events=tuple(self._events) if changed else previous.events,
+            train=tuple(self._train) if changed(TrainRow) else previous.train,
+            evals=tuple(self._evals) if changed(EvalRow) else previous.evals,
+            events=tuple(self._events) if changed(EventRow) else previous.events,
+            system=tuple(self._system) if changed(SystemRow) else previous.system,
             new_rows=chunk.rows, restarted=chunk.restarted, jobs=jobs,
-            log_tail=tail_lines(self.run.log_path, self.log_lines), summary=summary, skipped_lines=self.skipped,
+            log_tail=readable_tail(self.run.log_path, self.log_lines), summary=summary, skipped_lines=self.skipped,
         )
         self._last = snapshot
         return snapshot

@@ -1,4 +1,4 @@
-"""What every screen shares: a worker that fails is shown, never silent."""
+"""What every screen (and the app) shares: a worker that fails is shown, never silent."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 
-class CockpitScreen(Screen):
-    """A Screen whose failing workers end in an error toast naming the worker and the error.
+class ShowsWorkerFailures:
+    """Mixed into the app and every screen: a failing worker ends in an error toast naming the worker and the error.
 
     A poll that fails every second says so once, not once a second: the same failure is
     shown again only after that worker has succeeded in between.
@@ -26,4 +26,8 @@ class CockpitScreen(Screen):
             line = f"{name} failed: {type(error).__name__}: {error}"
             if shown.get(name) != line:
                 shown[name] = line
-                self.notify(line, severity="error", timeout=30)
+                self.notify(line, severity="error", timeout=30)  # type: ignore[attr-defined]
+
+
+class CockpitScreen(ShowsWorkerFailures, Screen):
+    """A Screen whose failing workers are shown (ShowsWorkerFailures)."""

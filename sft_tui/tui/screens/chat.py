@@ -1,7 +1,7 @@
 """Chat with a finished run's model: streamed answers, its chat template, and a switch to the base model.
 
 The model runs in a child process (tui.chat_backend); a thread worker feeds its pieces
-back as ChatTokensArrived messages and ends with ChatAnswered. ctrl+b switches between
+back as ChatTokensArrived messages and ends with ChatAnswered. ctrl+t switches between
 the tuned and the base model; ctrl+r asks the last question again with the current one,
 so the two answers to the same prompt sit one under the other.
 """
@@ -17,6 +17,7 @@ from sft_tui.tui.screens.base import CockpitScreen
 from textual.widgets import Footer, Input, Static
 
 from sft_tui.core.runs.rundir import RunDir
+from sft_tui.core.runs.notices import short_name
 from sft_tui.tui.chat_backend import ChatError
 from sft_tui.tui.messages import ChatAnswered, ChatReady, ChatTokensArrived
 
@@ -24,7 +25,7 @@ from sft_tui.tui.messages import ChatAnswered, ChatReady, ChatTokensArrived
 class ChatScreen(CockpitScreen):
     """A transcript above, the prompt below; the title says which model answers."""
 
-    BINDINGS = [Binding("ctrl+b", "toggle_model", "Tuned/base"), Binding("ctrl+r", "ask_again", "Ask again"),
+    BINDINGS = [Binding("ctrl+t", "toggle_model", "Tuned/base"), Binding("ctrl+r", "ask_again", "Ask again"),
                 Binding("escape", "back", "Back")]
 
     def __init__(self, run: RunDir, backend) -> None:
@@ -40,6 +41,7 @@ class ChatScreen(CockpitScreen):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="chat-title")
+        yield Static("", id="chat-note")
         yield VerticalScroll(id="chat-log")
         yield Input(placeholder="loading the model ...", id="chat-input", disabled=True)
         yield Footer()
@@ -49,7 +51,10 @@ class ChatScreen(CockpitScreen):
         self._start()
 
     def _title(self, state: str) -> None:
-        self.query_one("#chat-title", Static).update(f"sft-tui · chat · {self.run.id} · answering: [b]{self.which}[/b] · {escape(state)}")
+        other = "base" if self.which == "tuned" else "tuned"
+        self.query_one("#chat-title", Static).update(
+            f"chat · {escape(short_name(self.run.id))} · answering: [b]{self.which}[/b] (ctrl+t: {other})")
+        self.query_one("#chat-note", Static).update(escape(state))  # its own line: the model's description is long
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="chat")
     def _start(self) -> None:

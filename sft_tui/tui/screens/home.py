@@ -1,23 +1,31 @@
-"""Home: every run (state, progress, loss, speed, ETA) and a strip of GPU facts. Keys open, stop, resume."""
+"""Home: every run (state, progress, loss, speed, ETA), a strip of GPU facts, and the latest events. Keys open, stop, resume.
+
+Designed at 80x24 first: the columns people open Home for (name, state, progress, loss,
+tok/s, ETA) fit 80 columns; model, method, owner and start time join at 110 columns and
+wider, and the selected run's full id and details are always in the line under the table.
+The listing comes from the app (it lists every other poll whatever screen is shown, to
+announce runs that end); rows update in place, so the cursor and scroll hold.
+"""
 
 from __future__ import annotations
 
 from rich.markup import escape
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Static
 
-from sft_tui.core.runs.schema import RunOverview
+from sft_tui.core.runs.schema import ACTIVE_STATES, RunOverview
 from sft_tui.core.units import GIB, format_eta
-from sft_tui.tui.messages import RunsListed, SystemSampled
+from sft_tui.core.runs.notices import RunNotice, display_names, short_name
+from sft_tui.tui.messages import SystemSampled
 from sft_tui.tui.screens.base import CockpitScreen
 
 STATE_STYLE = {"running": "bold green", "queued": "yellow", "completed": "cyan", "stopped": "magenta", "failed": "bold red", "crashed": "bold red"}
 
 
-def _bar(step: int, total: int, width: int = 8) -> str:
+def _bar(step: int, total: int, width: int = 6) -> str:
     filled = round(width * min(step, total) / total) if total else 0
     return "█" * filled + "░" * (width - filled)
 
@@ -29,7 +37,7 @@ def gpu_strip(sample: SystemSampled | None) -> str:
     host = sample.host
     line = f"host CPU {host.cpu_percent:3.0f}%  RAM {host.ram_used_bytes / GIB:.1f}/{host.ram_total_bytes / GIB:.1f} GiB"
     if not sample.gpu.available:
-        return f"{sample.gpu.reason}   {line}"
+        return f"{sample.gpu.reason}\n{line}"  # two lines: together they wrap mid-word at 80 columns
     parts = []
     for g in sample.gpu.gpus:
         share = g.memory_used_bytes / g.memory_total_bytes if g.memory_total_bytes else 0
@@ -40,40 +48,98 @@ def gpu_strip(sample: SystemSampled | None) -> str:
     return "\n".join(parts + [line])
 
 
-COLUMNS = ("id", "state", "model", "method", "step", "loss", "tok/s", "ETA", "started")
+NARROW = ("name", "state", "progress", "loss", "tok/s", "ETA")
+WIDE = (*NARROW, "model", "method", "owner", "started")
+WIDE_FROM = 110  # terminal columns at which the wide set fits without pushing ETA off
+NAME_WIDTH = 18
+RESUMABLE = ("stopped", "failed", "crashed")
 
 
-def run_cells(s: RunOverview, marked: bool) -> tuple[str, ...]:
-    """The table cells of one run."""
-    speed = f"{s.tokens_per_s:,.0f}" if s.tokens_per_s else "-"
-    progress = f"{_bar(s.step, s.max_steps)} {s.step}/{s.max_steps}" if s.max_steps else str(s.step)
-    loss = f"{s.last_loss:.4f}" if s.last_loss is not None else "-"
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def run_cells(s: RunOverview, marked: bool, columns: tuple[str, ...] = NARROW, label: str | None = None) -> tuple[str, ...]:
+    """The table cells of one run, for the given columns; `label` is its name as listed (display_names), else its short name."""
     state = f"[{STATE_STYLE.get(s.state, '')}]{s.state}[/]" if STATE_STYLE.get(s.state) else s.state
-    if any(j.state in ("queued", "running") for j in s.jobs):
-        state += " +" + ",".join(j.kind for j in s.jobs if j.state in ("queued", "running"))
-    model = escape(s.model.rstrip("/").rsplit("/", 1)[-1])
-    shown_id = f"[reverse]{s.id}[/]" if marked else s.id
-    return (shown_id, state, model, s.method, progress, loss, speed, format_eta(s.eta_s), s.started_at[:16].replace("T", " "))
+    running_jobs = [j.kind for j in s.jobs if j.state in ACTIVE_STATES]
+    if running_jobs:
+        state += " +" + ",".join(running_jobs)
+    name = escape(_fit(label or short_name(s.id), NAME_WIDTH))
+    cells = {
+        "name": f"[reverse]{name}[/]" if marked else name,
+        "state": state,
+        "progress": f"{_bar(s.step, s.max_steps)} {s.step}/{s.max_steps}" if s.max_steps else str(s.step),
+        "loss": f"{s.last_loss:.4f}" if s.last_loss is not None else "-",
+        "tok/s": f"{s.tokens_per_s:,.0f}" if s.tokens_per_s else "-",
+        "ETA": format_eta(s.eta_s) if s.state in ACTIVE_STATES else "-",
+        "model": escape(s.model.rstrip("/").rsplit("/", 1)[-1]),
+        "method": escape(s.method),
+        "owner": escape(s.owner or "-"),
+        "started": s.started_at[:16].replace("T", " "),
+    }
+    return tuple(cells[c] for c in columns)
+
+
+def detail_line(s: RunOverview | None) -> str:
+    """The selected run in full: id, model, method, owner@host, start, and its error or unreadable reason."""
+    if s is None:
+        return ""
+    who = f"{s.owner}@{s.host}" if s.owner and s.host else s.owner or "-"
+    line = f"[b]{escape(s.id)}[/b]  {escape(s.model)} · {escape(s.method)} · {escape(who)} · {s.started_at[:16].replace('T', ' ')}"
+    if s.reason:
+        line += f"\n[b red]unreadable[/]: {escape(s.reason)}"
+    elif s.error is not None:
+        line += f"\n[b red]{escape(s.error.kind)}[/]: {escape(s.error.message)}"
+    return line
+
+
+def events_line(notices: tuple[RunNotice, ...], width: int = 3) -> str:
+    """The newest events, newest first (time, run, what happened)."""
+    import time as _time
+
+    shown = [f"{_time.strftime('%H:%M', _time.localtime(n.time))} {escape(n.line)}" for n in reversed(notices[-width:])]
+    return "\n".join(shown)
+
+
+class RunsTable(DataTable):
+    """A DataTable that draws its cells again after it has measured new rows.
+
+    Textual 8.2's DataTable widens auto-width columns for new rows when idle, but cells it
+    rendered before that stay cached at the old width: a refresh alone still drew every
+    cell cut to its header's width (`sql-  queue`), seen under load in tmux and every time
+    the wide column set replaced the narrow one.
+    """
+
+    async def _on_idle(self, event: events.Idle) -> None:
+        # private attributes of 8.2, read defensively: a Textual without them just skips the workaround
+        measuring = getattr(self, "_require_update_dimensions", False) or bool(getattr(self, "_updated_cells", None))
+        await super()._on_idle(event)
+        clear_caches = getattr(self, "_clear_caches", None)
+        if measuring and clear_caches is not None:
+            clear_caches()
+            self.refresh()
 
 
 class HomeScreen(CockpitScreen):
-    """The runs table and the GPU strip."""
+    """The runs table, the GPU strip, the selected run's details and the latest events."""
 
     BINDINGS = [
         Binding("enter", "open", "Open"),
         Binding("s", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
-        Binding("space", "mark", "Mark"),
-        Binding("c", "compare", "Compare"),
-        Binding("e", "estimate", "Estimate"),
-        Binding("d", "data", "Data"),
-        Binding("w", "wizard", "Wizard"),
         Binding("n", "launch", "New run"),
-        Binding("g", "refresh", "Refresh"),
+        Binding("w", "wizard", "Wizard"),
+        Binding("e", "estimate", "Estimate"),
+        Binding("d", "data", "Data", show=False),
+        Binding("space", "mark", "Mark for compare", show=False),
+        Binding("c", "compare", "Compare marked runs", show=False),
+        Binding("g", "refresh", "Refresh now", show=False),
         Binding("q", "app.quit", "Quit"),
     ]
 
     runs: reactive[tuple[RunOverview, ...]] = reactive((), always_update=True, init=False)
+    columns: reactive[tuple[str, ...]] = reactive(NARROW, init=False)
 
     def __init__(self) -> None:
         super().__init__()
@@ -82,44 +148,74 @@ class HomeScreen(CockpitScreen):
     def compose(self) -> ComposeResult:
         yield Static("sft-tui · runs", id="title")
         yield Static(gpu_strip(None), id="gpu-strip")
-        table = DataTable(id="runs", cursor_type="row", zebra_stripes=True)
-        for name in COLUMNS:
-            table.add_column(name, key=name)
-        yield table
+        yield RunsTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Static("reading the runs ...", id="empty")
+        yield Static("", id="detail")
+        yield Static("", id="events")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.action_refresh()
-        self.set_interval(self.app.poll_s * 2, self.action_refresh)
+        self._set_columns(self.columns)
+        self.query_one("#events").display = False
+        self.watch(self.app, "runs", self._listed)
+        self.watch(self.app, "notices", self._noticed)
+        self.sample()
+        self.set_interval(self.app.poll_s * 2, self.sample)
+
+    def on_resize(self) -> None:
+        self.columns = WIDE if self.size.width >= WIDE_FROM else NARROW
+
+    def watch_columns(self, columns: tuple[str, ...]) -> None:
+        self._set_columns(columns)
+        self._fill_table((), self.runs)
+
+    def _set_columns(self, columns: tuple[str, ...]) -> None:
+        table = self.query_one("#runs", DataTable)
+        table.clear(columns=True)
+        for name in columns:
+            table.add_column(name, key=name)
+
+    def poll(self) -> None:
+        """Re-list the runs (the app's worker) and sample the GPUs (this screen's)."""
+        self.app.poll_runs()
+        self.sample()
 
     def action_refresh(self) -> None:
-        """Re-read the runs and sample the GPUs (in a worker thread)."""
+        """Re-read the runs and sample the GPUs now."""
         self.poll()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, name="listing the runs")
-    def poll(self) -> None:
-        """List the runs and sample the GPUs (in a thread) and post both."""
-        runs = tuple(self.app.store.list_runs())
-        self.post_message(RunsListed(runs))
+    @work(thread=True, exclusive=True, exit_on_error=False, name="sampling the GPUs")
+    def sample(self) -> None:
+        """Sample the GPUs and the host (in a thread) and post them."""
         self.post_message(SystemSampled(self.app.sampler.sample_gpus(), self.app.sampler.sample_host()))
 
     def on_system_sampled(self, message: SystemSampled) -> None:
         self.query_one("#gpu-strip", Static).update(gpu_strip(message))
 
-    def on_runs_listed(self, message: RunsListed) -> None:
-        self.runs = message.runs
+    def _listed(self, runs: tuple[RunOverview, ...] | None) -> None:
+        if runs is not None:
+            self.runs = runs
+
+    def _noticed(self, notices: tuple[RunNotice, ...]) -> None:
+        events = self.query_one("#events", Static)
+        events.update(events_line(notices, 3 if self.size.height >= 30 else 1))
+        events.display = bool(notices)
 
     def watch_runs(self, old: tuple[RunOverview, ...], new: tuple[RunOverview, ...]) -> None:
         self._fill_table(old, new)
+        self._show_detail()
+        self.refresh_bindings()  # stop and resume follow the selected run's state
 
     def _fill_table(self, old: tuple[RunOverview, ...], new: tuple[RunOverview, ...]) -> None:
         """Update cells in place when the same runs are listed (the cursor and scroll stay); rebuild when runs came or went."""
         table = self.query_one("#runs", DataTable)
+        columns = self.columns
+        labels, earlier = display_names([r.id for r in new]), display_names([r.id for r in old])
         if [r.id for r in old] == [r.id for r in new] and table.row_count == len(new):
             for before, after in zip(old, new, strict=True):
-                previous = run_cells(before, before.id in self.marked)
-                for column, value, was in zip(COLUMNS, run_cells(after, after.id in self.marked), previous, strict=True):
+                previous = run_cells(before, before.id in self.marked, columns, earlier[before.id])
+                now = run_cells(after, after.id in self.marked, columns, labels[after.id])
+                for column, value, was in zip(columns, now, previous, strict=True):
                     if value != was:
                         table.update_cell(after.id, column, value, update_width=True)  # a longer value widens its column
         else:
@@ -127,33 +223,54 @@ class HomeScreen(CockpitScreen):
             row = table.cursor_row
             table.clear()
             for s in new:
-                table.add_row(*run_cells(s, s.id in self.marked), key=s.id)
+                table.add_row(*run_cells(s, s.id in self.marked, columns, labels[s.id]), key=s.id)
             ids = [s.id for s in new]
             if new:
                 table.move_cursor(row=ids.index(selected) if selected in ids else min(max(row, 0), len(new) - 1))
-            # DataTable measures new rows when idle and widens its columns, but a frame drawn before
-            # that stays on screen with every cell cut to its header's width (Textual 8.2): draw again after
-            table.call_after_refresh(table.refresh)
         broken = [r for r in new if r.reason]
         if not new:
-            note = f"no runs in {self.app.store.runs_dir}: start one with `sft-tui train run.toml` or `sft-tui demo`"
+            note = f"no runs in {self.app.store.runs_dir}: start one with `n`, `sft-tui train run.toml` or `sft-tui demo`"
         elif broken:
             more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
             note = f"[b]unreadable[/b] {broken[0].id}: {escape(broken[0].reason)}{more}"
         else:
             note = ""
-        self.query_one("#empty", Static).update(note)
+        empty = self.query_one("#empty", Static)
+        empty.update(note)
+        empty.display = bool(note)
 
     def _redraw_marks(self) -> None:
         table = self.query_one("#runs", DataTable)
+        labels = display_names([r.id for r in self.runs])
         for s in self.runs:
-            table.update_cell(s.id, "id", run_cells(s, s.id in self.marked)[0])
+            table.update_cell(s.id, "name", run_cells(s, s.id in self.marked, ("name",), labels[s.id])[0])
 
     def _selected(self) -> str | None:
         table = self.query_one("#runs", DataTable)
         if table.row_count == 0 or table.cursor_row < 0 or table.cursor_row >= table.row_count:
             return None
         return str(table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value)
+
+    def _selected_run(self) -> RunOverview | None:
+        selected = self._selected()
+        return next((r for r in self.runs if r.id == selected), None)
+
+    def _show_detail(self) -> None:
+        detail = self.query_one("#detail", Static)
+        detail.update(detail_line(self._selected_run()))
+
+    def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
+        self._show_detail()
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Stop is offered for an active run, Resume for a stopped, failed or crashed one."""
+        if action in ("stop", "resume"):
+            run = self._selected_run()
+            if run is None:
+                return False
+            return run.state in ACTIVE_STATES if action == "stop" else run.state in RESUMABLE
+        return True
 
     def action_open(self) -> None:
         """Open the monitor of the selected run."""
@@ -162,7 +279,7 @@ class HomeScreen(CockpitScreen):
             self.app.open_monitor(run_id)
 
     def action_stop(self) -> None:
-        """Ask the selected run to stop (checkpoint first)."""
+        """Stop the selected run (asks first; it checkpoints, then stops)."""
         run_id = self._selected()
         if run_id:
             self.app.stop(run_id)

@@ -1,11 +1,17 @@
-"""Monitor: one run live. Loss chart, progress and ETA, GPU/host memory, throughput, jobs, log tail, errors.
+"""Monitor: one run live. Loss and other charts, progress and ETA, GPU/host readings, jobs, log tail, errors.
 
 A thread worker polls the run's one watcher (core.runs.watch) and posts the typed snapshot;
 the screen keeps it in a reactive and redraws from it. Leaving the screen or the app never
 touches the run or its jobs: they run in their own sessions.
+
+Laid out for 80x24 first. The chart takes what is left; the side panel always shows loss,
+eval, lr, grad norm, tokens/s and the GPU (or one line saying there is none); the log pane
+shrinks and then goes when rows run out (on_resize), before anything in the side panel.
 """
 
 from __future__ import annotations
+
+import time
 
 from rich.markup import escape
 from textual import work
@@ -13,18 +19,22 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
-from textual.widgets import Footer, Log, ProgressBar, Sparkline, Static
+from textual.widgets import Footer, Log, ProgressBar, Static
 
 from sft_tui.core.errors import UserError
-from sft_tui.core.runs.rundir import RunDir, tail_lines
+from sft_tui.core.runs.notices import short_name
+from sft_tui.core.runs.rundir import RunDir
 from sft_tui.core.runs.schema import ACTIVE_STATES, JobOverview
+from sft_tui.core.runs.sysmon import GpuSnapshot, HostSample
 from sft_tui.core.runs.watch import RunSnapshot, RunWatcher
 from sft_tui.core.units import GIB, format_eta
 from sft_tui.tui.messages import RunWatched, SystemSampled
 from sft_tui.tui.screens.base import CockpitScreen
 from sft_tui.tui.widgets.loss_chart import LossChart
+from sft_tui.tui.widgets.series_chart import SeriesChart, chart_views
 
-HISTORY = 120  # memory samples kept for the sparkline
+RESUMABLE = ("stopped", "failed", "crashed")
+CHARTS = ("loss", "speed", "memory", "gpu", "grad", "lr")  # `c` cycles; gpu only when the run used one
 
 
 def job_line(job: JobOverview) -> str:
@@ -37,51 +47,145 @@ def job_line(job: JobOverview) -> str:
     return f"{job.id} {job.state}: {job.result}" if job.result else f"{job.id} {job.state}"
 
 
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def title_line(run: RunDir, snapshot: RunSnapshot, now: float | None = None) -> str:
+    """Name, state, step, ETA first (they survive a narrow pane), then time trained and epoch."""
+    status = snapshot.status
+    step, total = (status.step, status.max_steps) if status else (0, 0)
+    eta = status.eta_s if status and snapshot.state == "running" else None
+    last = snapshot.train[-1] if snapshot.train else None
+    trained = last.wall_s if last and last.wall_s is not None else None
+    if trained is None and status and snapshot.state in ACTIVE_STATES:
+        from sft_tui.core.runs.schema import parse_iso
+
+        trained = (now or time.time()) - parse_iso(status.started_at).timestamp()
+    parts = [f"[b]{escape(short_name(run.id))}[/b]", f"[b]{snapshot.state}[/b]", f"step {step}/{total or '?'}"]
+    if snapshot.state in ACTIVE_STATES:
+        parts.append(f"ETA {format_eta(eta)}")
+    if trained is not None:
+        parts.append(f"{_duration(trained)} in")
+    if last and last.epoch is not None:
+        parts.append(f"ep {last.epoch:.2f}")
+    return " · ".join(parts)
+
+
+def numbers_lines(snapshot: RunSnapshot) -> list[str]:
+    """Loss, eval, lr, grad norm and tokens/s of the newest rows (nothing before the first row)."""
+    if not snapshot.train and not snapshot.evals:
+        return []
+    last = snapshot.train[-1] if snapshot.train else None
+    evals = [(r.step, r.eval_loss) for r in snapshot.evals if r.eval_loss is not None]
+    loss = f"{last.loss:.4f}" if last and last.loss is not None else "-"
+    lines = [f"loss {loss}" + (f"  eval {evals[-1][1]:.4f}" if evals else "")]
+    if evals:
+        best_step, best = min(evals, key=lambda e: e[1])
+        lines.append(f"best eval {best:.4f} @ {best_step}")
+    lr = f"{last.learning_rate:.1e}" if last and last.learning_rate is not None else "-"
+    grad = f"{last.grad_norm:.3f}" if last and last.grad_norm is not None else "-"
+    lines.append(f"lr {lr}  grad {grad}")
+    lines.append(f"tok/s {last.tokens_per_s:,.0f}" if last and last.tokens_per_s else "tok/s -")
+    return lines
+
+
+def system_lines(gpu: GpuSnapshot | None, host: HostSample | None, pid: int | None, active: bool, snapshot: RunSnapshot | None) -> list[str]:
+    """The GPU(s) the run uses, then host and trainer; a finished run shows its last recorded sample instead of now."""
+    lines: list[str] = []
+    recorded = snapshot.system[-1] if snapshot is not None and snapshot.system else None
+    if not active and recorded is not None:
+        if recorded.gpu_count:
+            lines.append(f"GPU  {recorded.gpu_mem_used_gib or 0:.1f}/{recorded.gpu_mem_total_gib or 0:.1f} GiB at the end")
+            lines.append(f"     peak seen {max(r.gpu_mem_used_gib or 0 for r in snapshot.system):.1f} GiB")
+        else:
+            lines.append("GPU  none (a CPU run)")
+            lines.append(f"trainer RAM peak {max(r.process_rss_gib or 0 for r in snapshot.system):.2f} GiB")
+        return lines
+    if gpu is None or host is None:
+        return ["GPU  sampling..."]
+    if gpu.available:
+        mine = [g for g in gpu.gpus if any(p.pid == pid for p in g.processes)] if pid else []
+        shown = mine or list(gpu.gpus)
+        for g in shown[:4]:
+            util = f"{g.utilization_pct:.0f}%" if g.utilization_pct is not None else "-"
+            temp = f"{g.temperature_c:.0f}C" if g.temperature_c is not None else ""
+            power = f"{g.power_w:.0f}W" if g.power_w is not None else ""
+            used = g.memory_used_bytes / GIB
+            lines.append(f"GPU{g.index} {used:.{0 if used >= 10 else 1}f}/{g.memory_total_bytes / GIB:.0f}G {util} {temp} {power}".rstrip())
+        if len(shown) > 4:
+            lines.append(f"     and {len(shown) - 4} more GPUs")
+        held = [p.used_bytes for g in gpu.gpus for p in g.processes if p.pid == pid and p.used_bytes is not None] if pid else []
+        if held:
+            lines.append(f"     this run holds {sum(held) / GIB:.1f} GiB")
+    else:
+        lines.append("GPU  none on this machine")  # Home's strip says why (NVML's reason); one line here
+    lines.append(f"host CPU {host.cpu_percent:.0f}% RAM {host.ram_used_bytes / GIB:.0f}/{host.ram_total_bytes / GIB:.0f}G")
+    if host.process_rss_bytes:
+        lines.append(f"trainer {host.process_rss_bytes / GIB:.1f}G {host.process_cpu_percent or 0:.0f}% CPU")
+    return lines
+
+
 class MonitorScreen(CockpitScreen):
     """Everything about one run, refreshed about once a second."""
 
     BINDINGS = [
         Binding("s", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
-        Binding("m", "smoothing", "Smoothing"),
-        Binding("l", "log_scale", "Log scale"),
-        Binding("o", "open_log", "Open log"),
+        Binding("c", "next_chart", "Chart"),
+        Binding("o", "open_log", "Log"),
         Binding("v", "evaluate", "Eval"),
-        Binding("t", "chat", "Chat"),
+        Binding("p", "report", "Report"),
+        Binding("j", "open_job_log", "Job log", show=False),
         Binding("x", "merge", "Merge"),
+        Binding("t", "chat", "Chat"),
         Binding("escape,b", "back", "Back"),
-        Binding("q", "app.quit", "Quit"),
+        Binding("m", "smoothing", "Smoothing on/off", show=False),
+        Binding("l", "log_scale", "Log scale on/off", show=False),
+        Binding("q", "app.quit", "Quit", show=False),
     ]
 
     snapshot: reactive[RunSnapshot | None] = reactive(None, always_update=True, init=False)  # identity, not deep equality
+    chart: reactive[str] = reactive("loss", init=False)
 
     def __init__(self, run: RunDir) -> None:
         super().__init__()
         self.run = run
         self.watcher = RunWatcher(run)
-        self.memory_history: list[float] = []
         self._ticks = 0
+        self._sample: SystemSampled | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(f"run {self.run.id}", id="run-title")
+        yield Static(f"{escape(short_name(self.run.id))}", id="run-title")
         yield ProgressBar(total=None, show_eta=False, id="progress")
         with Horizontal(id="body"):
             yield LossChart(id="loss")
+            yield SeriesChart(id="series")
             with Vertical(id="side"):
                 yield Static("", id="numbers")
-                yield Static("learning rate", id="lr-label")
-                yield Sparkline([], id="lr")
-                yield Static("memory", id="memory-label")
-                yield Sparkline([], id="memory")
-                yield Static("", id="system")
+                yield Static("GPU  sampling...", id="system")
         yield Static("", id="jobs")
         yield Static("", id="error")
         yield Log(id="log", max_lines=200)
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#series").display = False
         self.poll()
         self.set_interval(self.app.poll_s, self.poll)
+
+    def on_resize(self) -> None:
+        """Rows run out from the bottom: the log pane shrinks, then goes; the side panel narrows before the chart does."""
+        height, width = self.size.height, self.size.width
+        log = self.query_one("#log", Log)
+        rows = 8 if height >= 34 else 4 if height >= 24 else 2 if height >= 21 else 0
+        log.display = rows > 0
+        log.styles.height = rows + 1  # + its top border
+        self.query_one("#side").styles.width = 32 if width >= 100 else 28 if width >= 72 else 26
 
     @work(thread=True, exclusive=True, exit_on_error=False, name="watching the run")
     def poll(self) -> None:
@@ -89,7 +193,7 @@ class MonitorScreen(CockpitScreen):
         snapshot = self.watcher.poll()
         self.post_message(RunWatched(snapshot))
         self._ticks += 1
-        if self._ticks % 2 == 1:  # GPU/host every other tick: NVML calls are the costly part
+        if self._ticks % 2 == 1 and snapshot.state in ACTIVE_STATES:  # NVML calls are the costly part; a finished run shows its record
             pid = snapshot.status.pid if snapshot.status else None
             self.post_message(SystemSampled(self.app.sampler.sample_gpus(), self.app.sampler.sample_host(pid)))
 
@@ -100,36 +204,42 @@ class MonitorScreen(CockpitScreen):
         if new is None:
             return
         if old is None or new.train is not old.train or new.evals is not old.evals:
-            self._draw_rows(new)
+            self.query_one(LossChart).set_rows(new.train, new.evals)
+            self.query_one("#numbers", Static).update("\n".join(numbers_lines(new)))
+        if old is None or new.train is not old.train or new.system is not old.system:
+            self._draw_chart()
         if old is None or old.state != new.state:
-            self.refresh_bindings()  # eval/chat/merge appear when the run completes
+            self.refresh_bindings()  # stop/resume/eval/chat/merge follow the state
+            self._draw_system()
         self._draw_status(new)
         self._draw_jobs(old, new)
 
-    def _draw_rows(self, snapshot: RunSnapshot) -> None:
-        self.query_one(LossChart).set_rows(snapshot.train, snapshot.evals)
-        rates = [r.learning_rate for r in snapshot.train if r.learning_rate is not None]
-        step = max(1, len(rates) // 36)  # the sparkline is ~36 cells wide: one value per cell
-        self.query_one("#lr", Sparkline).data = rates[::step]
-        last = snapshot.train[-1] if snapshot.train else None
-        evals = [r.eval_loss for r in snapshot.evals if r.eval_loss is not None]
-        lines = [
-            f"loss      {last.loss:.4f}" if last and last.loss is not None else "loss      -",
-            f"eval      {evals[-1]:.4f} (best {min(evals):.4f})" if evals else "eval      -",
-            f"lr        {(last.learning_rate or 0) if last else 0:.2e}",
-            f"grad norm {last.grad_norm:.3f}" if last and last.grad_norm is not None else "grad norm -",
-            f"tokens/s  {last.tokens_per_s:,.0f}" if last and last.tokens_per_s else "tokens/s  -",
-            f"GPU mem   {last.gpu_reserved_gib:.1f} GiB reserved" if last and last.gpu_reserved_gib is not None else "GPU mem   - (cpu run)",
-        ]
-        # before the first row there is nothing to say: the lines would only push the GPU readings off an 80x24 screen
-        self.query_one("#numbers", Static).update("\n".join(lines) if snapshot.train or snapshot.evals else "")
+    def watch_chart(self) -> None:
+        self.refresh_bindings()  # smoothing and log scale belong to the loss chart
+        self.query_one(LossChart).display = self.chart == "loss"
+        self.query_one("#series").display = self.chart != "loss"
+        self._draw_chart()
+
+    def _draw_chart(self) -> None:
+        if self.chart == "loss" or self.snapshot is None:
+            return
+        views = {view.name: view for view in chart_views(self.snapshot)}
+        view = views.get(self.chart) or views["speed"]
+        self.query_one(SeriesChart).show(view)
+
+    def _charts(self) -> list[str]:
+        names = {view.name for view in chart_views(self.snapshot)} if self.snapshot else set()
+        return [name for name in CHARTS if name == "loss" or name in names]
+
+    def action_next_chart(self) -> None:
+        """Loss, tokens/s, memory, GPU utilisation/temperature/power, grad norm, learning rate, then loss again."""
+        charts = self._charts()
+        self.chart = charts[(charts.index(self.chart) + 1) % len(charts)] if self.chart in charts else "loss"
 
     def _draw_status(self, snapshot: RunSnapshot) -> None:
         status = snapshot.status
         step, total = (status.step, status.max_steps) if status else (0, 0)
-        eta = status.eta_s if status and snapshot.state == "running" else None
-        self.query_one("#run-title", Static).update(
-            f"run {escape(self.run.id)} · [b]{snapshot.state}[/b] · step {step}/{total or '?'} · ETA {format_eta(eta)}")
+        self.query_one("#run-title", Static).update(title_line(self.run, snapshot))
         if total:
             self.query_one("#progress", ProgressBar).update(total=total, progress=step)
         error = self.query_one("#error", Static)
@@ -152,34 +262,22 @@ class MonitorScreen(CockpitScreen):
         jobs = self.query_one("#jobs", Static)
         jobs.update("\n".join(escape(job_line(j)) for j in latest.values()))
         jobs.display = bool(latest)  # no line at all until a job exists: 80x24 has none to spare
-        if old is None:
-            return
-        before = {j.id: j.state for j in old.jobs}
-        for job in new.jobs:
-            if before.get(job.id) in ACTIVE_STATES and job.state not in ACTIVE_STATES:
-                self.notify(job_line(job), severity="information" if job.state == "completed" else "error", timeout=30)
+        if old is not None and {j.id for j in old.jobs} != {j.id for j in new.jobs}:
+            self.refresh_bindings()  # a new eval report may now be there to open
 
     def on_system_sampled(self, message: SystemSampled) -> None:
-        host, gpu = message.host, message.gpu
-        lines = [f"host CPU {host.cpu_percent:.0f}%  RAM {host.ram_used_bytes / GIB:.1f}/{host.ram_total_bytes / GIB:.1f} GiB"]
-        if host.process_rss_bytes:
-            lines.append(f"trainer RSS {host.process_rss_bytes / GIB:.2f} GiB, CPU {host.process_cpu_percent or 0:.0f}%")
-        pid = self.snapshot.status.pid if self.snapshot and self.snapshot.status else None
-        if gpu.available:
-            for g in gpu.gpus:
-                lines.append(f"GPU{g.index} {g.memory_used_bytes / GIB:.1f}/{g.memory_total_bytes / GIB:.1f} GiB"
-                             f" util {g.utilization_pct or 0:.0f}% {g.temperature_c or 0:.0f}C {g.power_w or 0:.0f} W")
-                mine = [p.used_bytes for p in g.processes if p.pid == pid and p.used_bytes is not None]
-                if mine:
-                    lines.append(f"  this run: {sum(mine) / GIB:.1f} GiB on GPU{g.index}")
-            used = gpu.gpus[0].memory_used_bytes / GIB
-        else:
-            lines.append(gpu.reason)
-            used = (host.process_rss_bytes or 0) / GIB  # on a CPU run, the trainer's memory is what matters
-        self.memory_history = (self.memory_history + [used])[-HISTORY:]
-        self.query_one("#memory", Sparkline).data = self.memory_history
-        self.query_one("#memory-label", Static).update("GPU memory (GiB)" if gpu.available else "trainer RAM (GiB)")
-        self.query_one("#system", Static).update("\n".join(lines))
+        self._sample = message
+        self._draw_system()
+
+    def _draw_system(self) -> None:
+        snapshot = self.snapshot
+        active = snapshot is not None and snapshot.state in ACTIVE_STATES
+        pid = snapshot.status.pid if snapshot and snapshot.status else None
+        sample = self._sample
+        lines = system_lines(sample.gpu if sample else None, sample.host if sample else None, pid, active, snapshot)
+        if not active and (snapshot is None or not snapshot.system):
+            lines = ["no GPU samples recorded"] if snapshot is not None and snapshot.state not in ACTIVE_STATES else lines
+        self.query_one("#system", Static).update("\n".join(escape(line) for line in lines))
 
     def action_smoothing(self) -> None:
         """Raw loss <-> smoothed."""
@@ -190,8 +288,18 @@ class MonitorScreen(CockpitScreen):
         self.query_one(LossChart).toggle_log_scale()
 
     def action_open_log(self) -> None:
-        """The last 2,000 lines of train.log, scrollable."""
-        self.app.push_screen(LogScreen(self.run))
+        """train.log, followed live: / searches, w wraps, f hides progress bars."""
+        from sft_tui.tui.screens.log_viewer import LogViewerScreen
+
+        self.app.push_screen(LogViewerScreen(self.run.log_path, f"train.log of {short_name(self.run.id)}"))
+
+    def action_open_job_log(self) -> None:
+        """The newest job's log (eval, merge, chat), followed live."""
+        from sft_tui.tui.screens.log_viewer import LogViewerScreen
+
+        jobs = self.snapshot.jobs if self.snapshot else ()
+        job = jobs[-1]
+        self.app.push_screen(LogViewerScreen(self.run.job(job.id).log_path, f"{job.id} of {short_name(self.run.id)}"))
 
     def action_stop(self) -> None:
         """Ask the run to stop (it checkpoints first)."""
@@ -202,13 +310,31 @@ class MonitorScreen(CockpitScreen):
         self.app.resume(self.run.id)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Eval, chat and merge are offered once the run has saved its adapter or model."""
+        """Only what applies now is offered: stop while active, resume once stopped/failed/crashed, eval/chat/merge
+        once the run saved its adapter or model, the report once an eval wrote one."""
+        state = self.snapshot.state if self.snapshot else None
+        if action == "stop":
+            return state in ACTIVE_STATES
+        if action == "resume":
+            return state in RESUMABLE
         if action in ("evaluate", "chat", "merge"):
-            return self.run.trained_output() is not None
+            return state not in ACTIVE_STATES and self.run.trained_output() is not None
+        if action == "report":
+            return self.run.eval_markdown_path.is_file()
+        if action == "open_job_log":
+            return bool(self.snapshot and self.snapshot.jobs)
+        if action in ("smoothing", "log_scale"):
+            return self.chart == "loss"
         return True
 
+    def action_report(self) -> None:
+        """The last eval's report (base against tuned, answers side by side)."""
+        from sft_tui.tui.screens.report import EvalReportScreen
+
+        self.app.push_screen(EvalReportScreen(self.run))
+
     def action_chat(self) -> None:
-        """Chat with the tuned model (ctrl+b there switches to the base)."""
+        """Chat with the tuned model (ctrl+t there switches to the base)."""
         self.app.open_chat(self.run.id)
 
     def action_evaluate(self) -> None:
@@ -242,20 +368,3 @@ class MonitorScreen(CockpitScreen):
         else:
             self.app.switch_screen("home")
 
-
-class LogScreen(CockpitScreen):
-    """train.log of one run (its end), to scroll through; esc goes back to the monitor."""
-
-    BINDINGS = [Binding("escape,b", "app.pop_screen", "Back")]
-
-    def __init__(self, run: RunDir) -> None:
-        super().__init__()
-        self.run = run
-
-    def compose(self) -> ComposeResult:
-        yield Static(f"{self.run.log_path.name} of {self.run.id}  ({self.run.log_path})", id="title")
-        yield Log(id="full-log", max_lines=2000)
-        yield Footer()
-
-    def on_mount(self) -> None:
-        self.query_one("#full-log", Log).write_lines(tail_lines(self.run.log_path, 2000))

@@ -1,7 +1,10 @@
 """Wizard: the questions of presets/wizard.toml one at a time, then the recommendation with its reasons.
 
-From the recommendation, `w` writes the decision record and `o` a starter run config
-(both in the current folder, never overwriting), the same files `sft-tui wizard` writes.
+Keys: `enter` keeps the answer and moves on, `esc` goes back a question; a choice is
+picked with the arrows or its number (which also moves on). Focus is always on the
+answer, so the first key counts. From the recommendation, `enter` writes run.toml and
+decision.md into the current folder (never overwriting) and opens Launch; both files
+come from core.decide.starter.wizard_files, the same function `sft-tui wizard` uses.
 """
 
 from __future__ import annotations
@@ -9,22 +12,96 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.suggester import SuggestFromList
+from textual.widgets import Button, Footer, Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+from sft_tui.core.decide.wizard import (
+    Question,
+    Recommendation,
+    WizardSpec,
+    load_spec,
+    parse_answer,
+    recommend,
+    render_recommendation,
+    validate_answers,
+)
+from sft_tui.core.errors import UserError
 from sft_tui.core.runs.rundir import DECISION_NAME
 from sft_tui.tui.screens.base import CockpitScreen
-from textual.widgets import Button, Footer, Input, Select, Static
 
-from sft_tui.core.errors import UserError
-from sft_tui.core.decide.wizard import Recommendation, WizardSpec, load_spec, parse_answer, recommend, render_recommendation, validate_answers
+CONFIG_NAME = "run.toml"
+
+
+def choice_descriptions(question: Question) -> dict[str, str]:
+    """'knowledge: know facts...; style: a voice...' in a question's help -> {choice: description}."""
+    found = {}
+    for part in question.help.rstrip(".").split("; "):
+        name, _, text = part.partition(": ")
+        if name in question.choices and text:
+            found[name] = text
+    return found
+
+
+class AnswerChoices(OptionList):
+    """The options of a choice or yes/no question: arrows then enter, or the option's number (1-9)."""
+
+    BINDINGS = [Binding("enter", "select", "Next"), Binding("1", "pick(1)", "Pick", key_display="1-9")] + [
+        Binding(str(n), f"pick({n})", f"Pick option {n}", show=False) for n in range(2, 10)]
+
+    def __init__(self, values: list[Any], labels: list[str], descriptions: dict[str, str], current: Any, **kwargs: Any) -> None:
+        width = max(len(label) for label in labels)
+        options = []
+        for number, label in enumerate(labels, 1):
+            prompt = Text.assemble((f"{number} ", "bold"), f"{label:<{width}}")
+            if label in descriptions:
+                prompt.append(f"  {descriptions[label]}", style="dim")
+            options.append(Option(prompt))
+        super().__init__(*options, compact=True, **kwargs)
+        self.values = values
+        self._start = values.index(current) if current in values else 0
+
+    def on_mount(self) -> None:
+        self.highlighted = self._start
+
+    @property
+    def value(self) -> Any:
+        """The highlighted option's value (a choice, or True/False)."""
+        return self.values[self.highlighted or 0]
+
+    @value.setter
+    def value(self, value: Any) -> None:
+        self.highlighted = self.values.index(value)
+
+    def action_pick(self, number: int) -> None:
+        """Answer with option `number` and move on (a number beyond the options does nothing)."""
+        if number <= len(self.values):
+            self.highlighted = number - 1
+            self.action_select()
+
+
+class AnswerInput(Input):
+    """A typed answer; enter moves on (shown in the footer, unlike a plain Input's enter)."""
+
+    BINDINGS = [Binding("enter", "submit", "Next")]
 
 
 class WizardScreen(CockpitScreen):
-    """Ask, then recommend."""
+    """Ask, then recommend; write the starter run config and the decision record, then Launch."""
 
-    BINDINGS = [Binding("escape", "back", "Back to runs"), Binding("w", "record", "Write record"),
-                Binding("o", "config", "Write run.toml"), Binding("ctrl+q", "app.quit", "Quit")]
+    CSS_PATH = "wizard.tcss"
+    BINDINGS = [
+        Binding("enter", "next", "Next"),
+        Binding("enter,o", "config", "Write run.toml, Launch"),
+        Binding("w", "record", "Record"),
+        Binding("escape", "back", "Back"),
+        Binding("ctrl+x", "leave", "Leave"),
+        Binding("ctrl+q", "app.quit", "Quit", show=False),
+    ]
 
     def __init__(self, folder: Path | None = None) -> None:
         super().__init__()
@@ -34,46 +111,82 @@ class WizardScreen(CockpitScreen):
         self.answers: dict[str, Any] | None = None
         self.recommendation: Recommendation | None = None
         self.folder = folder or Path.cwd()
+        self.written: set[str] = set()  # files this wizard wrote: writing them again is not an error
 
     def compose(self) -> ComposeResult:
         yield Static("sft-tui · should we fine-tune? (ICL, RAG, LoRA/QLoRA or full)", id="title")
-        with Vertical(id="asking"):
-            yield Static("", id="question")
-            yield Vertical(id="answer")
-            with Horizontal(id="buttons"):
-                yield Button("Back", id="prev")
-                yield Button("Next", id="next", variant="primary")
-        yield VerticalScroll(Static("", id="result"), id="result-box")
+        with Vertical(id="wizard-asking"):
+            yield Static("", id="wizard-question")
+            yield Vertical(id="wizard-answer")
+            yield Static("", id="wizard-hint")
+            with Horizontal(id="wizard-buttons"):
+                yield Button("< Back", id="prev", compact=True)
+                yield Button("Next >", id="next", variant="primary", compact=True)
+        yield Static("", id="result")  # the outcome and what run.toml will set
+        with VerticalScroll(id="wizard-result-box"):
+            yield Static("", id="wizard-details")
         yield Footer()
 
     async def on_mount(self) -> None:
-        self.query_one("#result-box").display = False
+        for button in self.query(Button):
+            button.can_focus = False  # focus stays on the answer: the mouse can still click them
+        self.query_one("#wizard-result-box").display = False
+        self.query_one("#result").display = False
         await self.show_question()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Question keys while asking, file keys once there is a recommendation."""
+        if action == "next":
+            return self.recommendation is None
+        if action in ("config", "record"):
+            return self.recommendation is not None
+        return True
+
     async def show_question(self) -> None:
-        """Put the current question and an input for its kind on screen."""
+        """Put the current question and an input for its kind on screen, focused."""
         q = self.spec.questions[self.index]
-        self.query_one("#question", Static).update(
-            f"[b]{self.index + 1}/{len(self.spec.questions)} {q.text}[/b]\n{q.help}\n[dim]why it matters: {q.why}[/dim]")
-        box = self.query_one("#answer", Vertical)
+        descriptions = choice_descriptions(q) if q.kind == "choice" else {}
+        text = f"[b]{self.index + 1}/{len(self.spec.questions)}  {q.text}[/b]"
+        if len(descriptions) < len(q.choices) or q.kind != "choice":
+            text += f"\n{q.help}"
+        self.query_one("#wizard-question", Static).update(f"{text}\n[dim]why it matters: {q.why}[/dim]")
+        box = self.query_one("#wizard-answer", Vertical)
         await box.remove_children()  # the old input must be gone before the new one takes its id
         current = self.raw.get(q.key, q.default)
         if q.kind in ("choice", "bool"):
-            options = [(c, c) for c in q.choices] if q.kind == "choice" else [("yes", True), ("no", False)]
-            widget = Select(options, value=current if current is not None else options[0][1], allow_blank=False, id="value")
+            values = list(q.choices) if q.kind == "choice" else [True, False]
+            labels = list(q.choices) if q.kind == "choice" else ["yes", "no"]
+            widget = AnswerChoices(values, labels, descriptions, current, id="value")
+            hint = "arrows and enter, or the option's number"
         else:
-            widget = Input("" if current is None else str(current), id="value", placeholder="empty keeps the default")
+            widget = AnswerInput("" if current is None else str(current), id="value", compact=True,
+                           type={"int": "integer", "float": "number"}.get(q.kind, "text"),
+                           placeholder="empty: not given" if q.optional else "empty keeps the default",
+                           suggester=self._model_suggester() if q.key == "model" else None)
+            hint = "type the answer, then enter" + (" (empty: not given)" if q.optional else "")
         await box.mount(widget)
+        self.query_one("#wizard-hint", Static).update(f"[dim]{hint}; esc: back a question[/dim]")
         widget.focus()
 
-    def _take_answer(self) -> bool:
+    @staticmethod
+    def _model_suggester() -> SuggestFromList:
+        from sft_tui.core.models.presets import list_model_presets
+
+        return SuggestFromList([p.name for p in list_model_presets()], case_sensitive=False)
+
+    def _take_answer(self, given: Any = None) -> bool:
+        """Keep the answer if it is valid (a warning names the problem otherwise).
+
+        `given` is the value when enter was pressed (text, or the option picked): keys typed
+        right after enter reach the widget before its message is handled, and must not change it.
+        """
         q = self.spec.questions[self.index]
         widget = self.query_one("#value")
         try:
-            if isinstance(widget, Select):
-                value = widget.value
+            if isinstance(widget, AnswerChoices):
+                value = widget.value if given is None else given
             else:
-                text = widget.value.strip()
+                text = (widget.value if given is None else given).strip()
                 if not text:
                     self.raw.pop(q.key, None)
                     return True
@@ -88,22 +201,46 @@ class WizardScreen(CockpitScreen):
     async def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "next":
             await self.action_next()
-        elif event.button.id == "prev" and self.index > 0:
-            self.index -= 1
-            await self.show_question()
+        elif event.button.id == "prev":
+            await self.action_back()
 
-    async def on_input_submitted(self, _event: Input.Submitted) -> None:
-        await self.action_next()
+    def _is_current(self, widget: object) -> bool:
+        """Keys typed ahead can reach the previous question's widget while the next one mounts: those are dropped, never applied to the new question."""
+        found = self.query("#value")
+        return bool(found) and found.first() is widget
 
-    async def action_next(self) -> None:
+    async def on_input_submitted(self, event: Input.Submitted) -> None:
+        if self._is_current(event.input):
+            await self.action_next(event.value)
+
+    async def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        if self._is_current(event.option_list):
+            await self.action_next(event.option_list.values[event.option_index])
+
+    async def action_next(self, given: Any = None) -> None:
         """Keep this answer and go on; after the last, recommend."""
-        if not self._take_answer():
+        if self.recommendation is not None or not self._take_answer(given):
             return
         if self.index + 1 < len(self.spec.questions):
             self.index += 1
             await self.show_question()
         else:
             self.finish()
+
+    async def action_back(self) -> None:
+        """The previous question (from the recommendation: the last one); from the first, leave."""
+        if self.recommendation is not None or self.query_one("#result").display:
+            self.recommendation = None
+            self.query_one("#wizard-result-box").display = False
+            self.query_one("#result").display = False
+            self.query_one("#wizard-asking").display = True
+            self.refresh_bindings()
+            await self.show_question()
+        elif self.index > 0:
+            self.index -= 1
+            await self.show_question()
+        else:
+            self.action_leave()
 
     def finish(self) -> None:
         """Recommend from the answers (the estimator checks the method when model and GPU are known)."""
@@ -116,45 +253,64 @@ class WizardScreen(CockpitScreen):
             detected = target.memory_gib if target else None
         try:
             self.recommendation = recommend(self.answers, self.spec, detected)
-            text = render_recommendation(self.recommendation) + "\n[dim]w: write decision.md   o: write run.toml and go to Launch   esc: back[/dim]"
+            config = self._files().config
+            outcome, _, details = render_recommendation(self.recommendation).partition("\n")
+            summary = [f"[b]{outcome}[/b]"]
+            if config is not None:
+                summary += [f"{CONFIG_NAME} will set:"] + [f"  {line}" for line in config.summary_lines()]
+                summary.append(f"[dim]enter writes {CONFIG_NAME} and {DECISION_NAME} here, then opens Launch[/dim]")
+            else:
+                summary.append(f"[dim]no run config: fine-tuning is not recommended · w: write {DECISION_NAME} · esc: back[/dim]")
         except UserError as exc:
-            text = f"[b red]{exc.line()}[/]"
-        self.query_one("#asking").display = False
-        self.query_one("#result-box").display = True
-        self.query_one("#result", Static).update(text)
+            self.recommendation = None
+            summary, details = [f"[b red]{exc.line()}[/]", "[dim]esc: back to the questions[/dim]"], ""
+        self.query_one("#wizard-asking").display = False
+        self.query_one("#result", Static).update("\n".join(summary))
+        self.query_one("#result").display = True
+        self.query_one("#wizard-details", Static).update(details.strip("\n"))
+        self.query_one("#wizard-result-box").display = bool(details.strip())
+        self.query_one("#wizard-result-box").focus()  # arrows scroll the reasons
+        self.refresh_bindings()
 
-    def _write(self, name: str, text: str) -> Path | None:
-        path = self.folder / name
-        if path.exists():
-            self.app.notify(f"{path} exists; not overwriting it", severity="warning")
-            return None
-        path.write_text(text, encoding="utf-8")
-        self.app.notify(f"wrote {path}")
-        return path
+    def _files(self):
+        from sft_tui.core.decide.starter import wizard_files
+
+        return wizard_files(self.answers, self.recommendation, self.spec, config_dir=self.folder)
+
+    def _write(self, name: str, text: str) -> bool:
+        """Write a file into the folder unless it exists (a file this wizard wrote already counts as written)."""
+        from sft_tui.core.decide.starter import write_new
+
+        if name in self.written:
+            return True
+        try:
+            write_new(self.folder / name, text)
+        except UserError as exc:
+            self.app.notify(exc.line(), severity="warning")
+            return False
+        self.written.add(name)
+        return True
 
     def action_record(self) -> None:
-        """Write decision.md (answers, outcome, reasons, estimate)."""
-        if self.recommendation is not None:
-            from sft_tui.core.decide.wizard import decision_record
-
-            self._write(DECISION_NAME, decision_record(self.answers, self.recommendation, self.spec))
+        """Write decision.md (answers, outcome, reasons, estimate, what the run config sets)."""
+        if self.recommendation is not None and self._write(DECISION_NAME, self._files().record):
+            self.app.notify(f"wrote {self.folder / DECISION_NAME}")
 
     def action_config(self) -> None:
-        """Write a starter run.toml when fine-tuning is recommended."""
-        rec = self.recommendation
-        if rec is None:
+        """Write run.toml and decision.md from the answers, then open Launch on run.toml."""
+        if self.recommendation is None:
             return
-        if rec.method is None:
-            self.app.notify("fine-tuning is not recommended: no run config to write", severity="warning")
+        files = self._files()
+        if files.config is None:
+            self.app.notify(f"fine-tuning is not recommended: no run config to write (w writes {DECISION_NAME})", severity="warning")
             return
-        from sft_tui.core.config.starter import starter_config_text
-
-        path = self._write("run.toml", starter_config_text(model=rec.model or "qwen2.5-1.5b", recipe=rec.method, data="train.jsonl"))
-        if path is not None:  # next step: check and launch it
+        record = self._write(DECISION_NAME, files.record)
+        if self._write(CONFIG_NAME, files.config.text):
             from sft_tui.tui.screens.launch import LaunchScreen
 
-            self.app.push_screen(LaunchScreen(str(path)))
+            self.app.notify(f"wrote {CONFIG_NAME}{' and ' + DECISION_NAME if record else ''} in {self.folder}")
+            self.app.push_screen(LaunchScreen(str(self.folder / CONFIG_NAME)))
 
-    def action_back(self) -> None:
+    def action_leave(self) -> None:
         """Back to the runs."""
         self.app.pop_screen()

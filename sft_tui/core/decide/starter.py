@@ -1,0 +1,209 @@
+"""What the wizard writes: a starter run config and a decision record, from one set of answers.
+
+`sft-tui wizard --record --config-out` and the TUI's Wizard screen both call
+`wizard_files()`, so both write the same text. Answers that map to config fields are
+set (uncommented) lines, each saying which answer it came from:
+
+    model     -> model.name                 (the recommended model: a smaller one when it did not fit)
+    seq_len   -> training.max_seq_length
+    data      -> data.train                 (written relative to the config's folder)
+    gpu_gib   -> training.micro_batch_size  (the largest the estimator fits, at most the recipe's)
+                 training.gradient_accumulation_steps (keeps the recipe's effective batch)
+                 training.optimizer         (the one the method was estimated with)
+
+A required field the wizard was not given (model, data) is written commented out under
+a TODO saying what to put there: the loader then stops on it in one line
+("data.train is required ...") instead of training on a placeholder or a file that
+does not exist.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from sft_tui.core.config.load import resolve_layers, toml_value
+from sft_tui.core.config.starter import starter_config_text
+from sft_tui.core.config.tomlfile import parse_toml_text
+from sft_tui.core.decide.wizard import (
+    METHOD_OPTIMIZER,
+    Recommendation,
+    WizardSpec,
+    decision_record,
+    load_spec,
+)
+from sft_tui.core.errors import UserError
+
+# stand-ins handed to starter_config_text for a required field the wizard was not given; the line is then commented out
+PLACEHOLDER = {"model.name": "qwen2.5-1.5b", "data.train": "train.jsonl"}
+TODO = {
+    "model.name": "the wizard was given no model: put a preset (sft-tui models list), a model folder or a cached repo id here and uncomment it",
+    "data.train": "the wizard was given no data path: put your training file here (JSONL, JSON, CSV or Parquet) and uncomment it",
+}
+
+
+@dataclass(frozen=True)
+class ConfigSetting:
+    """One field the wizard sets in the starter config and the answer it came from."""
+
+    path: str  # section.key
+    value: Any
+    why: str
+
+
+@dataclass(frozen=True)
+class StarterConfig:
+    """The starter run config the wizard writes: its recipe, the fields it set, the required ones left to fill in."""
+
+    recipe: str
+    settings: tuple[ConfigSetting, ...]
+    missing: tuple[str, ...]  # required fields (section.key) written commented out, with a TODO
+    text: str
+
+    def value(self, path: str) -> Any:
+        """The value set for `section.key`, or None when the wizard did not set it."""
+        return next((s.value for s in self.settings if s.path == path), None)
+
+    def summary_lines(self) -> list[str]:
+        """One line per field set or left to fill in, for the decision record and the screen."""
+        rows = [(f"recipe = {toml_value(self.recipe)}", "the recommended method")]
+        rows += [(f"{s.path} = {toml_value(s.value)}", s.why) for s in self.settings]
+        rows += [(f"{path}: TODO", "not given: fill it in") for path in self.missing]
+        width = max(len(left) for left, _ in rows)
+        return [f"{left:<{width}}  {why}" for left, why in rows]
+
+    def next_step(self, path: Path | str) -> str:
+        """What to do after the file is written, in one line."""
+        if self.missing:
+            return f"next: fill in {' and '.join(self.missing)} in {path} (marked TODO), then sft-tui train {path}"
+        return f"next: sft-tui train {path}"
+
+
+@dataclass(frozen=True)
+class WizardFiles:
+    """Both files the wizard writes, made from the same answers."""
+
+    record: str  # decision.md
+    config: StarterConfig | None  # None when fine-tuning is not recommended
+
+
+def _relative_to(value: str, config_dir: Path | None, cwd: Path) -> str:
+    """A path typed relative to `cwd`, as the config file must hold it: relative to the config's own folder."""
+    path = Path(value).expanduser()
+    if path.is_absolute() or config_dir is None:
+        return str(path)
+    return os.path.relpath((cwd / path).resolve(), config_dir.resolve())
+
+
+def _set_line(lines: list[str], section: str, key: str, new: str) -> None:
+    """Replace the (possibly commented) `key = ...` line of [section], or add it under the header."""
+    header = lines.index(f"[{section}]")
+    end = next((i for i in range(header + 1, len(lines)) if lines[i].startswith("[")), len(lines))
+    for i in range(header + 1, end):
+        if lines[i].lstrip("# ").startswith(f"{key} = "):
+            lines[i] = new
+            return
+    lines.insert(header + 1, new)
+
+
+def _sized_training(model: str, recipe: str, seq_len: int, gpu_gib: float) -> tuple[list[ConfigSetting], str]:
+    """Micro-batch, accumulation and optimizer for this GPU, and a header line saying what the estimate found."""
+    from sft_tui.core.estimate.fit import largest_batch
+    from sft_tui.core.estimate.memory import estimate_memory, settings_from_run_config
+    from sft_tui.core.models.modelspec import resolve_model
+
+    optimizer = METHOD_OPTIMIZER[recipe]
+    data = {"recipe": recipe, "model": {"name": model}, "data": {"train": PLACEHOLDER["data.train"]},
+            "training": {"max_seq_length": seq_len, "optimizer": optimizer}}
+    config = resolve_layers(data, None, "wizard", None).config
+    spec = resolve_model(model)
+    settings = settings_from_run_config(config)
+    recipe_batch = config.training.micro_batch_size
+    effective = recipe_batch * config.training.gradient_accumulation_steps
+    batch = min(recipe_batch, largest_batch(spec, settings, gpu_gib))
+    if batch == 0:  # the recommendation already says it does not fit; the config stays at the smallest batch
+        batch = 1
+        peak = estimate_memory(spec, replace(settings, batch_size=1)).peak_gib
+        header = f"# does NOT fit a {gpu_gib:g} GiB GPU even at micro-batch 1 ({peak:.1f} GiB estimated): see the decision record"
+    else:
+        peak = estimate_memory(spec, replace(settings, batch_size=batch)).peak_gib
+        header = f"# sized for a {gpu_gib:g} GiB GPU: micro-batch {batch} at {seq_len} tokens, about {peak:.1f} GiB peak (estimate)"
+    accumulation = max(1, math.ceil(effective / batch))
+    return [
+        ConfigSetting("training.micro_batch_size", batch, f"fits {gpu_gib:g} GiB (recipe: {recipe_batch})"),
+        ConfigSetting("training.gradient_accumulation_steps", accumulation, f"effective batch {effective}, as the recipe"),
+        ConfigSetting("training.optimizer", optimizer, f"{recipe} was estimated with it"),
+    ], header
+
+
+def starter_config(answers: dict[str, Any], rec: Recommendation, config_dir: Path | None = None,
+                   cwd: Path | None = None) -> StarterConfig | None:
+    """The starter run config for validated answers and their recommendation (None when not fine-tuning).
+
+    Paths typed in the answers are relative to `cwd` (default: the current folder) and
+    are written relative to `config_dir`, the folder the config file goes in.
+    """
+    if rec.method is None:
+        return None
+    cwd = cwd or Path.cwd()
+    settings: list[ConfigSetting] = []
+    missing: list[str] = []
+    model = rec.model
+    if model:
+        why = f"{answers['model']} does not fit {rec.gpu_gib:g} GiB" \
+            if answers.get("model") and answers["model"] != model else "answered"
+        if (cwd / Path(model).expanduser()).exists():  # a model folder: the loader reads it relative to the config
+            model = _relative_to(model, config_dir, cwd)
+        settings.append(ConfigSetting("model.name", model, why))
+    else:
+        missing.append("model.name")
+    if answers.get("data"):
+        settings.append(ConfigSetting("data.train", _relative_to(answers["data"], config_dir, cwd), "answered"))
+    else:
+        missing.append("data.train")
+    settings.append(ConfigSetting("training.max_seq_length", answers["seq_len"], "seq_len answered"))
+    header = []
+    if rec.model and rec.gpu_gib:
+        local = cwd / Path(rec.model).expanduser()
+        sized, line = _sized_training(str(local) if local.exists() else rec.model, rec.method, answers["seq_len"], rec.gpu_gib)
+        settings += sized
+        header.append(line)
+    text = starter_config_text(model=rec.model or PLACEHOLDER["model.name"], recipe=rec.method,
+                               data=next((s.value for s in settings if s.path == "data.train"), PLACEHOLDER["data.train"]))
+    lines = text.splitlines()
+    lines[1:1] = ["# Written by `sft-tui wizard` from its answers (the decision record says why); uncommented lines are its settings."] + header
+    for s in settings:
+        section, key = s.path.split(".")
+        setting = f"{key} = {toml_value(s.value)}"
+        _set_line(lines, section, key, f"{setting:<40} # wizard: {s.why}")
+    for path in missing:
+        section, key = path.split(".")
+        _set_line(lines, section, key, f"# {key} = {toml_value(PLACEHOLDER[path])}")
+        at = next(i for i, line in enumerate(lines) if line == f"# {key} = {toml_value(PLACEHOLDER[path])}")
+        lines.insert(at, f"# TODO: {TODO[path]}")
+    text = "\n".join(lines) + "\n"
+    # what sft-tui writes must load: shape and types checked now (required fields are the TODOs)
+    resolve_layers(parse_toml_text(text, "starter config"), text, "starter config", None, check_contradictions=not missing)
+    return StarterConfig(rec.method, tuple(settings), tuple(missing), text)
+
+
+def wizard_files(answers: dict[str, Any], rec: Recommendation, spec: WizardSpec | None = None,
+                 config_dir: Path | None = None, cwd: Path | None = None) -> WizardFiles:
+    """The decision record and the starter config for the same answers; the record lists what the config sets."""
+    spec = spec or load_spec()
+    config = starter_config(answers, rec, config_dir, cwd)
+    record = decision_record(answers, rec, spec)
+    if config is not None:
+        record += "\n## Run config\n\n" + "\n".join(f"- {line}" for line in config.summary_lines()) + "\n"
+    return WizardFiles(record, config)
+
+
+def write_new(path: Path, text: str, force: bool = False) -> None:
+    """Write a file the wizard made, refusing (one line) to overwrite one that exists unless forced."""
+    if path.exists() and not force:
+        raise UserError("file exists; not overwriting it", str(path), "choose another path or pass --force")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
