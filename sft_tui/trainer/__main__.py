@@ -36,6 +36,10 @@ def main(argv: list[str]) -> int:
     """Entry point; returns the process exit code (0: completed or stopped)."""
     import os
 
+    from sft_tui.trainer.noise import quiet_known_noise
+
+    quiet_known_noise()
+
     run = RunDir(Path(argv[0]).resolve())
     resume = "--resume" in argv[1:]
     stop = threading.Event()

@@ -70,6 +70,9 @@ def _event(run: RunDir, job: JobDir, message: str) -> None:
 
 def main(argv: list[str]) -> int:
     """Entry point; returns the exit code (0 completed or stopped, 1 failed, 2 unreadable request)."""
+    from sft_tui.trainer.noise import quiet_known_noise
+
+    quiet_known_noise()
     job = JobDir(Path(argv[0]).resolve())
     try:
         request = job.read_request()

@@ -17,7 +17,7 @@ from sft_tui.core.runs.schema import EvalRow, JobError, JobStatus, SystemRow, Tr
 from sft_tui.core.runs.store import RunStore
 from sft_tui.core.runs.sysmon import HostSample, SystemSampler
 from sft_tui.tui.app import SftApp
-from tests.tui.conftest import NO_TIMERS, settle, until
+from tests.tui.conftest import NO_TIMERS, settle
 from tests.unit.test_sysmon import FakeNvml
 
 FROZEN = datetime(2026, 11, 22, 9, 30, tzinfo=timezone.utc)
@@ -84,12 +84,17 @@ SIZES = [(80, 24), (120, 40)]
 
 
 async def laid_out(pilot):
-    """Settled, and (on a monitor) the side panel laid out for the lines it holds: the GPU readings arrive from a worker."""
+    """Settled, and (on a monitor) the GPU readings in: they arrive from a worker after the first snapshot.
+
+    Never raises: run_before runs inside the app, where a failing pytest outcome (a BaseException)
+    would leave the app running and the test hanging; a picture that differs fails the test instead.
+    """
     await settle(pilot)
-    system = pilot.app.screen.query("#system")
-    if system:
-        widget = system.first()
-        await until(pilot, lambda: widget.size.height == len(str(widget.render()).splitlines()), "the GPU lines to be laid out")
+    for _ in range(50):
+        system = pilot.app.screen.query("#system")
+        if not system or "sampling" not in str(system.first().render()):
+            return
+        await settle(pilot, rounds=1)
 
 
 def keys(*pressed):

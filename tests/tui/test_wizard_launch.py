@@ -203,3 +203,18 @@ def test_launch_after_the_wizard(snap_compare, frozen_store, size, tmp_path, mon
         await settle(pilot)
 
     assert snap_compare(app_for(frozen_store), terminal_size=size, run_before=run_before)
+
+
+async def test_a_second_wizard_in_the_same_folder_writes_beside_the_first_never_over_it(store, tmp_path):  # noqa: F811
+    (tmp_path / "run.toml").write_text("# mine\n")
+    app, _ = make(store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_wizard(pilot)
+        screen.folder = tmp_path
+        await answer(pilot, screen, {"goal": "3", "labeled_examples": "800", "model": "qwen2.5-1.5b", "gpu_gib": "24", "seq_len": "512"})
+        await pilot.press("enter")  # write run.toml + decision.md, then Launch
+        await settle(pilot)
+        assert (tmp_path / "run.toml").read_text() == "# mine\n"  # untouched
+        written = tmp_path / "wizard-2" / "run.toml"
+        assert "max_seq_length = 512" in written.read_text() and (tmp_path / "wizard-2" / "decision.md").is_file()
+        assert isinstance(app.screen, LaunchScreen) and app.screen.config == str(written)

@@ -6,18 +6,31 @@ DataInspected or DataInspectFailed; the screen only draws what arrives.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from rich.markup import escape
+from rich.table import Table
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from sft_tui.tui.screens.base import CockpitScreen
-from textual.widgets import Button, DataTable, Footer, Input, Label, Static
+from textual.widgets import Button, Footer, Input, Label, Static
 
 from sft_tui.core.errors import UserError
 from sft_tui.tui.messages import DataInspected, DataInspectFailed
+from sft_tui.tui.screens.base import CockpitScreen
+
+
+def checks_table(rows: list[tuple[str, ...]]) -> Table:
+    """The report's checks as a Rich table whose note column wraps at any width."""
+    table = Table(box=None, padding=(0, 1), expand=True, show_edge=False, header_style="bold")
+    table.add_column("check", no_wrap=True)
+    table.add_column("value", no_wrap=True)
+    table.add_column("note", ratio=1, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(str(cell)) for cell in row))
+    return table
 
 
 class DataScreen(CockpitScreen):
@@ -29,6 +42,7 @@ class DataScreen(CockpitScreen):
         super().__init__()
         self.initial_path = path
         self.report = None
+        self.rows: list[tuple[str, ...]] = []  # the report's (check, value, note) rows, as shown
 
     def compose(self) -> ComposeResult:
         yield Static("sft-tui · data · inspect a dataset (JSONL, JSON, CSV, Parquet)", id="title")
@@ -38,12 +52,11 @@ class DataScreen(CockpitScreen):
             yield Button("Inspect", id="data-inspect", variant="primary")
         with VerticalScroll(id="data-body"):
             yield Label("", id="data-summary")
-            yield DataTable(id="data-table", show_cursor=False, zebra_stripes=True)
+            yield Static("", id="data-table")  # a Rich table: its note column wraps, so 80 columns cut nothing
             yield Static("", id="data-details")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#data-table", DataTable).add_columns("check", "value", "note")
         self.query_one("#data-path", Input).focus()
 
     def on_input_submitted(self, _event: Input.Submitted) -> None:
@@ -77,21 +90,21 @@ class DataScreen(CockpitScreen):
 
         report = self.report = message.report
         self.query_one("#data-summary", Label).update(escape(summary_line(report)))
-        table = self.query_one("#data-table", DataTable)
-        table.clear()
-        for row in report_rows(report):
-            table.add_row(*row)
+        self.rows = report_rows(report)
+        self.query_one("#data-table", Static).update(checks_table(self.rows))
         details = [f"[red]invalid[/] {escape(line)}" for line in report.invalid_rows]
         if report.invalid > MAX_LISTED:
             details.append(f"... and {report.invalid - MAX_LISTED:,} more invalid rows")
         if report.records:
             details.append(escape(openings_line(report)))
-        details.append("clean it with: sft-tui data dedup FILE -o OUT · sft-tui data select FILE -o OUT --n N")
+        where = shlex.quote(report.file)
+        details.append(f"clean it with: sft-tui data dedup {escape(where)} -o OUT · sft-tui data select {escape(where)} -o OUT --n N")
         self.query_one("#data-details", Static).update("\n".join(details))
 
     def on_data_inspect_failed(self, message: DataInspectFailed) -> None:
         self.report = None
-        self.query_one("#data-table", DataTable).clear()
+        self.rows = []
+        self.query_one("#data-table", Static).update("")
         self.query_one("#data-details", Static).update("")
         self.query_one("#data-summary", Label).update(f"[b red]{escape(message.line)}[/]")
 

@@ -103,13 +103,15 @@ def events_line(notices: tuple[RunNotice, ...], width: int = 3) -> str:
 
 
 class RunsTable(DataTable):
-    """A DataTable that draws its cells again after it has measured new rows.
+    """The runs: enter opens the selected run (shown in the footer), and cells are drawn again after new rows are measured.
 
     Textual 8.2's DataTable widens auto-width columns for new rows when idle, but cells it
     rendered before that stay cached at the old width: a refresh alone still drew every
     cell cut to its header's width (`sql-  queue`), seen under load in tmux and every time
     the wide column set replaced the narrow one.
     """
+
+    BINDINGS = [Binding("enter", "select_cursor", "Open")]  # the table takes enter; this names it in the footer
 
     async def _on_idle(self, event: events.Idle) -> None:
         # private attributes of 8.2, read defensively: a Textual without them just skips the workaround

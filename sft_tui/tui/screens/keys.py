@@ -10,28 +10,38 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
 
-def _declared_actions(screen_type: type) -> set[str]:
-    actions: set[str] = set()
+def _declared(screen_type: type) -> list[Binding]:
+    """The bindings sft-tui's own classes declare for this screen, the subclass's first (it may rebind a key)."""
+    found: list[Binding] = []
     for cls in screen_type.__mro__:
         if cls.__module__.startswith("sft_tui."):
-            actions |= {b.action if isinstance(b, Binding) else b[1] for b in cls.__dict__.get("BINDINGS", [])}
-    return actions
+            found += [b if isinstance(b, Binding) else Binding(*b) for b in cls.__dict__.get("BINDINGS", [])]
+    return found
 
 
 def key_lines(screen: Screen) -> list[tuple[str, str]]:
-    """(keys, description) for each thing the screen offers now, keys that do the same together, in binding order."""
+    """(keys, description) for each thing the screen offers now, keys that do the same together, in binding order.
+
+    Read from the screen's declared bindings, not the active ones: a focused widget that binds
+    the same key (a table's enter) would hide the screen's meaning of it.
+    """
+    app = screen.app
+    bindings = _declared(type(screen)) + [b for b in _declared(type(app)) if b.action == "show_keys"]
     grouped: dict[str, list[str]] = {}
-    declared = _declared_actions(type(screen)) | {"show_keys", "quit"}
-    for _key, active in screen.active_bindings.items():
-        binding = active.binding
-        # keys sft-tui declares; a focused widget's scrolling and Textual's own focus/copy keys are not news
-        ours = active.node in (screen, screen.app) and binding.action in declared
-        if not ours or not binding.description or not active.enabled:
+    for binding in bindings:
+        owner = app if binding in _declared(type(app)) else screen
+        action = binding.action.removeprefix("app.")
+        target = app if binding.action.startswith("app.") else owner
+        if not binding.description or target.check_action(action, ()) is False:
             continue
-        shown = binding.key_display or screen.app.get_key_display(binding)
         keys = grouped.setdefault(binding.description, [])
-        if shown not in keys:
-            keys.append(shown)
+        for key in binding.key.split(","):
+            shown = binding.key_display or app.get_key_display(Binding(key.strip(), binding.action))
+            if shown not in keys:
+                keys.append(shown)
+    quit_keys = grouped.get("Quit")
+    if quit_keys is not None and "^q" not in quit_keys:
+        quit_keys.append("^q")  # Textual's own quit works on every screen
     return [(" ".join(keys), description) for description, keys in grouped.items()]
 
 

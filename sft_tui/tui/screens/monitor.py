@@ -205,7 +205,7 @@ class MonitorScreen(CockpitScreen):
             return
         if old is None or new.train is not old.train or new.evals is not old.evals:
             self.query_one(LossChart).set_rows(new.train, new.evals)
-            self.query_one("#numbers", Static).update("\n".join(numbers_lines(new)))
+            self._set_lines("#numbers", numbers_lines(new))
         if old is None or new.train is not old.train or new.system is not old.system:
             self._draw_chart()
         if old is None or old.state != new.state:
@@ -277,7 +277,18 @@ class MonitorScreen(CockpitScreen):
         lines = system_lines(sample.gpu if sample else None, sample.host if sample else None, pid, active, snapshot)
         if not active and (snapshot is None or not snapshot.system):
             lines = ["no GPU samples recorded"] if snapshot is not None and snapshot.state not in ACTIVE_STATES else lines
-        self.query_one("#system", Static).update("\n".join(escape(line) for line in lines))
+        self._set_lines("#system", lines)
+
+    def _set_lines(self, selector: str, lines: list[str]) -> None:
+        """Show `lines`, one row each, with the height set to their count.
+
+        A height-auto Static updated from a message sometimes kept its old height (one row)
+        until something else re-laid the screen out, hiding the GPU lines under the first;
+        setting the height lays the panel out again every time.
+        """
+        widget = self.query_one(selector, Static)
+        widget.update("\n".join(escape(line) for line in lines))
+        widget.styles.height = len(lines)
 
     def action_smoothing(self) -> None:
         """Raw loss <-> smoothed."""

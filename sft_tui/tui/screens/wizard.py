@@ -111,7 +111,8 @@ class WizardScreen(CockpitScreen):
         self.answers: dict[str, Any] | None = None
         self.recommendation: Recommendation | None = None
         self.folder = folder or Path.cwd()
-        self.written: set[str] = set()  # files this wizard wrote: writing them again is not an error
+        self.written: set[str] = set()  # files this wizard wrote for this recommendation: writing them again is not an error
+        self.target: Path | None = None  # where they go (_target)
 
     def compose(self) -> ComposeResult:
         yield Static("sft-tui · should we fine-tune? (ICL, RAG, LoRA/QLoRA or full)", id="title")
@@ -244,6 +245,7 @@ class WizardScreen(CockpitScreen):
 
     def finish(self) -> None:
         """Recommend from the answers (the estimator checks the method when model and GPU are known)."""
+        self.written, self.target = set(), None  # new answers: new files, beside (never over) the ones written before
         self.answers = validate_answers(self.raw, self.spec)
         detected = None
         if self.answers.get("gpu_gib") is None:
@@ -272,29 +274,45 @@ class WizardScreen(CockpitScreen):
         self.query_one("#wizard-result-box").focus()  # arrows scroll the reasons
         self.refresh_bindings()
 
+    def _target(self) -> Path:
+        """The folder this recommendation's files go to: the current folder, or wizard-2/, wizard-3/ ... beside
+        an earlier wizard's run.toml or decision.md (never overwritten; a run copies the decision.md beside its config)."""
+        if self.target is None:
+            taken = lambda folder: (folder / CONFIG_NAME).exists() or (folder / DECISION_NAME).exists()  # noqa: E731
+            self.target = self.folder
+            number = 2
+            while taken(self.target):
+                self.target = self.folder / f"wizard-{number}"
+                number += 1
+        return self.target
+
     def _files(self):
         from sft_tui.core.decide.starter import wizard_files
 
-        return wizard_files(self.answers, self.recommendation, self.spec, config_dir=self.folder)
+        return wizard_files(self.answers, self.recommendation, self.spec, config_dir=self._target())
 
     def _write(self, name: str, text: str) -> bool:
-        """Write a file into the folder unless it exists (a file this wizard wrote already counts as written)."""
+        """Write a file into the target folder (a file this wizard wrote already counts as written)."""
         from sft_tui.core.decide.starter import write_new
 
         if name in self.written:
             return True
         try:
-            write_new(self.folder / name, text)
-        except UserError as exc:
-            self.app.notify(exc.line(), severity="warning")
+            write_new(self._target() / name, text)
+        except (UserError, OSError) as exc:
+            self.app.notify(exc.line() if isinstance(exc, UserError) else f"{exc.filename}: {exc.strerror}", severity="warning")
             return False
         self.written.add(name)
         return True
 
+    def _where(self) -> str:
+        moved = f" ({CONFIG_NAME} or {DECISION_NAME} was already in {self.folder})" if self._target() != self.folder else ""
+        return f"{self._target()}{moved}"
+
     def action_record(self) -> None:
         """Write decision.md (answers, outcome, reasons, estimate, what the run config sets)."""
         if self.recommendation is not None and self._write(DECISION_NAME, self._files().record):
-            self.app.notify(f"wrote {self.folder / DECISION_NAME}")
+            self.app.notify(f"wrote {DECISION_NAME} in {self._where()}")
 
     def action_config(self) -> None:
         """Write run.toml and decision.md from the answers, then open Launch on run.toml."""
@@ -308,8 +326,8 @@ class WizardScreen(CockpitScreen):
         if self._write(CONFIG_NAME, files.config.text):
             from sft_tui.tui.screens.launch import LaunchScreen
 
-            self.app.notify(f"wrote {CONFIG_NAME}{' and ' + DECISION_NAME if record else ''} in {self.folder}")
-            self.app.push_screen(LaunchScreen(str(self.folder / CONFIG_NAME)))
+            self.app.notify(f"wrote {CONFIG_NAME}{' and ' + DECISION_NAME if record else ''} in {self._where()}")
+            self.app.push_screen(LaunchScreen(str(self._target() / CONFIG_NAME)))
 
     def action_leave(self) -> None:
         """Back to the runs."""
