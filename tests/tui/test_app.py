@@ -183,15 +183,22 @@ async def test_the_wizard_asks_then_recommends_and_writes_files(store, tmp_path)
         assert isinstance(screen, WizardScreen)
         screen.folder = tmp_path
         answers = {"goal": "task", "labeled_examples": "800", "prompting_accuracy": "0.4", "model": "llama3.1-8b", "gpu_gib": "16"}
-        for question in screen.spec.questions:
+        for number, question in enumerate(screen.spec.questions):
+            kind = "AnswerChoices" if question.kind in ("choice", "bool") else "AnswerInput"
+
+            def asked(number=number, kind=kind):  # the question is on screen: its answer widget mounted, the old one gone
+                found = screen.query("#value")
+                return screen.index == number and len(found) == 1 and type(found.first()).__name__ == kind
+
+            await until(pilot, asked, f"question {number + 1} ({question.key}) to be asked")
             widget = screen.query_one("#value")
             if question.key in answers:
                 widget.value = answers[question.key]
             elif question.key == "labeled_examples":
                 widget.value = "abc"
-            await pilot.click("#next")
+            await pilot.press("enter")  # the answer has the focus; a click could land where the button was before the layout moved it
             await settle(pilot)
-        assert screen.recommendation is not None
+        await until(pilot, lambda: screen.recommendation is not None, "the recommendation")
         assert (screen.recommendation.approach, screen.recommendation.method) == ("finetune", "qlora")
         assert "recommendation: finetune with qlora on llama3.1-8b" in str(screen.query_one("#result").render())
         await pilot.press("w", "o")
@@ -756,3 +763,10 @@ async def test_the_monitor_opens_the_eval_report_and_a_jobs_log_only_when_there_
         await pilot.press("j")
         await settle(pilot)
         assert isinstance(app.screen, LogViewerScreen) and app.screen.path == job.log_path
+
+
+def test_axis_ticks_read_as_numbers_people_use():
+    from sft_tui.tui.widgets.series import tick_labels, whole_ticks
+
+    assert whole_ticks(1, 298) == [1, 75, 150, 224, 298]  # whole steps, never 74.8
+    assert tick_labels([0, 2.45, 4.9, 12834.0, 0.00015]) == ["0", "2.5", "4.9", "12,834", "1.5e-04"]

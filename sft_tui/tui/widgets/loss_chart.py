@@ -15,7 +15,7 @@ from textual_plotext import PlotextPlot
 
 from sft_tui.core.runs.compare import shorten_middle
 from sft_tui.core.runs.schema import EvalRow, TrainRow
-from sft_tui.tui.widgets.series import downsample, smooth
+from sft_tui.tui.widgets.series import downsample, smooth, tick_labels, whole_ticks
 
 # One per compared run: shapes that differ in any font and without colour (plotext draws a curve with its marker).
 RUN_MARKERS = ("•", "x", "+", "*")
@@ -118,10 +118,13 @@ class LossChart(PlotextPlot):
         title = "loss" + (" (smoothed)" if self.smoothing else "") + (" log scale" if self.log_scale else "")
         plt.title(title)
         plt.xlabel("step")
+        plt.ylabel("loss")
         if self.log_scale:
             plt.yscale("log")
         if xs:
             plt.plot(xs, ys, label="train", marker="braille")
+            ticks = whole_ticks(min(xs), max(xs))
+            plt.xticks(ticks, tick_labels(ticks))
         if exs:
             plt.scatter(exs, eys, label="eval", marker="dot")
 
@@ -140,5 +143,5 @@ class LossChart(PlotextPlot):
                 steps += [xs[0], xs[-1]]
         if steps:
             first, last = min(steps), max(steps)
-            ticks = sorted({round(first + (last - first) * i / 4) for i in range(5)})  # whole steps, not 74.8
-            plt.xticks(ticks, [str(t) for t in ticks])
+            ticks = whole_ticks(first, last)
+            plt.xticks(ticks, tick_labels(ticks))

@@ -19,3 +19,18 @@ def smooth(values: list[float], weight: float = 0.9) -> list[float]:
         average = weight * average + (1 - weight) * value
         out.append(average / (1 - weight**count))
     return out
+
+
+def whole_ticks(low: float, high: float, count: int = 5) -> list[int]:
+    """Up to `count` evenly spread whole-number ticks from low to high: steps are whole, and `74.8` on an axis is noise."""
+    return sorted({round(low + (high - low) * i / (count - 1)) for i in range(count)})
+
+
+def tick_labels(ticks: list[float]) -> list[str]:
+    """Axis labels a person reads at a glance: thousands separated, no `.0` on whole numbers, two digits below 10,
+    and a learning rate's 1.5e-04 as itself rather than 0.0."""
+    def label(t: float) -> str:
+        if abs(t) >= 10 or float(t).is_integer():
+            return f"{t:,.0f}"
+        return f"{t:.2g}" if abs(t) >= 0.01 else f"{t:.1e}"
+    return [label(t) for t in ticks]

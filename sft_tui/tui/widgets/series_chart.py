@@ -17,7 +17,7 @@ from textual_plotext import PlotextPlot
 
 from sft_tui.core.runs.schema import SystemRow, TrainRow
 from sft_tui.core.runs.watch import RunSnapshot
-from sft_tui.tui.widgets.series import downsample
+from sft_tui.tui.widgets.series import downsample, tick_labels, whole_ticks
 
 
 @dataclass(frozen=True)
@@ -118,8 +118,15 @@ class SeriesChart(PlotextPlot):
         plt.ylabel(view.ylabel)
         for series in points:
             plt.plot(list(series.xs), list(series.ys), label=series.label if len(points) > 1 else None, marker=series.marker)
+        if points:
+            low, high = min(min(s.xs) for s in points), max(max(s.xs) for s in points)
+            xticks = whole_ticks(low, high) if view.xlabel == "step" else [low + (high - low) * i / 4 for i in range(5)]
+            plt.xticks(xticks, tick_labels(xticks))
         if points and view.y_from_zero:
             top = max(max(s.ys) for s in points)
             # a known ceiling (the GPU's memory, 100 %) is the scale; else a little room above the highest point
-            plt.ylim(0, max(view.y_max, top) if view.y_max else (top * 1.1 or 1.0))
+            ceiling = max(view.y_max, top) if view.y_max else (top * 1.1 or 1.0)
+            plt.ylim(0, ceiling)
+            yticks = [ceiling * i / 4 for i in range(5)]
+            plt.yticks(yticks, tick_labels(yticks))
         self.refresh()
