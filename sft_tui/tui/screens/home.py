@@ -9,6 +9,8 @@ announce runs that end); rows update in place, so the cursor and scroll hold.
 
 from __future__ import annotations
 
+import time
+
 from rich.markup import escape
 from textual import events, work
 from textual.app import ComposeResult
@@ -16,9 +18,9 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Static
 
+from sft_tui.core.runs.notices import RunNotice, display_names, short_name
 from sft_tui.core.runs.schema import ACTIVE_STATES, RunOverview
 from sft_tui.core.units import GIB, format_eta
-from sft_tui.core.runs.notices import RunNotice, display_names, short_name
 from sft_tui.tui.messages import SystemSampled
 from sft_tui.tui.screens.base import CockpitScreen
 
@@ -96,9 +98,7 @@ def detail_line(s: RunOverview | None) -> str:
 
 def events_line(notices: tuple[RunNotice, ...], width: int = 3) -> str:
     """The newest events, newest first (time, run, what happened)."""
-    import time as _time
-
-    shown = [f"{_time.strftime('%H:%M', _time.localtime(n.time))} {escape(n.line)}" for n in reversed(notices[-width:])]
+    shown = [f"{time.strftime('%H:%M', time.localtime(n.time))} {escape(n.line)}" for n in reversed(notices[-width:])]
     return "\n".join(shown)
 
 

@@ -26,13 +26,11 @@ def key_lines(screen: Screen) -> list[tuple[str, str]]:
     the same key (a table's enter) would hide the screen's meaning of it.
     """
     app = screen.app
-    bindings = _declared(type(screen)) + [b for b in _declared(type(app)) if b.action == "show_keys"]
+    owned = [(screen, b) for b in _declared(type(screen))] + [(app, b) for b in _declared(type(app)) if b.action == "show_keys"]
     grouped: dict[str, list[str]] = {}
-    for binding in bindings:
-        owner = app if binding in _declared(type(app)) else screen
-        action = binding.action.removeprefix("app.")
+    for owner, binding in owned:
         target = app if binding.action.startswith("app.") else owner
-        if not binding.description or target.check_action(action, ()) is False:
+        if not binding.description or target.check_action(binding.action.removeprefix("app."), ()) is False:
             continue
         keys = grouped.setdefault(binding.description, [])
         for key in binding.key.split(","):

@@ -97,8 +97,10 @@ def numbers_lines(snapshot: RunSnapshot) -> list[str]:
 def system_lines(gpu: GpuSnapshot | None, host: HostSample | None, pid: int | None, active: bool, snapshot: RunSnapshot | None) -> list[str]:
     """The GPU(s) the run uses, then host and trainer; a finished run shows its last recorded sample instead of now."""
     lines: list[str] = []
-    recorded = snapshot.system[-1] if snapshot is not None and snapshot.system else None
-    if not active and recorded is not None:
+    if not active and snapshot is not None:
+        if not snapshot.system:
+            return ["no GPU samples recorded"]  # a run from before the supervisor recorded them
+        recorded = snapshot.system[-1]
         if recorded.gpu_count:
             lines.append(f"GPU  {recorded.gpu_mem_used_gib or 0:.1f}/{recorded.gpu_mem_total_gib or 0:.1f} GiB at the end")
             lines.append(f"     peak seen {max(r.gpu_mem_used_gib or 0 for r in snapshot.system):.1f} GiB")
@@ -274,10 +276,7 @@ class MonitorScreen(CockpitScreen):
         active = snapshot is not None and snapshot.state in ACTIVE_STATES
         pid = snapshot.status.pid if snapshot and snapshot.status else None
         sample = self._sample
-        lines = system_lines(sample.gpu if sample else None, sample.host if sample else None, pid, active, snapshot)
-        if not active and (snapshot is None or not snapshot.system):
-            lines = ["no GPU samples recorded"] if snapshot is not None and snapshot.state not in ACTIVE_STATES else lines
-        self._set_lines("#system", lines)
+        self._set_lines("#system", system_lines(sample.gpu if sample else None, sample.host if sample else None, pid, active, snapshot))
 
     def _set_lines(self, selector: str, lines: list[str]) -> None:
         """Show `lines`, one row each, with the height set to their count.
