@@ -18,6 +18,7 @@ from sft_tui.cli import after, estimate, runs, system, train, wizard
 from sft_tui.cli.config import config_app
 from sft_tui.cli.data import data_app
 from sft_tui.cli.models import models_app
+from sft_tui.cli.queue import queue_app
 from sft_tui.core.errors import UserError
 
 app = typer.Typer(
@@ -56,6 +57,7 @@ train.register(app)  # demo, train
 wizard.register(app)
 estimate.register(app)
 runs.register(app)  # runs, watch, stop, resume
+app.add_typer(queue_app, name="queue")
 system.register(app)  # gpu
 after.register(app)  # eval, merge, chat
 

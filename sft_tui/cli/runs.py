@@ -12,12 +12,17 @@ from sft_tui.cli.output import print_json, print_table, short_time
 RUN_HELP = "Run id, a unique prefix of it, or 'latest'."
 
 
-def runs(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list (each run with its eval/merge/chat jobs).")] = False) -> None:
-    """List runs under $SFT_TUI_HOME (default ./sft-runs): state, model, progress, last loss, and their jobs."""
+def runs(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list (each run with its eval/merge/chat jobs).")] = False,
+    owner: Annotated[Optional[str], typer.Option("--owner", help="Only this user's runs.")] = None,
+    mine: Annotated[bool, typer.Option("--mine", help="Only my runs (--owner with my user name).")] = False,
+) -> None:
+    """List runs under $SFT_TUI_HOME (default ./sft-runs): state, model, progress, last loss, owner, and their jobs."""
+    from sft_tui.core.runs.liveness import current_owner
     from sft_tui.core.runs.store import RunStore
 
     store = RunStore()
-    overviews = store.list_runs()
+    overviews = store.list_runs(owner=current_owner()[0] if mine else owner)
     if as_json:
         print_json([o.to_json() for o in overviews])
         return
@@ -27,19 +32,23 @@ def runs(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list
     rows, notes = [], []
     for o in overviews:
         progress = f"{o.step}/{o.max_steps}" if o.max_steps else str(o.step)
+        if o.queue_position is not None:
+            progress = f"queue #{o.queue_position}"
+            notes.append(f"{o.id}: queued #{o.queue_position}: {o.waiting}")
         loss = f"{o.last_loss:.4f}" if o.last_loss is not None else "-"
-        rows.append([o.id, o.state, o.model, o.method, progress, loss, o.owner or "-", short_time(o.started_at), short_time(o.updated_at)])
+        gpus = ",".join(map(str, o.gpus)) or "-"
+        rows.append([o.id, o.state, o.model, o.method, progress, loss, o.owner or "-", gpus, short_time(o.started_at), short_time(o.updated_at)])
         if o.reason:
             notes.append(f"{o.id}: unreadable: {o.reason}")
         elif o.error is not None and o.state not in ("queued", "running"):
             notes.append(f"{o.id}: {o.error.kind}: {o.error.message}")
         for job in o.jobs:
             rows.append([f"  {job.id}", job.state, "", job.kind, f"{job.step}/{job.max_steps}" if job.max_steps else "", "", job.owner or "-",
-                         short_time(job.started_at), short_time(job.updated_at)])
+                         "", short_time(job.started_at), short_time(job.updated_at)])
             detail = job.phase if job.state in ("queued", "running", "unknown") else (f"{job.error.kind}: {job.error.message}" if job.error else job.result)
             if detail:
                 notes.append(f"{o.id} {job.id}: {detail}")
-    print_table(["id", "state", "model", "method", "step", "loss", "owner", "started", "updated"], rows, title=str(store.runs_dir))
+    print_table(["id", "state", "model", "method", "step", "loss", "owner", "gpu", "started", "updated"], rows, title=str(store.runs_dir))
     if notes:
         print()
         print("\n".join(notes))
@@ -66,19 +75,26 @@ def stop(
     job: Annotated[Optional[str], typer.Option("--job", help="Stop one of the run's jobs (eval-1, merge-2, ...) instead of its training.")] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until it has stopped.")] = True,
     timeout: Annotated[float, typer.Option(help="Seconds to wait before killing it (SIGKILL).")] = 120.0,
+    force: Annotated[bool, typer.Option("--force", help="Stop another user's run (the attempt is recorded in its events).")] = False,
 ) -> None:
-    """Stop a run cleanly: it finishes the step and saves a checkpoint; a second stop kills it."""
+    """Stop a run cleanly: it finishes the step and saves a checkpoint; a second stop kills it. A queued run leaves the queue."""
     from sft_tui.core.errors import UserError
+    from sft_tui.core.runs import queue
     from sft_tui.core.runs.jobs import request_stop, wait_until_inactive
     from sft_tui.core.runs.store import RunStore
 
-    found = RunStore().find_run(run)
+    store = RunStore()
+    found = store.find_run(run)
     target = found
+    if job is None and queue.is_waiting(found.status_or_reason()[0], found.read_placement()):
+        print(queue.cancel(store, found, force))
+        return
     if job is not None:
         target = found.job(job)
         if not target.path.is_dir():
             names = ", ".join(j.name for j in found.jobs()) or "none"
             raise UserError(f"run {found.id} has no job {job!r} (its jobs: {names})", fix="`sft-tui runs` lists runs and their jobs")
+    queue.check_owner(target, "stop", force)
     result = request_stop(target)
     print(result.message)
     if not wait or result.escalated:
@@ -100,8 +116,19 @@ def resume(
     from sft_tui.core.runs.jobs import check_resumable, launch
     from sft_tui.core.runs.store import RunStore
 
-    found = RunStore().find_run(run)
+    from sft_tui.core.runs.queue import place_for_resume
+    from sft_tui.core.runs.sysmon import SystemSampler
+
+    store = RunStore()
+    found = store.find_run(run)
     checkpoint = check_resumable(found)
+    sampler = SystemSampler()
+    try:
+        line = place_for_resume(store, found, sampler.sample_gpus())
+    finally:
+        sampler.close()
+    if line:
+        print(line, file=sys.stderr)
     pid = launch(found, resume=True)
     print(f"resuming run {found.id} from {checkpoint.name} (supervisor pid {pid})")
     if follow:

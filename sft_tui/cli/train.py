@@ -63,14 +63,40 @@ def train(
     config: Annotated[Path, typer.Argument(help="Run config TOML.")],
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a field: section.key=value (repeatable).")] = None,
     follow: Annotated[bool, typer.Option("--follow", help="Stream progress lines; Ctrl-C stops following, not the run.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Launch even if the estimate says it does not fit.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Launch even if the estimate says it does not fit (or no GPU has room now).")] = False,
+    queue: Annotated[bool, typer.Option("--queue", help="Wait in the box's queue until a GPU has room for the run's estimated peak, then start.")] = False,
+    priority: Annotated[int, typer.Option("--priority", help="Queue priority: higher starts first; equal priorities start in submission order.")] = 0,
+    gpus: Annotated[Optional[str], typer.Option("--gpus", help="The GPUs this run may use, e.g. 2 or 2,3 (it gets one of them); default: any.")] = None,
+    max_parallel: Annotated[int, typer.Option("--max-parallel", min=1, help="Without a GPU: start only while fewer than N runs use the CPU.")] = 1,
 ) -> None:
-    """Validate a run config, then launch a detached training run that survives SSH hang-ups."""
-    from sft_tui.core.runs.preflight import preflight, start_run
+    """Validate a run config, then launch a detached training run that survives SSH hang-ups.
 
-    run = start_run(preflight(config, set_ or [], force, note=note), str(config), out=print)
+    On a multi-GPU box the run goes to the GPU with the most free memory that fits its estimate
+    (--gpus limits the choice). With --queue it waits, holding no GPU memory, until a GPU has room.
+    """
+    from sft_tui.core.runs.preflight import PlacementRequest, preflight, start_run
+
+    if (priority or max_parallel != 1) and not queue:
+        note("note: --priority and --max-parallel only matter with --queue")
+    request = PlacementRequest(queue=queue, priority=priority, gpus=parse_gpu_ids(gpus), max_parallel=max_parallel)
+    run = start_run(preflight(config, set_ or [], force, note=note), str(config), out=print, request=request, force=force)
     if follow:
         raise typer.Exit(exit_code(follow_run(run)))
+
+
+def parse_gpu_ids(text: str | None) -> tuple[int, ...]:
+    """`--gpus 2,3` as (2, 3); one line naming the bad part otherwise."""
+    from sft_tui.core.errors import UserError
+
+    if not text:
+        return ()
+    ids = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit():
+            raise UserError(f"--gpus {text}: {part!r} is not a GPU index", fix="give indices as `sft-tui gpu` lists them, e.g. --gpus 0 or --gpus 2,3")
+        ids.append(int(part))
+    return tuple(dict.fromkeys(ids))
 
 
 def register(app: typer.Typer) -> None:

@@ -165,7 +165,7 @@ def test_preflight_refuses_a_run_the_estimate_says_will_not_fit(runs_home, tiny_
     import sft_tui.core.runs.preflight as preflight
     from sft_tui.core.estimate.fit import GpuTarget
 
-    monkeypatch.setattr(preflight, "detected_gpu", lambda *a, **k: GpuTarget("a 0.5 GiB test GPU", 0.5, None, "detected"))
+    monkeypatch.setattr(preflight, "detected_gpus", lambda *a, **k: (GpuTarget("a 0.5 GiB test GPU", 0.5, None, "detected"),))
     overrides = ["--set", f"model.name={tiny_model}"]
     refused = cli("train", str(DEMO / "demo.toml"), *overrides)
     assert refused.code == 2 and refused.err.splitlines()[-1].startswith(f"error: {DEMO / 'demo.toml'}: the estimate (")

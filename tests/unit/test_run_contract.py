@@ -14,7 +14,7 @@ from sft_tui.core.runs import schema
 from sft_tui.core.runs.codec import SchemaError
 
 ROOT = Path(__file__).resolve().parents[2]
-SHAPES = ["JobStatus", "JobError", "TrainRow", "EvalRow", "EventRow", "SystemRow", "TrainSummary", "JobRequest", "CheckpointProgress"]
+SHAPES = ["JobStatus", "JobError", "TrainRow", "EvalRow", "EventRow", "SystemRow", "TrainSummary", "JobRequest", "CheckpointProgress", "Placement"]
 
 
 def readme_shapes() -> dict[str, dict]:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from sft_tui.core.config.schema import RunConfig
 from sft_tui.core.config.load import ResolvedConfig, check_precision_against_gpus, dump_run_config, load_run_config
 from sft_tui.core.data.formats import load_examples
 from sft_tui.core.errors import UserError
-from sft_tui.core.estimate.fit import build_estimate, detected_gpu
+from sft_tui.core.estimate.fit import build_estimate, detected_gpus
 from sft_tui.core.estimate.memory import estimate_memory, settings_from_run_config
 from sft_tui.core.estimate.report import render_estimate
 from sft_tui.core.models.files import check_weight_files, find_model_files
@@ -23,7 +26,8 @@ from sft_tui.core.runs.files import free_bytes
 from sft_tui.core.runs.jobs import launch
 from sft_tui.core.runs.rundir import DECISION_NAME, RunDir
 from sft_tui.core.runs.store import RunStore
-from sft_tui.core.runs.sysmon import SystemSampler
+from sft_tui.core.runs.schema import Placement, now_iso
+from sft_tui.core.runs.sysmon import GpuSample, GpuSnapshot, SystemSampler
 from sft_tui.core.units import GIB
 
 
@@ -84,7 +88,7 @@ def preflight(config_path: Path, overrides: list[str], force: bool, note: Callab
         raise UserError("no tokenizer files next to the weights", str(files.folder), "use a complete model folder (tokenizer.json or tokenizer.model)")
     weights = check_weight_files(files.folder)
     note(f"model: {files.folder}, {weights} weight file(s) checked" + ("" if files.has_chat_template or config.model.chat_template else " (no chat template: a default one is set and saved with the output)"))
-    target = detected_gpu(sampler)
+    target = max(detected_gpus(sampler), key=lambda g: g.memory_gib, default=None)  # can it ever fit? (room now: start_run)
     spec = resolve_model(str(files.folder))
     if target is None:
         peak = estimate_memory(spec, settings_from_run_config(config)).peak_gib
@@ -106,16 +110,106 @@ def preflight(config_path: Path, overrides: list[str], force: bool, note: Callab
     return resolved
 
 
+@dataclass(frozen=True)
+class PlacementRequest:
+    """How a run asks for a device: at once (the GPU with most room) or through the queue, and which GPUs it may use."""
+
+    queue: bool = False
+    priority: int = 0
+    gpus: tuple[int, ...] = ()  # --gpus: the GPUs it may get (empty: any)
+    max_parallel: int = 1  # --max-parallel: on a CPU box, how many runs may share the CPU with it
+
+
+def run_peak_gib(config: RunConfig, gpu: GpuSample) -> float:
+    """The estimator's peak for this run on one GPU (bf16 or not follows the GPU)."""
+    spec = resolve_model(str(find_model_files(config.model.name).folder))
+    return estimate_memory(spec, settings_from_run_config(config, gpu.bf16_supported)).peak_gib
+
+
+def _check_gpu_ids(request: PlacementRequest, snapshot: GpuSnapshot) -> None:
+    if not request.gpus:
+        return
+    if not snapshot.available:
+        raise UserError(f"--gpus {','.join(map(str, request.gpus))}: {snapshot.reason}", fix="leave out --gpus to train on the CPU")
+    known = [g.index for g in snapshot.gpus]
+    missing = [i for i in request.gpus if i not in known]
+    if missing:
+        raise UserError(f"--gpus: this machine has no GPU {','.join(map(str, missing))} (it has {','.join(map(str, known))})",
+                        fix="`sft-tui gpu` lists them")
+
+
+def place(config: RunConfig, request: PlacementRequest, snapshot: GpuSnapshot, store: RunStore, force: bool,
+          note: Callable[[str], None]) -> Placement:
+    """Where the run goes: its estimate, and for a run that starts now the GPU with the most room that fits it.
+
+    Called under the queue lock, so two people launching at once never both take the same room.
+    """
+    from sft_tui.core.runs.placement import gpu_rooms, most_room
+    from sft_tui.core.runs.queue import scan
+
+    stamp = now_iso()
+    if not snapshot.available:
+        busy = 0 if request.queue else scan(store).cpu_running
+        if busy:
+            note(f"note: {busy} run{'s' if busy > 1 else ''} already train{'' if busy > 1 else 's'} on this CPU; this one shares it "
+                 "(both go slower); --queue waits for the CPU instead")
+        return Placement(stamp, "cpu", None, request.queue, request.priority, time.time(), (), request.max_parallel,
+                         admitted_at="" if request.queue else stamp)
+    allowed = [g for g in snapshot.gpus if not request.gpus or g.index in request.gpus]
+    estimate = round(max(run_peak_gib(config, g) for g in allowed), 2)
+    base = Placement(stamp, "cuda", estimate, request.queue, request.priority, time.time(), request.gpus, request.max_parallel)
+    if request.queue:
+        return base
+    rooms = gpu_rooms(snapshot.gpus, scan(store).claims)
+    room = most_room(rooms, estimate, request.gpus)
+    if room is None:
+        best = max((r for r in rooms if not request.gpus or r.index in request.gpus), key=lambda r: r.free_gib)
+        if not force:
+            raise UserError(f"no GPU has room for this run now: it needs {estimate:.1f} GiB; the most is {best.describe()}",
+                            fix="add --queue to start it when room appears (sft-tui queue shows the queue), or --force to try anyway")
+        room = best
+        note(f"GPU: --force: placing it on GPU{room.index} without room for its {estimate:.1f} GiB ({room.describe()})")
+    else:
+        note(f"GPU: placed on GPU{room.index} {room.name}: {room.describe()}; this run needs {estimate:.1f} GiB")
+    return replace(base, admitted_at=stamp, gpus=(room.index,))
+
+
 def start_run(resolved: ResolvedConfig, source: str, out: Callable[[str], None], launch_fn: Callable[[RunDir], int] | None = None,
-              store: RunStore | None = None) -> RunDir:
-    """Create the run dir with the resolved config and launch its detached trainer (launch_fn: tests pass a fake)."""
+              store: RunStore | None = None, request: PlacementRequest = PlacementRequest(), sampler: SystemSampler | None = None,
+              force: bool = False) -> RunDir:
+    """Create the run dir with the resolved config, place it (or queue it) and launch its detached supervisor.
+
+    launch_fn: tests pass a fake. A queued run's supervisor waits for room (core/runs/queue.py).
+    """
+    from sft_tui.core.runs.queue import queue_lock, queued_runs
+
     config = resolved.config
+    store = store or RunStore()
+    own = sampler is None
+    sampler = sampler or SystemSampler()
+    try:
+        snapshot = sampler.sample_gpus()
+    finally:
+        if own:
+            sampler.close()
+    _check_gpu_ids(request, snapshot)
     text = dump_run_config(config, resolved.origins, header=f"Resolved by sft-tui from {source}; this is what the run used.")
-    run = (store or RunStore()).create_run(text, config.model.name, config.method.name, name=config.output.name)
-    decision = Path(source).parent / DECISION_NAME  # the wizard writes it beside run.toml; the model card quotes it
-    if decision.is_file():
-        shutil.copyfile(decision, run.decision_path)
-    pid = (launch_fn or launch)(run)
+    with queue_lock(store):  # placed, made and launched before anyone else may admit: nobody else starts it, nor takes its room
+        placement = place(config, request, snapshot, store, force, out)
+        run = store.create_run(text, config.model.name, config.method.name, name=config.output.name, gpus=placement.gpus)
+        run.write_placement(placement)
+        decision = Path(source).parent / DECISION_NAME  # the wizard writes it beside run.toml; the model card quotes it
+        if decision.is_file():
+            shutil.copyfile(decision, run.decision_path)
+        pid = (launch_fn or launch)(run)
+    if request.queue:
+        position = next((q.position for q in queued_runs(store) if q.id == run.id), None)
+        where = f"position {position}" if position else "the queue"
+        out(f"queued run {run.id} at {where} (its waiter: pid {pid}); it starts when "
+            + (f"a GPU has room for its {placement.estimate_gib:.1f} GiB" if placement.estimate_gib else "the CPU is free")
+            + "; it keeps waiting if this terminal closes")
+        out(f"  queue:  sft-tui queue\n  cancel: sft-tui queue cancel {run.id}\n  folder: {run.path}")
+        return run
     out(f"started run {run.id} (supervisor pid {pid}); it keeps going if this terminal closes")
     out(f"  watch:  sft-tui watch {run.id}\n  stop:   sft-tui stop {run.id}\n  folder: {run.path}")
     return run

@@ -5,7 +5,7 @@ Nothing outside this package builds a run path or opens a run file by name
 `read_summary()`, `job("eval-1")`.
 
     <home>/runs/<run-id>/
-        config.toml  status.json  metrics.jsonl  train.log  summary.json  README.md
+        config.toml  status.json  placement.json  metrics.jsonl  train.log  summary.json  README.md
         decision.md  checkpoints/  adapter/ (or model/)  eval/  merged/  .lock
         jobs/<kind>-<n>/  request.json  status.json  job.log  .lock
 """
@@ -24,7 +24,7 @@ from sft_tui.core.runs.codec import SchemaError
 from sft_tui.core.runs.files import write_json_atomic, write_text_atomic
 from sft_tui.core.runs.lock import FolderLock
 from sft_tui.core.runs.metrics import MetricsChunk, append_row, cut_after_step, last_train_row, read_new_rows
-from sft_tui.core.runs.schema import STATES, CheckpointProgress, JobRequest, JobStatus, MetricsRow, TrainRow, TrainSummary
+from sft_tui.core.runs.schema import STATES, CheckpointProgress, JobRequest, JobStatus, MetricsRow, Placement, TrainRow, TrainSummary
 
 DECISION_NAME = "decision.md"  # the wizard writes it beside run.toml; a run copies it
 MODEL_CARD_NAME = "README.md"  # in a run, and beside a merged model
@@ -153,6 +153,20 @@ class RunDir(_StatusFile):
     jobs_dir = property(lambda self: self.path / "jobs")
     stop_request_path = property(lambda self: self.path / ".stop_requested")  # a second request escalates to SIGKILL
     reserve_path = property(lambda self: self.path / ".disk_reserve")
+    placement_path = property(lambda self: self.path / "placement.json")
+
+    # placement (the queue)
+    def write_placement(self, placement: Placement) -> None:
+        """Replace placement.json atomically (under the home's queue lock: core/runs/queue.py)."""
+        write_json_atomic(self.placement_path, placement.to_json())
+
+    def read_placement(self) -> Placement | None:
+        """placement.json, or None for runs from before the queue (or unreadable: such a run is not queued)."""
+        try:
+            data = read_json_file(self.placement_path)
+            return None if data is None else Placement.from_json(data, self.placement_path.name)
+        except (SchemaError, OSError):
+            return None
 
     # metrics
     def append_metric(self, row: MetricsRow) -> None:

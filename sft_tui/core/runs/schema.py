@@ -255,6 +255,37 @@ class JobRequest(Record):
 
 
 @dataclass(frozen=True)
+class Placement(Record):
+    """placement.json of a run: where it runs (or waits to), with the estimate the queue counts for it.
+
+    Written when the run is created; a queued run's waiting fields change while it waits
+    (priority and order by `sft-tui queue move`, passed and waiting by the admitting process),
+    admitted_at and gpus when it is given a GPU. core/runs/placement.py has the rule.
+    """
+
+    submitted_at: str
+    device: str = "cuda"  # cuda | cpu
+    estimate_gib: float | None = None  # estimated peak per GPU
+    queued: bool = False  # started with --queue (waits for room) rather than placed at once
+    priority: int = 0
+    order: float = 0.0  # submission time (unix seconds) unless moved
+    allowed_gpus: tuple[int, ...] = ()  # --gpus: the GPUs it may get (empty: any)
+    max_parallel: int = 1  # cpu: starts only while fewer runs than this are on the CPU
+    passed: int = 0  # later runs that started ahead of it
+    waiting: str = ""  # why it waits, as last planned
+    admitted_at: str = ""
+    gpus: tuple[int, ...] = ()  # what it got (NVML indices; the trainer sees them as CUDA_VISIBLE_DEVICES)
+    format: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def check(self, where: str) -> None:
+        """Values the types alone do not rule out."""
+        if self.device not in ("cuda", "cpu"):
+            raise SchemaError(f"{where}: field 'device'", f"unknown device {self.device!r} (cuda or cpu)")
+        _check_time(self.submitted_at, where, "submitted_at")
+
+
+@dataclass(frozen=True)
 class JobOverview(Record):
     """One eval/merge/chat job as `sft-tui runs --json` and the monitor show it."""
 
@@ -298,3 +329,8 @@ class RunOverview(Record):
     host: str = ""
     reason: str = ""  # why the state is unknown
     jobs: tuple[JobOverview, ...] = ()
+    gpus: tuple[int, ...] = ()  # the GPUs it got (empty: CPU, or not yet placed)
+    queue_position: int | None = None  # 1 = next to start; None when not waiting in the queue
+    priority: int = 0
+    waiting: str = ""  # why a queued run waits
+    estimate_gib: float | None = None

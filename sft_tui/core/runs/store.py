@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -52,17 +53,31 @@ def run_overview(run: RunDir, now: datetime | None = None) -> RunOverview:
     status, reason = run.status_or_reason()
     if status is None:
         return RunOverview(run.id, UNKNOWN, model, method, 0, 0, None, "", "", None, None, str(run.path), reason=reason, jobs=jobs)
+    placement = run.read_placement()
+    waiting = status.state == "queued" and placement is not None and placement.queued and not placement.admitted_at
+    # a queued run is in the queue whether or not its waiter lives (after a reboot the next sft-tui starts a new one)
+    state = "queued" if waiting else effective_state(status, now)
     try:
         last = run.last_train_row()
     except OSError:
         last = None
     return RunOverview(
-        id=run.id, state=effective_state(status, now), model=model, method=method, step=status.step, max_steps=status.max_steps,
+        id=run.id, state=state, model=model, method=method, step=status.step, max_steps=status.max_steps,
         last_loss=last.loss if last else None, started_at=status.started_at, updated_at=status.updated_at,
         heartbeat_age_s=_age_s(status, now), error=status.error, path=str(run.path),
         eta_s=status.eta_s if status.state in ACTIVE_STATES else None,
         tokens_per_s=last.tokens_per_s if last else None, owner=status.owner, host=status.host, jobs=jobs,
+        gpus=(placement.gpus if placement else ()) or status.gpus, priority=placement.priority if placement else 0,
+        waiting=(placement.waiting or "its turn") if waiting else "", estimate_gib=placement.estimate_gib if placement else None,
+        queue_position=0 if waiting else None,  # numbered by list_runs, which sees the whole queue
     )
+
+
+def number_queue(overviews: list[RunOverview], orders: dict[str, float]) -> list[RunOverview]:
+    """Give each waiting run its queue position (1 = next): priority first, then submission order."""
+    waiting = sorted((o for o in overviews if o.queue_position is not None), key=lambda o: (-o.priority, orders.get(o.id, 0.0), o.id))
+    position = {o.id: n for n, o in enumerate(waiting, start=1)}
+    return [replace(o, queue_position=position[o.id]) if o.id in position else o for o in overviews]
 
 
 class RunStore:
@@ -87,7 +102,8 @@ class RunStore:
         except OSError:
             pass
 
-    def create_run(self, config_text: str, model: str, method: str, name: str = "", now: datetime | None = None) -> RunDir:
+    def create_run(self, config_text: str, model: str, method: str, name: str = "", now: datetime | None = None,
+                   gpus: tuple[int, ...] = ()) -> RunDir:
         """Make a new run dir with a readable unique id, its config.toml and a queued status."""
         now = now or datetime.now(timezone.utc)
         self.runs_dir.mkdir(parents=True, exist_ok=True)
@@ -105,7 +121,7 @@ class RunStore:
         run.config_path.write_text(config_text, encoding="utf-8")
         stamp = now.isoformat(timespec="milliseconds")
         owner, host = current_owner()
-        run.write_status(JobStatus(state="queued", pid=0, started_at=stamp, updated_at=stamp, owner=owner, host=host))
+        run.write_status(JobStatus(state="queued", pid=0, started_at=stamp, updated_at=stamp, owner=owner, host=host, gpus=gpus))
         return run
 
     def run_dirs(self) -> list[RunDir]:
@@ -116,9 +132,20 @@ class RunStore:
             return []
         return [RunDir(p) for p in entries if p.is_dir() and not p.name.startswith(".")]
 
-    def list_runs(self, now: datetime | None = None) -> list[RunOverview]:
-        """An overview of every run, newest first; a broken run is listed as `unknown`, never hides the others."""
-        return [run_overview(run, now) for run in self.run_dirs()]
+    def list_runs(self, now: datetime | None = None, owner: str | None = None) -> list[RunOverview]:
+        """An overview of every run, newest first (queued ones numbered); a broken run is listed as `unknown`, never hides the others.
+
+        owner: only that user's runs (positions still count everyone's).
+        """
+        runs = self.run_dirs()
+        overviews = [run_overview(run, now) for run in runs]
+        orders = {}
+        for run, overview in zip(runs, overviews):
+            if overview.queue_position is not None:
+                placement = run.read_placement()
+                orders[run.id] = placement.order if placement else 0.0
+        overviews = number_queue(overviews, orders)
+        return [o for o in overviews if owner is None or o.owner == owner]
 
     def find_run(self, ref: str) -> RunDir:
         """A run by id, unique id prefix, or 'latest'; a UserError says what matched."""

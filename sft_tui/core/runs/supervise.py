@@ -93,18 +93,90 @@ def _wait_recording(run: RunDir, child: subprocess.Popen) -> int:
     return child.wait()
 
 
+def _job_gpu(job: JobDir) -> dict[str, str]:
+    """An eval, merge or chat job goes to the GPU with the most room now (not always GPU 0), recorded in its status."""
+    from sft_tui.core.runs.placement import gpu_rooms
+    from sft_tui.core.runs.queue import scan
+    from sft_tui.core.runs.store import RunStore
+    from sft_tui.core.runs.sysmon import SystemSampler
+
+    sampler = SystemSampler()
+    try:
+        snapshot = sampler.sample_gpus()
+    finally:
+        sampler.close()
+    if not snapshot.available:
+        return {}
+    try:
+        rooms = gpu_rooms(snapshot.gpus, scan(RunStore(job.run.path.parent.parent)).claims)
+    except OSError:
+        rooms = gpu_rooms(snapshot.gpus, [])
+    best = max(rooms, key=lambda r: (r.free_gib, -r.index))
+    status, _ = job.status_or_reason()
+    if status is not None:
+        job.write_status(replace(status, gpus=(best.index,), updated_at=now_iso()))
+    print(f"[sft-tui] {best.describe()}: the most room on this box", flush=True)
+    return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": str(best.index)}
+
+
+def _left_queue(run: RunDir) -> None:
+    """The waiter was told to end (SIGTERM) or the run was cancelled: a run still marked queued is closed as stopped."""
+    print("[sft-tui] left the queue before starting", flush=True)
+    status, _ = run.status_or_reason()
+    if status is not None and status.state == "queued" and status.pid == os.getpid():
+        run.write_status(replace(status, state="stopped", updated_at=now_iso(), result="left the queue before it started (SIGTERM to its waiter)"))
+        try:
+            run.append_metric(EventRow(step=0, event="cancelled", time=time.time(), message="left the queue: its waiter got SIGTERM"))
+        except OSError:
+            pass
+
+
+def _admit_next(run: RunDir) -> None:
+    """A finished run leaves room: start the queued runs that fit now (their own waiters would, within seconds)."""
+    from sft_tui.core.runs.queue import admit_with_sampler
+    from sft_tui.core.runs.store import RunStore
+
+    try:
+        admit_with_sampler(RunStore(run.path.parent.parent))
+    except Exception as exc:  # noqa: BLE001 - the run has ended; the waiters keep the queue moving anyway
+        print(f"[sft-tui] queue: could not start the next run: {exc}", flush=True)
+
+
 def main(argv: list[str]) -> int:
-    """Run the job to its end and make sure its status says how it ended."""
+    """Wait for a GPU if the run is queued, run the job to its end, and make sure its status says how it ended."""
+    import threading
+
+    from sft_tui.core.runs.queue import placement_env, wait_for_admission
+
     target = Path(argv[0]).resolve()
     command, folder = child_command(target, "--resume" in argv[1:])
-    child = subprocess.Popen(command)
+    child: subprocess.Popen | None = None
+    ended = threading.Event()
 
     def forward(signum: int, _frame: object) -> None:
-        child.send_signal(signum)
+        if child is None:
+            ended.set()  # still waiting in the queue: stop waiting
+        else:
+            child.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    env = None
+    if isinstance(folder, RunDir):
+        placement = folder.read_placement()
+        if placement is not None and placement.queued and not placement.admitted_at:
+            placement = wait_for_admission(folder, ended.wait)
+            if placement is None:
+                _left_queue(folder)
+                return 0
+        pinned = placement_env(placement)
+    else:
+        pinned = _job_gpu(folder)
+    if pinned:
+        print(f"[sft-tui] pinned to GPU {pinned['CUDA_VISIBLE_DEVICES']} (CUDA_VISIBLE_DEVICES)", flush=True)
+        env = {**os.environ, **pinned}
+    child = subprocess.Popen(command, env=env)
     if isinstance(folder, RunDir):
         code = _wait_recording(folder, child)
     else:
@@ -114,6 +186,8 @@ def main(argv: list[str]) -> int:
             record_death(folder, child.pid, code)
         except OSError as exc:  # a full or read-only disk: say so in the log, the only place left
             print(f"[sft-tui] supervisor could not record the end of pid {child.pid} (code {code}): {exc}", flush=True)
+        if isinstance(folder, RunDir):
+            _admit_next(folder)
     return 0 if code == 0 else 1
 
 

@@ -1,0 +1,81 @@
+"""`sft-tui queue [list|move|cancel]`: the runs waiting for a GPU on this box, and what their owners can do about it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from sft_tui.cli.output import print_json, print_table, short_time
+
+queue_app = typer.Typer(help="Runs waiting for room on a GPU (sft-tui train CONFIG --queue): list, reorder, cancel.",
+                        no_args_is_help=False, invoke_without_command=True)
+
+RUN_HELP = "Run id, a unique prefix of it, or 'latest'."
+FORCE_HELP = "Act on another user's run (the attempt is recorded in its events)."
+
+
+def _moved_on(store) -> None:
+    """Anyone looking at the queue also keeps it moving: start what fits now, and waiters lost to a reboot."""
+    from sft_tui.core.runs.queue import admit_with_sampler
+
+    admit_with_sampler(store)
+
+
+@queue_app.callback()
+def show(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list: position, id, owner, estimate, what it waits for.")] = False,
+    owner: Annotated[Optional[str], typer.Option("--owner", help="Only this user's runs (positions still count everyone's).")] = None,
+) -> None:
+    """List the queued runs in the order they will start: position, owner, estimate, the GPU each waits for."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from sft_tui.core.runs.queue import queued_runs
+    from sft_tui.core.runs.store import RunStore
+
+    store = RunStore()
+    _moved_on(store)
+    entries = [q for q in queued_runs(store) if owner is None or q.owner == owner]
+    if as_json:
+        print_json([q.to_json() for q in entries])
+        return
+    if not entries:
+        print(f"no queued runs in {store.runs_dir}" + (f" owned by {owner}" if owner else ""))
+        return
+    rows = [[q.position, q.id, f"{q.owner}@{q.host}" if q.host else q.owner, q.priority,
+             f"{q.estimate_gib:.1f} GiB" if q.estimate_gib is not None else q.device,
+             ",".join(map(str, q.gpus)) or "any", short_time(q.submitted_at)] for q in entries]
+    print_table(["#", "run", "owner", "prio", "needs", "gpus", "queued"], rows, title=str(store.runs_dir))
+    print()
+    print("\n".join(f"#{q.position} waits: {q.waiting}" for q in entries))
+
+
+@queue_app.command()
+def move(
+    run: Annotated[str, typer.Argument(help=RUN_HELP)],
+    to: Annotated[int, typer.Option("--to", min=1, help="The new position (1 = next to start).")],
+    force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
+) -> None:
+    """Move a queued run to another position; it takes the priority of the runs around it."""
+    from sft_tui.core.runs import queue
+    from sft_tui.core.runs.store import RunStore
+
+    store = RunStore()
+    found = store.find_run(run)
+    position = queue.move(store, found, to, force)
+    print(f"run {found.id} is now at position {position}")
+    _moved_on(store)
+
+
+@queue_app.command()
+def cancel(
+    run: Annotated[str, typer.Argument(help=RUN_HELP)],
+    force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
+) -> None:
+    """Take a run out of the queue before it starts (it ends as stopped; nothing was trained)."""
+    from sft_tui.core.runs import queue
+    from sft_tui.core.runs.store import RunStore
+
+    store = RunStore()
+    print(queue.cancel(store, store.find_run(run), force))

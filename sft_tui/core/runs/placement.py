@@ -1,0 +1,176 @@
+"""Which GPU has room for a run, and which queued runs start now: pure functions over a GPU sample and the admitted runs.
+
+The memory rule (issue 14): a run fits a GPU when its estimated peak fits in the GPU's total
+memory minus what other processes use there (NVML) minus what the runs already admitted
+there will take. An admitted run takes the larger of its estimate and what NVML shows it
+holding now: a run still loading its model has not reached its peak, and one whose estimate
+was low holds more. Where NVML hides which process holds what (some containers), the GPU's
+used memory and our runs' estimates cannot be told apart, and the larger of the two is taken.
+
+Queue order is priority (higher first), then submission order. Rule against blocking and
+starving (the issue asks for one): a waiting run that does not fit lets later runs that do
+fit start ahead of it (backfill), but only MAX_PASSES times; after that nothing more starts
+past it, so the GPUs drain until it fits. A large run at the head never stops small runs
+from using idle room, and small runs cannot keep it waiting for ever: its wait is bounded
+by the runs already going when it stopped letting others pass. Counting passes instead of
+waiting time keeps the rule the same on a busy day and a quiet one, and testable.
+
+Queued runs go to the GPU with the least room that still fits them (best fit), which keeps
+the emptiest GPU for the large runs behind; a run started without the queue goes to the GPU
+with the most room (it starts now, so spreading is safer than packing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sft_tui.core.runs.sysmon import GpuSample
+from sft_tui.core.units import GIB
+
+MAX_PASSES = 3
+CPU = "cpu"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A run admitted to GPUs (running, or admitted and starting): what it will take there."""
+
+    run_id: str
+    gpus: tuple[int, ...]
+    estimate_gib: float | None  # peak per GPU; None: an older run without an estimate (counts what it holds)
+    pids: frozenset[int] = frozenset()  # the trainer and its children, to find its memory in NVML's process list
+
+
+@dataclass(frozen=True)
+class GpuRoom:
+    """One GPU's memory as the queue sees it."""
+
+    index: int
+    name: str
+    total_gib: float
+    used_gib: float  # every process, as NVML reports
+    other_gib: float  # held by processes that are not admitted runs (0 when NVML hides processes)
+    reserved_gib: float  # what admitted runs will take: max(estimate, held now) each
+    runs: tuple[str, ...] = ()
+    attributed: bool = True  # NVML says which process holds what here
+
+    @property
+    def free_gib(self) -> float:
+        """Room for one more run."""
+        return max(0.0, self.total_gib - max(self.used_gib, self.other_gib + self.reserved_gib))
+
+    def describe(self) -> str:
+        """`GPU0 14.0 of 24.0 GiB free (10.0 other processes, 0.0 our runs)` in words."""
+        return (f"GPU{self.index} {self.free_gib:.1f} of {self.total_gib:.1f} GiB free "
+                f"({self.other_gib:.1f} other processes, {self.reserved_gib:.1f} sft-tui runs)")
+
+
+def gpu_rooms(gpus: Sequence[GpuSample], claims: Sequence[Claim]) -> list[GpuRoom]:
+    """Each GPU's room given NVML's sample and the runs admitted to it."""
+    rooms = []
+    for gpu in gpus:
+        here = [c for c in claims if gpu.index in c.gpus]
+        attributed = bool(gpu.processes) and all(p.used_bytes is not None for p in gpu.processes)
+        ours_pids = frozenset().union(*(c.pids for c in here)) if here else frozenset()
+        reserved = 0.0
+        for claim in here:
+            held = sum(p.used_bytes or 0 for p in gpu.processes if p.pid in claim.pids) / GIB
+            reserved += max(claim.estimate_gib or 0.0, held)
+        other = sum(p.used_bytes or 0 for p in gpu.processes if p.pid not in ours_pids) / GIB if attributed else 0.0
+        rooms.append(GpuRoom(gpu.index, gpu.name, gpu.memory_total_bytes / GIB, gpu.memory_used_bytes / GIB,
+                             other, reserved, tuple(c.run_id for c in here), attributed))
+    return rooms
+
+
+def most_room(rooms: Sequence[GpuRoom], need_gib: float, allowed: Sequence[int] = ()) -> GpuRoom | None:
+    """The allowed GPU with the most free memory, if it fits `need_gib` (placement of a run that starts now)."""
+    candidates = [r for r in rooms if not allowed or r.index in allowed]
+    best = max(candidates, key=lambda r: (r.free_gib, -r.index), default=None)
+    return best if best is not None and best.free_gib >= need_gib else None
+
+
+def best_fit(rooms: Sequence[GpuRoom], need_gib: float, allowed: Sequence[int] = ()) -> GpuRoom | None:
+    """The allowed GPU with the least free memory that still fits `need_gib` (placement of a queued run)."""
+    fitting = [r for r in rooms if (not allowed or r.index in allowed) and r.free_gib >= need_gib]
+    return min(fitting, key=lambda r: (r.free_gib, r.index), default=None)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A queued run as the planner sees it."""
+
+    run_id: str
+    priority: int
+    order: float  # submission time, or where `queue move` put it
+    device: str  # cuda | cpu
+    estimate_gib: float | None
+    allowed_gpus: tuple[int, ...] = ()
+    max_parallel: int = 1  # cpu: start only while fewer runs than this run on the CPU
+    passed: int = 0  # later runs that started ahead of it
+
+
+def queue_order(waiting: Sequence[Waiting]) -> list[Waiting]:
+    """Priority first (higher earlier), then submission order."""
+    return sorted(waiting, key=lambda w: (-w.priority, w.order, w.run_id))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to do now: runs to start (with their GPUs), and for each waiting run, why it waits."""
+
+    start: tuple[tuple[str, tuple[int, ...]], ...]
+    reasons: dict[str, str] = field(default_factory=dict)
+    passed: dict[str, int] = field(default_factory=dict)  # new pass counts of runs that were passed
+
+
+def _rooms_after(rooms: list[GpuRoom], index: int, run_id: str, need: float) -> list[GpuRoom]:
+    from dataclasses import replace
+
+    return [replace(r, reserved_gib=r.reserved_gib + need, runs=(*r.runs, run_id)) if r.index == index else r for r in rooms]
+
+
+def _why_waiting(w: Waiting, rooms: Sequence[GpuRoom]) -> str:
+    allowed = [r for r in rooms if not w.allowed_gpus or r.index in w.allowed_gpus]
+    if not allowed:
+        return f"none of GPUs {','.join(map(str, w.allowed_gpus))} exists on this box"
+    best = max(allowed, key=lambda r: r.free_gib)
+    largest = max(r.total_gib for r in allowed)
+    if w.estimate_gib is not None and w.estimate_gib > largest:
+        return f"needs {w.estimate_gib:.1f} GiB, more than any of its GPUs has ({largest:.1f} GiB): it cannot start; cancel it"
+    return f"needs {w.estimate_gib or 0:.1f} GiB; best: {best.describe()}"
+
+
+def plan_admissions(waiting: Sequence[Waiting], rooms: Sequence[GpuRoom], cpu_running: int = 0) -> Plan:
+    """Which waiting runs start now, in queue order, by the memory rule and the backfill limit (module docstring)."""
+    rooms = list(rooms)
+    start: list[tuple[str, tuple[int, ...]]] = []
+    reasons: dict[str, str] = {}
+    passed: dict[str, int] = {}
+    skipped: list[Waiting] = []  # earlier runs that did not fit: each run started now passes them
+    for w in queue_order(waiting):
+        holder = next((s for s in skipped if passed.get(s.run_id, s.passed) >= MAX_PASSES), None)
+        if holder is not None:
+            reasons[w.run_id] = f"behind {holder.run_id}, which goes first (passed {MAX_PASSES} times)"
+            continue
+        gpus: tuple[int, ...] | None = None
+        if w.device == CPU:
+            if cpu_running < w.max_parallel:
+                gpus = ()
+                cpu_running += 1
+            else:
+                reasons[w.run_id] = f"the CPU takes {w.max_parallel} run{'s' if w.max_parallel != 1 else ''} at a time; {cpu_running} running"
+        else:
+            room = best_fit(rooms, w.estimate_gib or 0.0, w.allowed_gpus)
+            if room is not None:
+                gpus = (room.index,)
+                rooms = _rooms_after(rooms, room.index, w.run_id, w.estimate_gib or 0.0)
+            else:
+                reasons[w.run_id] = _why_waiting(w, rooms)
+        if gpus is None:
+            skipped.append(w)
+            continue
+        start.append((w.run_id, gpus))
+        for earlier in skipped:
+            passed[earlier.run_id] = passed.get(earlier.run_id, earlier.passed) + 1
+    return Plan(tuple(start), reasons, passed)

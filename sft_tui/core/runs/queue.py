@@ -1,0 +1,354 @@
+"""The shared box's queue: no daemon, just files in $SFT_TUI_HOME and a lock.
+
+Each run's placement.json says where it runs or why it waits (core/runs/placement.py has the
+rule). Whoever holds the home's `.queue.lock` may start queued runs: a queued run's own
+supervisor, which waits detached like a training job (a closed terminal or SSH session does
+not reach it), polls every POLL_S; a finishing run's supervisor, the TUI, `sft-tui queue` and
+`sft-tui train` do it too. So a run starts within seconds of room appearing, and a queue whose
+waiters died with a reboot moves again as soon as anyone runs sft-tui: the admitter starts a
+supervisor for any waiting run whose process is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+
+from sft_tui.core.errors import UserError
+from sft_tui.core.runs.liveness import current_owner, effective_state, pid_is_alive
+from sft_tui.core.runs.placement import CPU, Claim, GpuRoom, Plan, Waiting, gpu_rooms, plan_admissions, queue_order
+from sft_tui.core.runs.rundir import JobDir, RunDir
+from sft_tui.core.runs.schema import ACTIVE_STATES, CRASHED, EventRow, JobStatus, Placement, now_iso, parse_iso
+from sft_tui.core.runs.store import RunStore
+from sft_tui.core.runs.sysmon import GpuSnapshot
+
+POLL_S = 2.0  # a waiting run looks for room this often
+
+
+class QueueLock:
+    """flock on $SFT_TUI_HOME/.queue.lock, held for milliseconds by whoever admits or reorders.
+
+    Opened read-only: flock needs no write permission, so a teammate's lock file made under a
+    0022 umask still works for everyone who can read the shared home.
+    """
+
+    def __init__(self, store: RunStore):
+        self.path = store.home / ".queue.lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> "QueueLock":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o666)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
+def queue_lock(store: RunStore) -> QueueLock:
+    """The home's queue lock (blocking: every holder keeps it for milliseconds)."""
+    return QueueLock(store)
+
+
+def is_waiting(status: JobStatus | None, placement: Placement | None) -> bool:
+    """A run in the queue: created queued, not yet given a device, not cancelled."""
+    return (status is not None and status.state == "queued" and placement is not None
+            and placement.queued and not placement.admitted_at)
+
+
+def _pids(pid: int) -> frozenset[int]:
+    import psutil
+
+    if pid <= 0:
+        return frozenset()
+    try:
+        return frozenset({pid} | {c.pid for c in psutil.Process(pid).children(recursive=True)})
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return frozenset({pid})
+
+
+@dataclass(frozen=True)
+class QueueScan:
+    """Every run the queue cares about, read once."""
+
+    waiting: tuple[tuple[RunDir, JobStatus, Placement], ...]
+    claims: tuple[Claim, ...]
+    cpu_running: int
+    admitted_idle: tuple[RunDir, ...]  # admitted, but the process that should start it is gone
+
+
+def scan(store: RunStore, now: datetime | None = None) -> QueueScan:
+    """Read the runs: the queue, what admitted runs hold, how many run on the CPU. A broken run is skipped, never fatal."""
+    now = now or datetime.now(timezone.utc)
+    waiting, claims, idle = [], [], []
+    cpu_running = 0
+    for run in store.run_dirs():
+        status, _ = run.status_or_reason()
+        if status is None:
+            continue
+        placement = run.read_placement()
+        if is_waiting(status, placement):
+            waiting.append((run, status, placement))
+            continue
+        state = effective_state(status, now)
+        if status.state == "queued" and placement is not None and placement.admitted_at and state == CRASHED:
+            idle.append(run)  # admitted, then its supervisor died before the trainer started: it still holds its place
+            state = "queued"
+        if state not in ACTIVE_STATES:
+            continue
+        gpus = (placement.gpus if placement else ()) or status.gpus
+        if gpus:
+            claims.append(Claim(run.id, tuple(gpus), placement.estimate_gib if placement else None, _pids(status.pid)))
+        elif placement is None or placement.device == CPU:
+            cpu_running += 1
+    return QueueScan(tuple(waiting), tuple(claims), cpu_running, tuple(idle))
+
+
+def waiting_of(placement: Placement, run_id: str) -> Waiting:
+    """The planner's view of a queued run."""
+    return Waiting(run_id, placement.priority, placement.order, placement.device, placement.estimate_gib,
+                   placement.allowed_gpus, placement.max_parallel, placement.passed)
+
+
+def _event(run: RunDir, event: str, message: str) -> None:
+    status, _ = run.status_or_reason()
+    try:
+        run.append_metric(EventRow(step=status.step if status else 0, event=event, time=time.time(), message=message))
+    except OSError:
+        pass
+
+
+def admit(store: RunStore, gpus: GpuSnapshot, spawn: Callable[[RunDir], int] | None = None) -> Plan:
+    """Start the queued runs that fit now (the memory rule, core/runs/placement.py), record why the others wait.
+
+    A run given a GPU is started by its own waiting supervisor; one whose supervisor is gone
+    (a reboot, a kill) gets a new one from `spawn` (default: jobs.launch), as does a waiting
+    run whose supervisor is gone, so the queue never depends on a process that died.
+    """
+    from sft_tui.core.runs.jobs import launch
+
+    spawn = spawn or launch
+    if not store.runs_dir.is_dir():
+        return Plan(())  # no runs yet: nothing to admit, and no folder made just for looking
+    with queue_lock(store):
+        found = scan(store)
+        me = current_owner()[0]
+        # a run whose waiter is gone (a reboot) is started only by its owner's sft-tui: a job runs as the user who owns it
+        orphans = {run.id: status.owner for run, status, _ in found.waiting if _waiter_gone(status) and status.owner not in ("", me)}
+        rooms = gpu_rooms(gpus.gpus, found.claims) if gpus.available else []
+        plan = plan_admissions([waiting_of(p, r.id) for r, _, p in found.waiting if r.id not in orphans], rooms, found.cpu_running)
+        entries = {run.id: (run, status, placement) for run, status, placement in found.waiting}
+        stamp = now_iso()
+        for run_id, gpu_ids in plan.start:  # in queue order
+            run, status, placement = entries.pop(run_id)
+            try:
+                run.write_placement(replace(placement, admitted_at=stamp, gpus=gpu_ids, waiting=""))
+                run.write_status(replace(status, gpus=gpu_ids, updated_at=stamp))
+            except PermissionError:  # a teammate's run in a folder only they may write: their own waiter admits it
+                continue
+            where = f"GPU {','.join(map(str, gpu_ids))}" if gpu_ids else "the CPU"
+            _event(run, "admitted", f"left the queue for {where}")
+            if _waiter_gone(status):
+                spawn(run)
+        for run, status, placement in entries.values():
+            reason = plan.reasons.get(run.id, placement.waiting)
+            if run.id in orphans:
+                reason = f"its waiting process is gone (a reboot?); it moves again when {orphans[run.id]} runs sft-tui"
+            passed = plan.passed.get(run.id, placement.passed)
+            try:
+                if (reason, passed) != (placement.waiting, placement.passed):
+                    run.write_placement(replace(placement, waiting=reason, passed=passed))
+            except PermissionError:
+                pass
+            if run.id not in orphans and _waiter_gone(status):  # its waiter died: a new one keeps it moving
+                spawn(run)
+        for run in found.admitted_idle:
+            status, _ = run.status_or_reason()
+            if status is not None and status.owner in ("", me):
+                spawn(run)
+    return plan
+
+
+def _waiter_gone(status: JobStatus) -> bool:
+    """Its process is dead and its status 30 s old (a run just made has pid 0 for a moment, under the lock, and is not gone)."""
+    return effective_state(status) == CRASHED
+
+
+def admit_with_sampler(store: RunStore, sampler=None, spawn: Callable[[RunDir], int] | None = None) -> Plan:
+    """admit() with a fresh NVML sample (a sampler passed in stays open)."""
+    from sft_tui.core.runs.sysmon import SystemSampler
+
+    own = sampler is None
+    sampler = sampler or SystemSampler()
+    try:
+        return admit(store, sampler.sample_gpus(), spawn)
+    finally:
+        if own:
+            sampler.close()
+
+
+def wait_for_admission(run: RunDir, stop: Callable[[float], bool], sampler=None) -> Placement | None:
+    """The waiting supervisor's loop: admit (its own run or others) until this run has a device.
+
+    Returns its placement, or None when it left the queue otherwise (cancelled, removed).
+    `stop(timeout)` waits up to timeout and says whether to give up (a SIGTERM to the waiter).
+    """
+    store = RunStore(run.path.parent.parent)
+    while True:
+        placement = run.read_placement()
+        status, _ = run.status_or_reason()
+        if placement is None or status is None or status.state != "queued":
+            return None
+        if placement.admitted_at:
+            return placement
+        try:
+            admit_with_sampler(store, sampler)
+        except OSError as exc:  # a full disk or a removed home: say so in the log and try again later
+            print(f"[sft-tui] queue: {exc}", flush=True)
+        placement = run.read_placement()
+        if placement is not None and placement.admitted_at:
+            return placement
+        if stop(POLL_S):
+            return None
+
+
+def placement_env(placement: Placement | None) -> dict[str, str]:
+    """The environment that pins a trainer to its GPUs (NVML's indices are PCI bus order, so CUDA's must be too)."""
+    if placement is None or not placement.gpus:
+        return {}
+    return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": ",".join(map(str, placement.gpus))}
+
+
+# --- what people do with the queue -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueuedRun:
+    """One waiting run as `sft-tui queue --json` lists it."""
+
+    position: int
+    id: str
+    owner: str
+    host: str
+    priority: int
+    estimate_gib: float | None
+    device: str
+    gpus: tuple[int, ...]  # the GPUs it may get (empty: any)
+    waiting: str
+    submitted_at: str
+    passed: int
+
+    def to_json(self) -> dict:
+        """The JSON object of `sft-tui queue --json`."""
+        return {"position": self.position, "id": self.id, "owner": self.owner, "host": self.host, "priority": self.priority,
+                "estimate_gib": self.estimate_gib, "device": self.device, "allowed_gpus": list(self.gpus),
+                "waiting_for": self.waiting, "submitted_at": self.submitted_at, "passed": self.passed}
+
+
+def queued_runs(store: RunStore) -> list[QueuedRun]:
+    """The waiting runs in the order they will be considered, position 1 first."""
+    found = scan(store)
+    by_id = {run.id: (status, placement) for run, status, placement in found.waiting}
+    ordered = queue_order([waiting_of(p, r.id) for r, _, p in found.waiting])
+    out = []
+    for position, w in enumerate(ordered, start=1):
+        status, placement = by_id[w.run_id]
+        out.append(QueuedRun(position, w.run_id, status.owner, status.host, placement.priority, placement.estimate_gib,
+                             placement.device, placement.allowed_gpus, placement.waiting or "its turn", placement.submitted_at,
+                             placement.passed))
+    return out
+
+
+def check_owner(target: RunDir | JobDir, action: str, force: bool) -> None:
+    """Only a run's (or job's) owner may stop, cancel or reorder it; --force lets anyone, and both attempts go to the run's events."""
+    status, _ = target.status_or_reason()
+    run = target if isinstance(target, RunDir) else target.run
+    me, host = current_owner()
+    owner = status.owner if status else ""
+    if not owner or owner == me:
+        return
+    if not force:
+        _event(run, "refused", f"{me}@{host} tried to {action} it (owned by {owner}); refused without --force")
+        raise UserError(f"run {run.id} belongs to {owner}", fix=f"ask them, or pass --force to {action} it anyway (it is recorded in the run's events)")
+    _event(run, "forced", f"{me}@{host} used --force to {action} it (owned by {owner})")
+
+
+def _waiting_entry(store: RunStore, run: RunDir) -> tuple[JobStatus, Placement]:
+    status, _ = run.status_or_reason()
+    placement = run.read_placement()
+    if not is_waiting(status, placement):
+        state = effective_state(status) if status else "unknown"
+        raise UserError(f"run {run.id} is not waiting in the queue (state: {state})", fix="`sft-tui queue` lists the queued runs")
+    return status, placement
+
+
+def move(store: RunStore, run: RunDir, to: int, force: bool = False) -> int:
+    """Put a queued run at position `to` (1 = next); it takes the priority of the runs around it. Returns the new position."""
+    check_owner(run, "move", force)
+    with queue_lock(store):
+        _, placement = _waiting_entry(store, run)
+        others = [w for w in queue_order([waiting_of(p, r.id) for r, _, p in scan(store).waiting]) if w.run_id != run.id]
+        index = min(max(to, 1), len(others) + 1) - 1
+        after = others[index] if index < len(others) else None
+        before = others[index - 1] if index > 0 else None
+        if after is None and before is None:
+            priority, order = placement.priority, placement.order
+        elif after is None:
+            priority, order = before.priority, before.order + 1.0
+        elif before is None or before.priority != after.priority:
+            priority, order = after.priority, after.order - 1.0
+        else:
+            priority, order = after.priority, (before.order + after.order) / 2
+        run.write_placement(replace(placement, priority=priority, order=order))
+    me, host = current_owner()
+    _event(run, "queue", f"moved to position {index + 1} by {me}@{host}")
+    return index + 1
+
+
+def cancel(store: RunStore, run: RunDir, force: bool = False) -> str:
+    """Take a run out of the queue before it starts: state stopped, its waiter told to end. Returns a line to print."""
+    check_owner(run, "cancel", force)
+    me, host = current_owner()
+    with queue_lock(store):
+        status, placement = _waiting_entry(store, run)
+        run.write_placement(replace(placement, waiting=f"cancelled by {me}@{host}"))
+        run.write_status(replace(status, state="stopped", updated_at=now_iso(), eta_s=None,
+                                 result=f"cancelled in the queue by {me}@{host} before it started"))
+    if pid_is_alive(status.pid, parse_iso(status.updated_at)):
+        try:
+            os.kill(status.pid, signal.SIGTERM)  # the waiter sees the run is no longer queued and ends
+        except OSError:
+            pass
+    _event(run, "cancelled", f"cancelled in the queue by {me}@{host}")
+    return f"cancelled run {run.id}; it never started (start it again with `sft-tui train`)"
+
+
+def place_for_resume(store: RunStore, run: RunDir, gpus: GpuSnapshot) -> str:
+    """Before a resume: move the run to the GPU with the most room now (its old one may have been taken). Returns a line to show."""
+    from sft_tui.core.runs.placement import most_room
+
+    placement = run.read_placement()
+    if placement is None or placement.device != "cuda" or not gpus.available:
+        return ""
+    with queue_lock(store):
+        rooms = gpu_rooms(gpus.gpus, scan(store).claims)  # this run is not active, so not counted
+        need = placement.estimate_gib or 0.0
+        room = most_room(rooms, need, placement.allowed_gpus)
+        if room is None:
+            best = max((r for r in rooms if not placement.allowed_gpus or r.index in placement.allowed_gpus), key=lambda r: r.free_gib)
+            return (f"warning: no GPU has room for its {need:.1f} GiB now (the most: {best.describe()}); "
+                    f"it resumes on GPU {','.join(map(str, placement.gpus)) or best.index} and may run out of memory")
+        run.write_placement(replace(placement, gpus=(room.index,), admitted_at=placement.admitted_at or now_iso()))
+        status, _ = run.status_or_reason()
+        if status is not None:
+            run.write_status(replace(status, gpus=(room.index,)))
+    return f"GPU: resumes on GPU{room.index}: {room.describe()}"
