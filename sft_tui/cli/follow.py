@@ -50,10 +50,14 @@ def end_line(snapshot: RunSnapshot) -> str:
 def follow(run: RunDir, poll_s: float = 1.0) -> str | None:
     """Print progress until the run ends; Ctrl-C stops following (never the run). Returns the final state."""
     watcher = RunWatcher(run, log_lines=0)
+    said = ""
     try:
         while True:
             snapshot = watcher.poll()
             status = snapshot.status
+            if snapshot.waiting and snapshot.waiting != said:  # a queued run: say why it waits, once per change
+                said = snapshot.waiting
+                print(f"queued: {said}", flush=True)
             rows = snapshot.new_rows
             if snapshot.restarted:  # cut back for a resume: the rows up to the checkpoint were printed already
                 resumed = [i for i, row in enumerate(rows) if isinstance(row, EventRow) and row.event == "resumed"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -144,8 +145,23 @@ def test_config_show_prints_origins(cli, tmp_path):
 
 def test_gpu_json(cli):
     data = json.loads(cli("gpu", "--json").out)
-    assert set(data) == {"gpu", "host"}
+    assert set(data) == {"gpu", "host", "room"}
     assert data["gpu"]["available"] or data["gpu"]["reason"].startswith("no NVIDIA GPU found")
+
+
+def test_gpu_shows_the_room_each_gpu_has_for_a_new_run(cli, monkeypatch):
+    from tests.unit.test_queue import TwoGpuBox, queued_run
+    from sft_tui.core.runs.schema import now_iso
+    from sft_tui.core.runs.store import RunStore
+    from sft_tui.core.runs.sysmon import SystemSampler
+
+    monkeypatch.setattr("sft_tui.core.runs.sysmon.SystemSampler", lambda *a, **k: SystemSampler(TwoGpuBox()))
+    run = queued_run(RunStore(), "placed", 12, "ana", order=1)  # alive (this process), given GPU1 with a 12 GiB estimate
+    run.write_placement(replace(run.read_placement(), admitted_at=now_iso(), gpus=(1,)))
+    out = cli("gpu").out
+    assert "room GiB" in out and f"GPU1: sft-tui runs {run.id} (12.0 GiB)" in out
+    data = json.loads(cli("gpu", "--json").out)
+    assert [(r["index"], r["free_gib"], r["runs"]) for r in data["room"]] == [(0, 14.0, []), (1, 12.0, [run.id])]
 
 
 def test_errors_from_a_real_process_have_no_traceback(tmp_path):

@@ -274,3 +274,17 @@ def test_train_without_the_queue_goes_to_the_gpu_with_the_most_room_and_refuses_
     assert queued.read_placement().queued and queued.read_placement().priority == 2 and queued.read_status().state == "queued"
     assert f"queued run {queued.id} at position 1" in "\n".join(lines)
     assert starter.started == [first.id, second.id, third.id, queued.id]
+
+
+def test_the_watcher_says_why_a_queued_run_waits_and_keeps_it_queued_without_its_waiter():
+    from datetime import datetime, timedelta, timezone
+
+    from sft_tui.core.runs.watch import RunWatcher
+
+    run = queued_run(RunStore(), "w", 20, "ana", order=1, waiter=FOREIGN_PID)
+    run.write_status(replace(run.read_status(), updated_at=(datetime.now(timezone.utc) - timedelta(minutes=5)).isoformat()))
+    run.write_placement(replace(run.read_placement(), waiting="needs 20.0 GiB; best: GPU1 12.0 of 24.0 GiB free"))
+    snapshot = RunWatcher(run).poll()
+    assert snapshot.state == "queued" and snapshot.waiting == "needs 20.0 GiB; best: GPU1 12.0 of 24.0 GiB free"
+    run.write_placement(replace(run.read_placement(), admitted_at=now_iso(), gpus=(1,)))
+    assert RunWatcher(run).poll().waiting == ""

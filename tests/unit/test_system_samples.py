@@ -61,3 +61,14 @@ def test_a_failing_disk_stops_recording_with_one_line_and_never_raises(runs_home
     recorder.record()
     assert recorder.written == 0 and "IsADirectoryError" in recorder.stopped
     assert capsys.readouterr().out.count("GPU/host samples stopped") == 1
+
+
+def test_a_placed_run_whose_process_nvml_hides_is_sampled_on_its_own_gpu():
+    from sft_tui.core.runs.system_samples import run_gpus
+    from sft_tui.core.runs.sysmon import SystemSampler
+    from tests.unit.test_sysmon import FakeNvml
+
+    snapshot = SystemSampler(FakeNvml()).sample_gpus()
+    assert [g.index for g in run_gpus(snapshot, {1234}, placed=(1,))] == [1]  # NVML lists no pid 1234: the placement decides
+    assert [g.index for g in run_gpus(snapshot, {4242}, placed=(1,))] == [0]  # NVML's own answer comes first
+    assert [g.index for g in run_gpus(snapshot, {1234})] == [0, 1]

@@ -20,17 +20,18 @@ from sft_tui.core.units import GIB
 SAMPLE_EVERY_S = 5.0  # 720 rows an hour, ~200 bytes each: a day-long run adds ~3.5 MB
 
 
-def run_gpus(gpu: GpuSnapshot, pids: set[int]) -> tuple[GpuSample, ...]:
-    """The GPUs a process in `pids` is using; all of them when NVML names none (containers often hide other pids)."""
+def run_gpus(gpu: GpuSnapshot, pids: set[int], placed: tuple[int, ...] = ()) -> tuple[GpuSample, ...]:
+    """The GPUs a process in `pids` is using; else those the run was placed on; all of them when neither is known
+    (containers often hide other pids, and runs from before placement have none)."""
     if not gpu.available:
         return ()
     mine = tuple(g for g in gpu.gpus if any(p.pid in pids for p in g.processes))
-    return mine or gpu.gpus
+    return mine or tuple(g for g in gpu.gpus if g.index in placed) or gpu.gpus
 
 
-def system_row(step: int, gpu: GpuSnapshot, host: HostSample, pids: set[int]) -> SystemRow:
+def system_row(step: int, gpu: GpuSnapshot, host: HostSample, pids: set[int], placed: tuple[int, ...] = ()) -> SystemRow:
     """One system row: the run's GPUs (memory it holds, mean utilisation, hottest, total power) and its process."""
-    gpus = run_gpus(gpu, pids)
+    gpus = run_gpus(gpu, pids, placed)
     held = [p.used_bytes for g in gpus for p in g.processes if p.pid in pids and p.used_bytes is not None]
     used = sum(held) if held else sum(g.memory_used_bytes for g in gpus)
 
@@ -81,7 +82,8 @@ class SystemRecorder:
             return
         try:
             status, _ = self.run.status_or_reason()  # a status being rewritten this instant is no reason to stop
-            row = system_row(status.step if status else 0, self.sampler.sample_gpus(), self.sampler.sample_host(self.pid), self._pids())
+            row = system_row(status.step if status else 0, self.sampler.sample_gpus(), self.sampler.sample_host(self.pid), self._pids(),
+                             status.gpus if status else ())
             self.run.append_metric(row)
             self.written += 1
         except Exception as exc:  # noqa: BLE001 - see the class docstring

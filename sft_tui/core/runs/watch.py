@@ -39,6 +39,7 @@ class RunSnapshot:
     log_tail: tuple[str, ...]  # the log's last readable lines: progress bars dropped, raw metric dicts made readable
     summary: TrainSummary | None  # read once the run is no longer active
     skipped_lines: int  # metrics lines that were not valid rows, so far
+    waiting: str = ""  # a queued run waiting for room: why (placement.json), "" otherwise
 
 
 class RunWatcher:
@@ -84,6 +85,11 @@ class RunWatcher:
         status, reason = self.run.status_or_reason()
         reason = "; ".join(r for r in (reason if status is None else "", metrics_problem) if r)
         state = effective_state(status, now) if status else UNKNOWN
+        waiting = ""
+        if status is not None and status.state == "queued":
+            placement = self.run.read_placement()
+            if placement is not None and placement.queued and not placement.admitted_at:
+                waiting, state = placement.waiting or "its turn", "queued"  # in the queue even while no waiter lives (a reboot)
         previous = self._last
         arrived = {type(row) for row in chunk.rows}
         fresh = chunk.restarted or previous is None
@@ -107,7 +113,7 @@ class RunWatcher:
             events=tuple(self._events) if changed(EventRow) else previous.events,
             system=tuple(self._system) if changed(SystemRow) else previous.system,
             new_rows=chunk.rows, restarted=chunk.restarted, jobs=jobs,
-            log_tail=readable_tail(self.run.log_path, self.log_lines), summary=summary, skipped_lines=self.skipped,
+            log_tail=readable_tail(self.run.log_path, self.log_lines), summary=summary, skipped_lines=self.skipped, waiting=waiting,
         )
         self._last = snapshot
         return snapshot

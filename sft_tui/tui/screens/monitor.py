@@ -95,7 +95,10 @@ def numbers_lines(snapshot: RunSnapshot) -> list[str]:
 
 
 def system_lines(gpu: GpuSnapshot | None, host: HostSample | None, pid: int | None, active: bool, snapshot: RunSnapshot | None) -> list[str]:
-    """The GPU(s) the run uses, then host and trainer; a finished run shows its last recorded sample instead of now."""
+    """The GPU(s) the run uses, then host and trainer; a finished run shows its last recorded sample instead of now.
+
+    The run's GPUs are those where NVML lists its trainer, else those it was placed on (status gpus), else all.
+    """
     lines: list[str] = []
     if not active and snapshot is not None:
         if not snapshot.system:
@@ -112,7 +115,8 @@ def system_lines(gpu: GpuSnapshot | None, host: HostSample | None, pid: int | No
         return ["GPU  sampling..."]
     if gpu.available:
         mine = [g for g in gpu.gpus if any(p.pid == pid for p in g.processes)] if pid else []
-        shown = mine or list(gpu.gpus)
+        placed = snapshot.status.gpus if snapshot is not None and snapshot.status is not None else ()
+        shown = mine or [g for g in gpu.gpus if g.index in placed] or list(gpu.gpus)
         for g in shown[:4]:
             util = f"{g.utilization_pct:.0f}%" if g.utilization_pct is not None else "-"
             temp = f"{g.temperature_c:.0f}C" if g.temperature_c is not None else ""
@@ -245,13 +249,15 @@ class MonitorScreen(CockpitScreen):
         if total:
             self.query_one("#progress", ProgressBar).update(total=total, progress=step)
         error = self.query_one("#error", Static)
-        if status and status.error:
+        if snapshot.waiting:
+            error.update(f"[b yellow]waiting in the queue[/]: {escape(snapshot.waiting)}")
+        elif status and status.error:
             error.update(f"[b red]{status.error.kind}[/]: {escape(status.error.message)}\n[b]what to do:[/] {escape(status.error.hint)}")
         elif snapshot.reason:
             error.update(f"[b red]unreadable[/]: {escape(snapshot.reason)}")
         else:
             error.update("")
-        error.display = bool(status and status.error) or bool(snapshot.reason)  # no empty row at 80x24
+        error.display = bool(status and status.error) or bool(snapshot.reason) or bool(snapshot.waiting)  # no empty row at 80x24
         log = self.query_one("#log", Log)
         if snapshot.log_tail and (not log.lines or log.lines[-1] != snapshot.log_tail[-1]):
             log.clear()
