@@ -54,16 +54,20 @@ def show(
 @queue_app.command()
 def move(
     run: Annotated[str, typer.Argument(help=RUN_HELP)],
-    to: Annotated[int, typer.Option("--to", min=1, help="The new position (1 = next to start).")],
+    to: Annotated[Optional[int], typer.Option("--to", min=1, help="The new position (1 = next to start).")] = None,
+    priority: Annotated[Optional[int], typer.Option("--priority", help="A new priority instead (higher starts first).")] = None,
     force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
 ) -> None:
-    """Move a queued run to another position; it takes the priority of the runs around it."""
+    """Move a queued run to a position (it takes the priority of the runs around it), or give it a new priority."""
+    from sft_tui.core.errors import UserError
     from sft_tui.core.runs import queue
     from sft_tui.core.runs.store import RunStore
 
+    if (to is None) == (priority is None):
+        raise UserError("queue move needs one of --to N or --priority P", fix=f"e.g. sft-tui queue move {run} --to 1")
     store = RunStore()
     found = store.find_run(run)
-    position = queue.move(store, found, to, force)
+    position = queue.move(store, found, to, force) if to is not None else queue.reprioritise(store, found, priority, force)
     print(f"run {found.id} is now at position {position}")
     _moved_on(store)
 

@@ -109,6 +109,7 @@ def stop(
 def resume(
     run: Annotated[str, typer.Argument(help=RUN_HELP)],
     follow: Annotated[bool, typer.Option("--follow", help="Stream progress lines; Ctrl-C stops following, not the run.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Resume another user's run (it then trains as you; recorded in its events).")] = False,
 ) -> None:
     """Resume a stopped, failed or crashed run from its last checkpoint, in the same run dir."""
     from sft_tui.cli.follow import exit_code
@@ -116,12 +117,13 @@ def resume(
     from sft_tui.core.runs.jobs import check_resumable, launch
     from sft_tui.core.runs.store import RunStore
 
-    from sft_tui.core.runs.queue import place_for_resume
+    from sft_tui.core.runs.queue import check_owner, place_for_resume
     from sft_tui.core.runs.sysmon import SystemSampler
 
     store = RunStore()
     found = store.find_run(run)
     checkpoint = check_resumable(found)
+    check_owner(found, "resume", force)
     sampler = SystemSampler()
     try:
         line = place_for_resume(store, found, sampler.sample_gpus())

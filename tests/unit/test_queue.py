@@ -202,6 +202,12 @@ def test_move_and_cancel_are_for_the_owner_unless_forced_and_both_are_recorded(c
     assert [e.event for e in bobs.read_new_rows().events] == ["refused", "forced", "cancelled"]
     assert [q.id for q in queue.queued_runs(store)] == [third.id, mine.id]
 
+    reprioritised = cli("queue", "move", mine.id, "--priority", "3")
+    assert reprioritised.code == 0 and f"run {mine.id} is now at position 1" in reprioritised.out
+    assert mine.read_placement().priority == 3 and [q.id for q in queue.queued_runs(store)] == [mine.id, third.id]
+    neither = cli("queue", "move", mine.id)
+    assert neither.code == 2 and "needs one of --to N or --priority P" in neither.err
+
     stopped = cli("stop", mine.id)  # stop on a waiting run takes it out of the queue
     assert stopped.code == 0 and mine.read_status().state == "stopped"
     again = cli("queue", "cancel", mine.id)
@@ -288,3 +294,16 @@ def test_the_watcher_says_why_a_queued_run_waits_and_keeps_it_queued_without_its
     assert snapshot.state == "queued" and snapshot.waiting == "needs 20.0 GiB; best: GPU1 12.0 of 24.0 GiB free"
     run.write_placement(replace(run.read_placement(), admitted_at=now_iso(), gpus=(1,)))
     assert RunWatcher(run).poll().waiting == ""
+
+
+def test_resuming_a_teammates_run_needs_force(cli, monkeypatch):
+    from sft_tui.core.config.load import dump_run_config
+
+    monkeypatch.setattr("sft_tui.core.runs.queue.current_owner", lambda: ("alice", "box"))
+    run = RunStore().create_run(dump_run_config(_demo_config().config), "m", "lora", name="bobs")
+    run.write_status(replace(run.read_status(), state="stopped", owner="bob"))
+    (run.checkpoint_dir(5)).mkdir(parents=True)
+    (run.checkpoint_dir(5) / "trainer_state.json").write_text("{}")
+    refused = cli("resume", run.id)
+    assert refused.code == 2 and refused.err.strip().endswith("pass --force to resume it anyway (it is recorded in the run's events)")
+    assert run.read_status().state == "stopped" and run.read_new_rows().events[-1].event == "refused"

@@ -314,6 +314,18 @@ def move(store: RunStore, run: RunDir, to: int, force: bool = False) -> int:
     return index + 1
 
 
+def reprioritise(store: RunStore, run: RunDir, priority: int, force: bool = False) -> int:
+    """Give a queued run a new priority (its submission order stays). Returns its new position."""
+    check_owner(run, "reprioritise", force)
+    with queue_lock(store):
+        _, placement = _waiting_entry(store, run)
+        run.write_placement(replace(placement, priority=priority))
+    position = next(q.position for q in queued_runs(store) if q.id == run.id)
+    me, host = current_owner()
+    _event(run, "queue", f"priority set to {priority} by {me}@{host}: position {position}")
+    return position
+
+
 def cancel(store: RunStore, run: RunDir, force: bool = False) -> str:
     """Take a run out of the queue before it starts: state stopped, its waiter told to end. Returns a line to print."""
     check_owner(run, "cancel", force)
