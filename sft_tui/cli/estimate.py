@@ -15,7 +15,7 @@ from sft_tui.core.estimate.report import render_estimate
 
 
 def resolve_gpu(gpu: str | None, gpu_gib: float | None, sampler=None):
-    """The memory budget: --gpu NAME and/or --gpu-gib N, else the first GPU NVML reports, else None."""
+    """The memory budget: --gpu NAME and/or --gpu-gib N, else the first GPU NVML reports, else None (a sampler passed in stays open)."""
     from sft_tui.core.estimate.fit import GpuTarget, detected_gpu
     from sft_tui.core.models.gpus import gpu_by_name
 
@@ -32,11 +32,18 @@ def resolve_gpu(gpu: str | None, gpu_gib: float | None, sampler=None):
 def run_estimate(model: str | None, config: Path | None, overrides: dict[str, Any], gpu: str | None, gpu_gib: float | None,
                  tokens: float | None, as_json: bool) -> None:
     """Entry point of the estimate command (options already parsed by Typer)."""
-    from sft_tui.core.estimate.fit import build_estimate
+    from sft_tui.core.estimate.fit import build_estimate, rooms_on_this_box
     from sft_tui.core.estimate.memory import TrainSettings, settings_from_run_config
     from sft_tui.core.models.modelspec import resolve_model
+    from sft_tui.core.runs.sysmon import SystemSampler
 
-    target = resolve_gpu(gpu, gpu_gib)
+    sampler = SystemSampler()
+    try:
+        target = resolve_gpu(gpu, gpu_gib, sampler)
+        # the room now matters only for this box's own GPU, not one named or sized on the command line
+        rooms = rooms_on_this_box(sampler) if target is not None and target.source == "detected" else ()
+    finally:
+        sampler.close()
     bf16 = target.info.bf16_supported if target and target.info else None
     if config is not None:
         from sft_tui.core.config.load import load_run_config
@@ -51,11 +58,11 @@ def run_estimate(model: str | None, config: Path | None, overrides: dict[str, An
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     if tokens is not None and tokens <= 0:
         raise UserError(f"--tokens must be more than 0, got {tokens:g}", "--tokens", "give the number of training tokens")
-    estimate = build_estimate(resolve_model(model), settings, target, tokens)
+    estimate = build_estimate(resolve_model(model), settings, target, tokens, rooms=rooms)
     if as_json:
         print_json(estimate.to_json())
     else:
-        sys.stdout.write(render_estimate(estimate))
+        sys.stdout.write(render_estimate(estimate, str(config) if config is not None else "CONFIG"))
 
 
 def estimate(

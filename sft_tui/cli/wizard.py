@@ -46,19 +46,26 @@ def run_wizard(answers_path: Path | None, as_json: bool, record: Path | None, co
         recommend,
         render_recommendation,
     )
-    from sft_tui.core.estimate.fit import detected_gpu
+    from sft_tui.core.estimate.fit import detected_gpu, rooms_on_this_box
+    from sft_tui.core.runs.sysmon import SystemSampler
 
     spec = load_spec()
     answers = load_answers(answers_path, spec) if answers_path else ask(spec)
-    detected = None
-    if answers.get("gpu_gib") is None:
-        target = detected_gpu()
-        detected = target.memory_gib if target else None
+    detected, rooms = None, ()
+    if answers.get("gpu_gib") is None:  # an answered GPU may be another machine's: the room here says nothing about it
+        sampler = SystemSampler()
+        try:
+            target = detected_gpu(sampler)
+            detected = target.memory_gib if target else None
+            rooms = rooms_on_this_box(sampler) if target else ()
+        finally:
+            sampler.close()
     rec = recommend(answers, spec, detected)
     for path in (record, config_out):  # refuse before writing anything
         if path is not None and path.exists() and not force:
             raise UserError("file exists; not overwriting it", str(path), "choose another path or pass --force")
-    files = wizard_files(answers, rec, spec, config_dir=config_out.parent if config_out else None)
+    files = wizard_files(answers, rec, spec, config_dir=config_out.parent if config_out else None, rooms=rooms,
+                         config_name=str(config_out) if config_out else "run.toml")
     notes = []
     if record is not None:
         write_new(record, files.record, force)
@@ -70,9 +77,11 @@ def run_wizard(answers_path: Path | None, as_json: bool, record: Path | None, co
             write_new(config_out, files.config.text, force)
             notes.append(f"wrote the starter run config {config_out}; {files.config.next_step(config_out)}")
     if as_json:
-        print_json(rec.to_json())
+        print_json(rec.to_json() | {"placement": files.placement_json()})
     else:
         sys.stdout.write(render_recommendation(rec))
+        if files.room is not None:
+            sys.stdout.write(f"\n{files.room_line(str(config_out) if config_out else 'run.toml')}\n")
     for note in notes:
         print(note, file=sys.stderr)
 

@@ -1,4 +1,5 @@
-"""The estimator screen at 80x24: focus, the verdict above the fold, time from tokens, accumulation, GPUs by name, bad input.
+"""The estimator screen at 80x24: focus, the verdict above the fold, time from tokens, accumulation, GPUs by name, bad input,
+the room on this box now.
 
 Snapshots: `python -m pytest tests/tui/test_estimate_screen.py --snapshot-update`, then look
 at the SVGs in tests/tui/__snapshots__/test_estimate_screen/ before committing them.
@@ -22,6 +23,7 @@ from sft_tui.tui.screens.estimate import (
 )
 from tests.tui.conftest import NO_TIMERS, settle, until
 from tests.tui.test_snapshots import FixedSampler
+from tests.unit.test_cli_estimate import admit_run, two_gpu_nvml
 from tests.unit.test_sysmon import FakeNvml
 
 
@@ -134,8 +136,39 @@ async def test_without_a_detected_gpu_it_asks_for_one(store):
         screen = await open_estimator(pilot)
         assert screen.query_one("#gpu").value == "none"
         assert "no NVIDIA GPU detected here" in verdict(screen) and "pick a GPU by name" in verdict(screen)
+        assert " now: " not in verdict(screen) and screen.outcome.estimate.room is None  # no room to speak of
         await fill(pilot, gpu="l4")
         assert "NVIDIA L4 24GB (picked)" in verdict(screen)
+
+
+async def test_the_verdict_says_whether_the_run_starts_now_on_this_box(store):
+    admit_run(store, 20.0, gpu=1)  # GPU1: 4 GiB free; GPU0: 14 (another process holds 10)
+    async with app_for(store, SystemSampler(two_gpu_nvml())).run_test(size=(80, 24)) as pilot:
+        screen = await open_estimator(pilot)
+        lines = verdict(screen).splitlines()
+        assert "of 24.0 GiB · NVIDIA GeForce RTX 4090 (detected)" in lines[0] and "✓ fits" in lines[1]  # against the whole GPU, as before
+        assert lines[-1] == "GPU0 now: 14.0 of 24.0 GiB free (10.0 other, 0.0 sft-tui) · ✓ starts now"
+        await fill(pilot, model="qwen2.5-7b")  # ~20.9 GiB: fits an empty 24 GiB GPU, not the 14 free now
+        lines = verdict(screen).splitlines()
+        assert "✓ fits" in lines[1] and lines[-1] == "GPU0 now: 14.0 of 24.0 GiB free (10.0 other, 0.0 sft-tui) · ✗ waits: queue it"
+        assert all(len(line) <= 78 for line in lines) and screen.query_one("#verdict").region.bottom <= 23
+        text = " ".join(markup for markup, _ in breakdown_lines(screen.outcome))
+        assert "does not fit now; it fits the GPU when empty: queue it (sft-tui train CONFIG --queue)" in text
+        await fill(pilot, model="llama3.1-8b", method="full")  # no GPU here holds it, even empty
+        assert verdict(screen).splitlines()[-1].endswith("· ✗ no GPU here holds it")
+        await fill(pilot, gpu="rtx4090")  # a GPU by name is any machine's: this box's room says nothing about it
+        assert " now: " not in verdict(screen) and screen.outcome.estimate.room is None
+
+
+async def test_the_room_is_sampled_again_while_the_screen_is_open(store):
+    async with app_for(store, SystemSampler(two_gpu_nvml())).run_test(size=(80, 24)) as pilot:
+        screen = await open_estimator(pilot)
+        assert verdict(screen).splitlines()[-1].startswith("GPU1 now: 24.0 of 24.0 GiB free (0.0 other, 0.0 sft-tui)")
+        admit_run(store, 20.0, gpu=1)  # someone's run was admitted to GPU1 meanwhile
+        before = screen.outcome
+        screen.sample_rooms()  # the screen's timer does this every few seconds
+        await until(pilot, lambda: screen.outcome != before, "the room to be sampled again")
+        assert verdict(screen).splitlines()[-1].startswith("GPU0 now: 14.0 of 24.0 GiB free (10.0 other, 0.0 sft-tui)")
 
 
 @pytest.mark.parametrize("field, value, line, fix", [
@@ -217,3 +250,15 @@ def test_estimator_snapshot_when_it_does_not_fit(snap_compare, store):
         await steady_cursor(pilot)
 
     assert snap_compare(app_for(store), terminal_size=(80, 24), run_before=too_big)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_estimator_snapshot_when_it_waits_for_room(snap_compare, store, size):
+    admit_run(store, 20.0, gpu=1)
+
+    async def busy_box(pilot):
+        await open_estimator(pilot)
+        await fill(pilot, model="qwen2.5-7b", tokens="10M")
+        await steady_cursor(pilot)
+
+    assert snap_compare(app_for(store, SystemSampler(two_gpu_nvml())), terminal_size=size, run_before=busy_box)

@@ -307,3 +307,13 @@ def test_resuming_a_teammates_run_needs_force(cli, monkeypatch):
     refused = cli("resume", run.id)
     assert refused.code == 2 and refused.err.strip().endswith("pass --force to resume it anyway (it is recorded in the run's events)")
     assert run.read_status().state == "stopped" and run.read_new_rows().events[-1].event == "refused"
+
+
+def test_a_queued_run_whose_placement_file_is_damaged_fails_in_one_line_instead_of_waiting_for_ever():
+    run = queued_run(RunStore(), "broken", 4, "ana", order=1)
+    run.placement_path.write_text("{not json")
+    assert queue.wait_for_admission(run, stop=lambda timeout: True) is None
+    status = run.read_status()
+    assert status.state == "failed" and status.error.kind == "config"
+    assert status.error.message == "placement.json of this queued run is missing or unreadable: it cannot be placed"
+    assert [(o.id, o.state) for o in RunStore().list_runs()] == [(run.id, "failed")]

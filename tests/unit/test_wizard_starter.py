@@ -100,3 +100,62 @@ def test_the_cli_writes_what_the_core_function_makes(cli, tmp_path):
     assert result.code == 0 and "fill in data.train" in result.err
     _, files = files_for(dict(FINETUNE, model="qwen2.5-1.5b", gpu_gib=24.0, seq_len=512), tmp_path)
     assert (tmp_path / "run.toml").read_text() == files.config.text
+
+
+def test_the_files_say_whether_the_run_starts_now_on_this_box(tmp_path, runs_home):
+    from sft_tui.core.estimate.fit import rooms_on_this_box
+    from sft_tui.core.runs.store import RunStore
+    from sft_tui.core.runs.sysmon import SystemSampler
+    from tests.unit.test_cli_estimate import admit_run, two_gpu_nvml
+
+    answers = validate_answers(FINETUNE | dict(model="qwen2.5-7b", seq_len=2048, data="d.jsonl"), SPEC)
+    rec = recommend(answers, SPEC, 24.0)  # the GPU detected: 24 GiB
+
+    def files():
+        rooms = rooms_on_this_box(SystemSampler(two_gpu_nvml()), RunStore(runs_home))
+        return wizard_files(answers, rec, SPEC, config_dir=tmp_path, cwd=tmp_path, rooms=rooms, config_name="run.toml")
+
+    now = files()
+    peak = now.config.peak_gib
+    assert 14.0 < peak <= 24.0, "the recommended run must fit the GPU but not the 14 GiB GPU0 has free"
+    assert now.room_line() == (f"on this box now: GPU1 has 24.0 of 24.0 GiB free (0.0 other processes, 0.0 sft-tui runs): "
+                               f"the run (about {peak:.1f} GiB) would start now")
+    assert now.placement_json()["fits_now"] is True
+    assert now.config == starter_config(answers, rec, tmp_path, tmp_path)  # a line, not a change to the recommendation
+    admit_run(RunStore(runs_home), 20.0, gpu=1)
+    later = files()
+    assert later.room_line().startswith("on this box now: GPU0 has 14.0 of 24.0 GiB free (10.0 other processes, 0.0 sft-tui runs)")
+    assert later.room_line().endswith("would wait in the queue for room (sft-tui train run.toml --queue)")
+    assert f"## This box when decided\n\n- {later.room_line()}\n" in later.record
+    assert later.placement_json()["gpu"] == 0 and later.placement_json()["fits_now"] is False
+    assert wizard_files(answers, rec, SPEC, config_dir=tmp_path, cwd=tmp_path).room is None  # no rooms given: no line
+    assert "This box" not in wizard_files(answers, rec, SPEC, config_dir=tmp_path, cwd=tmp_path).record
+
+
+def test_without_a_model_only_the_free_room_is_said(tmp_path):
+    from sft_tui.core.runs.placement import gpu_rooms
+    from sft_tui.core.runs.sysmon import SystemSampler
+    from tests.unit.test_cli_estimate import two_gpu_nvml
+
+    answers = validate_answers(FINETUNE | dict(data="d.jsonl"), SPEC)
+    rooms = gpu_rooms(SystemSampler(two_gpu_nvml()).sample_gpus().gpus, [])
+    files = wizard_files(answers, recommend(answers, SPEC, 24.0), SPEC, config_dir=tmp_path, cwd=tmp_path, rooms=rooms)
+    assert files.room_line().endswith("give a model to know whether the run would start now")
+    assert files.placement_json()["fits_now"] is None and files.placement_json()["free_gib"] == 24.0
+
+
+def test_the_cli_wizard_says_the_room_for_a_detected_gpu_only(cli, tmp_path, monkeypatch):
+    import json
+    import sys
+
+    from tests.unit.test_cli_estimate import two_gpu_nvml
+
+    monkeypatch.setitem(sys.modules, "pynvml", two_gpu_nvml())
+    answers = tmp_path / "answers.toml"
+    answers.write_text('goal = "task"\nlabeled_examples = 800\nmodel = "qwen2.5-1.5b"\nseq_len = 512\n')
+    result = cli("wizard", "--answers", str(answers))
+    assert result.code == 0 and "on this box now: GPU1 has 24.0 of 24.0 GiB free" in result.out and "would start now" in result.out
+    assert json.loads(cli("wizard", "--answers", str(answers), "--json").out)["placement"]["gpu"] == 1
+    answers.write_text(answers.read_text() + "gpu_gib = 80\n")  # answered: maybe another machine's GPU
+    assert json.loads(cli("wizard", "--answers", str(answers), "--json").out)["placement"] is None
+    assert "on this box now" not in cli("wizard", "--answers", str(answers)).out

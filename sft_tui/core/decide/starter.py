@@ -15,15 +15,20 @@ A required field the wizard was not given (model, data) is written commented out
 a TODO saying what to put there: the loader then stops on it in one line
 ("data.train is required ...") instead of training on a placeholder or a file that
 does not exist.
+
+With the GPUs' free room now (core.estimate.fit.rooms_on_this_box, when the GPU was
+detected rather than answered), the files also say whether the sized run would start now
+on this box or wait in the queue: a line, never a change to the recommendation.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sft_tui.core.config.load import resolve_layers, toml_value
 from sft_tui.core.config.starter import starter_config_text
@@ -36,6 +41,10 @@ from sft_tui.core.decide.wizard import (
     load_spec,
 )
 from sft_tui.core.errors import UserError
+
+if TYPE_CHECKING:
+    from sft_tui.core.estimate.fit import RoomNow
+    from sft_tui.core.runs.placement import GpuRoom
 
 # stand-ins handed to starter_config_text for a required field the wizard was not given; the line is then commented out
 PLACEHOLDER = {"model.name": "qwen2.5-1.5b", "data.train": "train.jsonl"}
@@ -62,6 +71,7 @@ class StarterConfig:
     settings: tuple[ConfigSetting, ...]
     missing: tuple[str, ...]  # required fields (section.key) written commented out, with a TODO
     text: str
+    peak_gib: float | None = None  # the estimate at the micro-batch written (None: not sized, no model or GPU)
 
     def value(self, path: str) -> Any:
         """The value set for `section.key`, or None when the wizard did not set it."""
@@ -88,6 +98,36 @@ class WizardFiles:
 
     record: str  # decision.md
     config: StarterConfig | None  # None when fine-tuning is not recommended
+    room: RoomNow | None = None  # the GPU the run would get on this box now (given the rooms, fine-tuning recommended)
+
+    def room_line(self, config_name: str = "run.toml", queue_hint: str = "") -> str:
+        """`on this box now: GPU0 has ... free (...): the run (about 12.3 GiB) would start now` (or wait in the queue); '' without."""
+        return room_line(self.room, self.config.peak_gib if self.config else None, config_name, queue_hint) if self.room else ""
+
+    def placement_json(self) -> dict[str, Any] | None:
+        """The `placement` object of `sft-tui wizard --json` (fits null when no model was given to size), or None."""
+        if self.room is None:
+            return None
+        data = self.room.to_json()
+        if self.config is None or self.config.peak_gib is None:
+            data |= {"need_gib": None, "fits_now": None, "fits_when_empty": None}
+        return data
+
+
+def room_line(room: RoomNow, peak_gib: float | None, config_name: str = "run.toml", queue_hint: str = "") -> str:
+    """What the recommended run would get on this box now, in one line (peak None: no model to size, free room only).
+
+    `queue_hint` says how to queue it (default: the command, `sft-tui train CONFIG_NAME --queue`).
+    """
+    if peak_gib is None:
+        return f"on this box now: {room.where()}; give a model to know whether the run would start now"
+    if room.fits_now:
+        outlook = "would start now"
+    elif room.empty_fit is not None:
+        outlook = f"would wait in the queue for room ({queue_hint or f'sft-tui train {config_name} --queue'})"
+    else:
+        outlook = "does not fit any GPU here even when empty"
+    return f"on this box now: {room.where()}: the run (about {peak_gib:.1f} GiB) {outlook}"
 
 
 def _relative_to(value: str, config_dir: Path | None, cwd: Path) -> str:
@@ -109,8 +149,8 @@ def _set_line(lines: list[str], section: str, key: str, new: str) -> None:
     lines.insert(header + 1, new)
 
 
-def _sized_training(model: str, recipe: str, seq_len: int, gpu_gib: float) -> tuple[list[ConfigSetting], str]:
-    """Micro-batch, accumulation and optimizer for this GPU, and a header line saying what the estimate found."""
+def _sized_training(model: str, recipe: str, seq_len: int, gpu_gib: float) -> tuple[list[ConfigSetting], str, float]:
+    """Micro-batch, accumulation and optimizer for this GPU, a header line saying what the estimate found, and the peak."""
     from sft_tui.core.estimate.fit import largest_batch
     from sft_tui.core.estimate.memory import estimate_memory, settings_from_run_config
     from sft_tui.core.models.modelspec import resolve_model
@@ -136,7 +176,7 @@ def _sized_training(model: str, recipe: str, seq_len: int, gpu_gib: float) -> tu
         ConfigSetting("training.micro_batch_size", batch, f"fits {gpu_gib:g} GiB (recipe: {recipe_batch})"),
         ConfigSetting("training.gradient_accumulation_steps", accumulation, f"effective batch {effective}, as the recipe"),
         ConfigSetting("training.optimizer", optimizer, f"{recipe} was estimated with it"),
-    ], header
+    ], header, peak
 
 
 def starter_config(answers: dict[str, Any], rec: Recommendation, config_dir: Path | None = None,
@@ -166,9 +206,10 @@ def starter_config(answers: dict[str, Any], rec: Recommendation, config_dir: Pat
         missing.append("data.train")
     settings.append(ConfigSetting("training.max_seq_length", answers["seq_len"], "seq_len answered"))
     header = []
+    peak = None
     if rec.model and rec.gpu_gib:
         local = cwd / Path(rec.model).expanduser()
-        sized, line = _sized_training(str(local) if local.exists() else rec.model, rec.method, answers["seq_len"], rec.gpu_gib)
+        sized, line, peak = _sized_training(str(local) if local.exists() else rec.model, rec.method, answers["seq_len"], rec.gpu_gib)
         settings += sized
         header.append(line)
     text = starter_config_text(model=rec.model or PLACEHOLDER["model.name"], recipe=rec.method,
@@ -187,18 +228,31 @@ def starter_config(answers: dict[str, Any], rec: Recommendation, config_dir: Pat
     text = "\n".join(lines) + "\n"
     # what sft-tui writes must load: shape and types checked now (required fields are the TODOs)
     resolve_layers(parse_toml_text(text, "starter config"), text, "starter config", None, check_contradictions=not missing)
-    return StarterConfig(rec.method, tuple(settings), tuple(missing), text)
+    return StarterConfig(rec.method, tuple(settings), tuple(missing), text, peak)
 
 
 def wizard_files(answers: dict[str, Any], rec: Recommendation, spec: WizardSpec | None = None,
-                 config_dir: Path | None = None, cwd: Path | None = None) -> WizardFiles:
-    """The decision record and the starter config for the same answers; the record lists what the config sets."""
+                 config_dir: Path | None = None, cwd: Path | None = None, rooms: Sequence[GpuRoom] = (),
+                 config_name: str = "run.toml") -> WizardFiles:
+    """The decision record and the starter config for the same answers; the record lists what the config sets.
+
+    `rooms`: this box's GPUs now (pass them only for a detected GPU, not an answered one);
+    the record then says whether the run would start now or wait in the queue
+    (`sft-tui train CONFIG_NAME --queue`).
+    """
+    from sft_tui.core.estimate.fit import room_now
+
     spec = spec or load_spec()
     config = starter_config(answers, rec, config_dir, cwd)
     record = decision_record(answers, rec, spec)
+    room = None
     if config is not None:
         record += "\n## Run config\n\n" + "\n".join(f"- {line}" for line in config.summary_lines()) + "\n"
-    return WizardFiles(record, config)
+        room = room_now(config.peak_gib or 0.0, rooms)
+    files = WizardFiles(record, config, room)
+    if room is not None:
+        files = replace(files, record=record + f"\n## This box when decided\n\n- {files.room_line(config_name)}\n")
+    return files
 
 
 def write_new(path: Path, text: str, force: bool = False) -> None:

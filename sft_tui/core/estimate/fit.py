@@ -9,12 +9,21 @@ GPU's peak, stated as an assumption, never presented as a measurement.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from sft_tui.core.estimate.memory import Calibration, DEFAULT_CALIBRATION, MemoryEstimate, TrainSettings, estimate_memory, resolve_targets
+from sft_tui.core.estimate.memory import (
+    DEFAULT_CALIBRATION,
+    Calibration,
+    MemoryEstimate,
+    TrainSettings,
+    estimate_memory,
+    resolve_targets,
+)
 from sft_tui.core.models.gpus import GpuInfo
-from sft_tui.core.units import GIB
 from sft_tui.core.models.modelspec import ModelSpec
+from sft_tui.core.runs.placement import GpuRoom, most_room
+from sft_tui.core.units import GIB
 
 # Share of peak dense throughput a single-GPU transformers run typically reaches; an
 # assumption (the calibration bench replaces it with measured tokens/s).
@@ -56,6 +65,96 @@ class TimeEstimate:
 
 
 @dataclass(frozen=True)
+class RoomNow:
+    """The GPU a run started now would get on this box (the most free room, as `sft-tui train` places it) and whether it fits there now.
+
+    Free room is the queue's (core/runs/placement.py): the GPU's total minus other
+    processes minus what admitted sft-tui runs will take. The fit against the GPU's total
+    (Estimate.fits) says whether the run can ever fit; this says whether it starts now.
+    """
+
+    gpu: int
+    name: str
+    total_gib: float
+    free_gib: float
+    other_gib: float  # where NVML hides who holds what (or lists no process): what is in use beyond sft-tui runs
+    reserved_gib: float
+    used_gib: float
+    attributed: bool  # NVML says which process holds what
+    need_gib: float
+    fits_now: bool
+    empty_fit: int | None  # a GPU whose whole memory holds the run (this one when it can), None: none here does
+
+    def where(self) -> str:
+        """`GPU1 has 18.2 of 24.0 GiB free (5.8 other processes, 0.0 sft-tui runs)`."""
+        return (f"GPU{self.gpu} has {self.free_gib:.1f} of {self.total_gib:.1f} GiB free "
+                f"({self.other_gib:.1f} other processes, {self.reserved_gib:.1f} sft-tui runs)")
+
+    def outlook(self, config: str = "CONFIG") -> str:
+        """`fits now`, or why not and what to do (queue it, or nothing here holds it)."""
+        if self.fits_now:
+            return "fits now"
+        if self.empty_fit is None:
+            return "does not fit now, nor on any GPU here when empty"
+        gpu = "the GPU" if self.empty_fit == self.gpu else f"GPU{self.empty_fit}"
+        return f"does not fit now; it fits {gpu} when empty: queue it (sft-tui train {config} --queue)"
+
+    def line(self, config: str = "CONFIG") -> str:
+        """The report's line: `on this box now: GPU1 has ... free (...): fits now`."""
+        return f"on this box now: {self.where()}: {self.outlook(config)}"
+
+    def to_json(self) -> dict:
+        """The `placement` object of `sft-tui estimate --json`."""
+        return {"gpu": self.gpu, "name": self.name, "free_gib": round(self.free_gib, 3), "total_gib": round(self.total_gib, 3),
+                "fits_now": self.fits_now, "other_gib": round(self.other_gib, 3), "reserved_gib": round(self.reserved_gib, 3),
+                "used_gib": round(self.used_gib, 3), "processes_known": self.attributed, "need_gib": round(self.need_gib, 3),
+                "fits_when_empty": self.empty_fit is not None}
+
+
+def room_now(need_gib: float, rooms: Sequence[GpuRoom]) -> RoomNow | None:
+    """Where a run of `need_gib` started now would go among `rooms`, and whether it fits there (None without GPUs).
+
+    The GPU is `most_room`'s (what `sft-tui train` picks); when none has room, the one with
+    the most free memory, which is where it would be closest to starting.
+    """
+    if not rooms:
+        return None
+    room = most_room(rooms, need_gib) or max(rooms, key=lambda r: (r.free_gib, -r.index))
+    holders = sorted((r for r in rooms if r.total_gib >= need_gib), key=lambda r: (r.index != room.index, r.total_gib, r.index))
+    # unattributed, the queue counts the larger of NVML's used and our runs' reservations: the rest is someone else's
+    other = room.other_gib if room.attributed else max(0.0, room.used_gib - room.reserved_gib)
+    return RoomNow(room.index, room.name, room.total_gib, room.free_gib, other, room.reserved_gib, room.used_gib,
+                   room.attributed, need_gib, room.free_gib >= need_gib, holders[0].index if holders else None)
+
+
+def rooms_on_this_box(sampler=None, store=None) -> tuple[GpuRoom, ...]:
+    """Each GPU's free room now: NVML's sample and the runs admitted in `store` (default $SFT_TUI_HOME). Empty without a GPU.
+
+    A sampler passed in stays open. A runs home that cannot be read counts no sft-tui runs
+    rather than failing an estimate.
+    """
+    from sft_tui.core.runs.placement import gpu_rooms
+    from sft_tui.core.runs.queue import scan
+    from sft_tui.core.runs.store import RunStore
+    from sft_tui.core.runs.sysmon import SystemSampler
+
+    own = sampler is None
+    sampler = sampler or SystemSampler()
+    try:
+        snapshot = sampler.sample_gpus()
+    finally:
+        if own:
+            sampler.close()
+    if not snapshot.available:
+        return ()
+    try:
+        claims = scan(store or RunStore()).claims
+    except OSError:
+        claims = ()
+    return tuple(gpu_rooms(snapshot.gpus, claims))
+
+
+@dataclass(frozen=True)
 class Estimate:
     """Everything `sft-tui estimate` reports."""
 
@@ -69,6 +168,7 @@ class Estimate:
     suggestions: tuple[Suggestion, ...]
     time: TimeEstimate | None
     notes: tuple[str, ...] = ()
+    room: RoomNow | None = None  # on this box now (a detected GPU only)
 
     def to_json(self) -> dict:
         """The `--json` object (ARCHITECTURE/issue contract keys first)."""
@@ -89,6 +189,7 @@ class Estimate:
             "settings": s.__dict__ | {"lora_targets": list(s.lora_targets)},
             "suggestions": [{"change": x.change, "peak_gib": round(x.peak_gib, 3), "fits": x.fits, "model": x.model or m.model}
                             for x in self.suggestions],
+            "placement": self.room.to_json() if self.room else None,
         }
 
     def _time_assumptions(self) -> list[str]:
@@ -253,8 +354,12 @@ def estimate_time(spec: ModelSpec, s: TrainSettings, gpu: GpuInfo, tokens: float
 
 
 def build_estimate(spec: ModelSpec, s: TrainSettings, gpu: GpuTarget | None, tokens: float | None = None,
-                   cal: Calibration = DEFAULT_CALIBRATION) -> Estimate:
-    """The full report: memory, fit against `gpu`, limits, suggestions and time."""
+                   cal: Calibration = DEFAULT_CALIBRATION, rooms: Sequence[GpuRoom] = ()) -> Estimate:
+    """The full report: memory, fit against `gpu`, limits, suggestions and time.
+
+    `rooms` (rooms_on_this_box) add where the run would go now and whether it fits there;
+    only for a detected GPU: one named by --gpu or sized by --gpu-gib is another machine's.
+    """
     memory = estimate_memory(spec, s, cal)
     cap = max(spec.max_position_embeddings or s.seq_len, s.seq_len)
     if gpu is None:
@@ -269,5 +374,6 @@ def build_estimate(spec: ModelSpec, s: TrainSettings, gpu: GpuTarget | None, tok
         notes.append(f"no throughput figures for {gpu.name}: memory fit only, no time estimate")
     if s.seq_len > (spec.max_position_embeddings or s.seq_len):
         notes.append(f"seq_len {s.seq_len} is beyond the model's context window ({spec.max_position_embeddings})")
+    room = room_now(memory.peak_gib, rooms) if gpu.source == "detected" else None
     return Estimate(memory, gpu, fits, budget - memory.peak_gib, largest_batch(spec, s, budget, cal),
-                    longest_sequence(spec, s, budget, cap, cal), cap, suggest(spec, s, budget, cal), time, tuple(notes))
+                    longest_sequence(spec, s, budget, cap, cal), cap, suggest(spec, s, budget, cal), time, tuple(notes), room)

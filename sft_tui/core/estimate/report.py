@@ -30,8 +30,11 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def render_estimate(e: Estimate) -> str:
-    """The readable report: settings, a bar per term with its reason, fit, limits, time, suggestions."""
+def render_estimate(e: Estimate, config: str = "CONFIG") -> str:
+    """The readable report: settings, a bar per term with its reason, fit, room on this box now, limits, time, suggestions.
+
+    `config` names the run config in the queue hint (`sft-tui train CONFIG --queue`).
+    """
     m, s = e.memory, e.memory.settings
     lines = [
         f"{m.model} · {s.method} · seq {s.seq_len} · micro-batch {s.batch_size} (accumulation {s.grad_accum}) · "
@@ -54,6 +57,8 @@ def render_estimate(e: Estimate) -> str:
     else:
         verdict = f"fits, {e.headroom_gib:.1f} GiB headroom" if e.fits else f"does NOT fit: {-e.headroom_gib:.1f} GiB over"
         lines.append(f"GPU: {e.gpu.name}, {e.gpu.memory_gib:.1f} GiB ({e.gpu.source}) -> {verdict}")
+        if e.room:
+            lines.append(e.room.line(config))
         batch = e.max_batch_size if e.max_batch_size else "none (not even 1)"
         seq = e.max_seq_len if e.max_seq_len else "none"
         lines.append(f"largest micro-batch at seq {s.seq_len}: {batch}; longest sequence at micro-batch {s.batch_size}: {seq} (searched up to {e.seq_cap})")

@@ -22,7 +22,7 @@ from sft_tui.core.errors import UserError
 from sft_tui.core.runs.liveness import current_owner, effective_state, pid_is_alive
 from sft_tui.core.runs.placement import CPU, Claim, GpuRoom, Plan, Waiting, gpu_rooms, plan_admissions, queue_order
 from sft_tui.core.runs.rundir import JobDir, RunDir
-from sft_tui.core.runs.schema import ACTIVE_STATES, CRASHED, EventRow, JobStatus, Placement, now_iso, parse_iso
+from sft_tui.core.runs.schema import ACTIVE_STATES, CRASHED, EventRow, JobError, JobStatus, Placement, now_iso, parse_iso
 from sft_tui.core.runs.store import RunStore
 from sft_tui.core.runs.sysmon import GpuSnapshot
 
@@ -206,7 +206,13 @@ def wait_for_admission(run: RunDir, stop: Callable[[float], bool], sampler=None)
     while True:
         placement = run.read_placement()
         status, _ = run.status_or_reason()
-        if placement is None or status is None or status.state != "queued":
+        if status is None or status.state != "queued":
+            return None  # cancelled, or the folder is gone
+        if placement is None:  # damaged or deleted by hand: say so rather than wait for ever
+            run.write_status(replace(status, state="failed", updated_at=now_iso(), error=JobError(
+                "config", f"{run.placement_path.name} of this queued run is missing or unreadable: it cannot be placed",
+                "start the run again with `sft-tui train CONFIG --queue`")))
+            _event(run, "failed", f"config: {run.placement_path.name} missing or unreadable while queued")
             return None
         if placement.admitted_at:
             return placement

@@ -3,6 +3,8 @@
 Every change recomputes with the same estimator as `sft-tui estimate` (core.estimate.fit
 .build_estimate). The screen is built for an 80x24 pane: the verdict never scrolls away,
 form fields take one row each, the breakdown scrolls on its own (pgup/pgdn from any field).
+With a detected GPU picked, the verdict adds what the run gets on this box now (the queue's
+free room, sampled again every few seconds in a thread): starts now, or waits in the queue.
 """
 
 from __future__ import annotations
@@ -12,20 +14,25 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.markup import escape
+from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.reactive import reactive
 from textual.suggester import SuggestFromList
 from textual.widgets import Checkbox, Footer, Input, Label, OptionList, Select, Static
 
 from sft_tui.core.config.schema import METHODS, OPTIMIZERS
 from sft_tui.core.errors import UserError
-from sft_tui.core.estimate.fit import Estimate, GpuTarget
+from sft_tui.core.estimate.fit import Estimate, GpuTarget, RoomNow
+from sft_tui.core.runs.placement import GpuRoom
 from sft_tui.core.units import GIB
 from sft_tui.tui.screens.base import CockpitScreen
 
 VERDICT_WIDTH = 78  # the verdict's lines fit an 80-column pane (padding 1 each side)
+ROOM_EVERY_POLLS = 5  # free room is sampled again every this many app polls (5 s by default): it changes, the GPUs do not
 NO_GPU = "none"  # the GPU choice when nothing was detected and none was picked
 _FIELD_LABELS = {"--method": "method", "--optimizer": "optimizer", "--precision": "precision", "--seq-len": "seq len",
                  "--batch-size": "micro-batch", "--grad-accum": "accumulation", "--lora-r": "LoRA rank", "--lora-targets": "LoRA on"}
@@ -66,6 +73,13 @@ def format_duration(seconds: float) -> str:
     if seconds < 86400 * 2:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} days"
+
+
+@dataclass
+class RoomsSampled(Message):
+    """The GPUs' free room now (NVML and the admitted runs), sampled in a thread."""
+
+    rooms: tuple[GpuRoom, ...]
 
 
 @dataclass(frozen=True)
@@ -115,7 +129,25 @@ def verdict_text(outcome: FormOutcome) -> str:
     else:
         lines.append(f"no micro-batch fits at seq {s.seq_len:,}, no sequence at micro-batch {s.batch_size}")
     lines.append(f"{batch_line} · {_time_line(e, outcome.tokens)}")
+    if e.room:
+        lines.append(room_verdict(e.room))
     return "\n".join(lines)
+
+
+def room_verdict(room: RoomNow) -> str:
+    """One verdict line: the free room on the GPU a run started now would get, and whether it starts or waits (markup)."""
+    if room.fits_now:
+        outlook = "[b green]✓ starts now[/]"
+    elif room.empty_fit is not None:
+        outlook = "[b yellow]✗ waits: queue it[/]"
+    else:
+        outlook = "[b red]✗ no GPU here holds it[/]"
+    free = f"GPU{room.gpu} now: {room.free_gib:.1f} of {room.total_gib:.1f} GiB free"
+    width = VERDICT_WIDTH - len(Text.from_markup(outlook).plain) - 3
+    # the split between other processes and sft-tui runs goes when the line would wrap (the breakdown has it)
+    where = next((w for w in (f"{free} ({room.other_gib:.1f} other, {room.reserved_gib:.1f} sft-tui)",
+                              f"{free} ({room.other_gib + room.reserved_gib:.1f} in use)") if len(w) <= width), free)
+    return f"{escape(_clip(where, width))} · {outlook}"
 
 
 def _time_line(e: Estimate, tokens: float | None) -> str:
@@ -153,6 +185,9 @@ def breakdown_lines(outcome: FormOutcome) -> list[tuple[str, str]]:
     if e.suggestions:
         out += [("", ""), ("[b]to make it fit[/]", "head")]
         out += [(f"{'[green]fits[/]' if x.fits else 'no  '} {x.peak_gib:6.2f} GiB  {escape(x.change)}", "item") for x in e.suggestions]
+    if e.room:  # what `sft-tui train` would do now, in the words the verdict shortens
+        out += [("", ""), ("[b]on this box now[/]", "head"), (escape(f"{e.room.where()}: {e.room.outlook()}"), "item"),
+                ("[dim]a run started now goes to the GPU with the most free room; a queued one waits for room[/]", "item")]
     share = 100 * m.trainable_params / m.params
     out += [("", ""), ("[b]model[/]", "head"),
             (f"{escape(m.model)}: {m.params / 1e9:.2f}B params, {m.trainable_params / 1e6:.1f}M trainable ({share:.2f}%)", "item")]
@@ -230,13 +265,18 @@ class EstimateScreen(CockpitScreen):
         self.gpu_gib = gpu_gib
         self._pending = None
         self._detected: tuple[GpuTarget, ...] = ()
+        self._rooms: tuple[GpuRoom, ...] = ()  # free room per detected GPU now (empty without a GPU)
 
     def compose(self) -> ComposeResult:
         from sft_tui.core.estimate.fit import detected_gpus
         from sft_tui.core.models.gpus import GPUS
 
-        # the GPUs here do not change while the screen is open: ask NVML once
+        # the GPUs here do not change while the screen is open: ask NVML once (their free room is sampled again: sample_rooms)
         self._detected = detected_gpus(self.app.sampler)
+        if self._detected:
+            from sft_tui.core.estimate.fit import rooms_on_this_box
+
+            self._rooms = rooms_on_this_box(self.app.sampler, self.app.store)
         # short option labels: the field is ~20 columns at 80x24 (the verdict shows the full name)
         detected = [(f"#{i} {_short_gpu_name(g.name)}", f"detected:{i}") for i, g in enumerate(self._detected)]
         gpu_choices = (detected or [("none detected", NO_GPU)]) + [(_short_gpu_name(g.name), g.key) for g in GPUS]
@@ -265,6 +305,20 @@ class EstimateScreen(CockpitScreen):
 
     def on_mount(self) -> None:
         self.recompute()
+        if self._detected:
+            self.set_interval(self.app.poll_s * ROOM_EVERY_POLLS, self.sample_rooms)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, name="sampling the GPUs' free room")
+    def sample_rooms(self) -> None:
+        """Free room per GPU now (NVML and the runs admitted in the store), in a thread: the store scan reads every run."""
+        from sft_tui.core.estimate.fit import rooms_on_this_box
+
+        self.post_message(RoomsSampled(rooms_on_this_box(self.app.sampler, self.app.store)))
+
+    def on_rooms_sampled(self, message: RoomsSampled) -> None:
+        if message.rooms != self._rooms:
+            self._rooms = message.rooms
+            self.recompute()
 
     def on_input_changed(self, _event: Input.Changed) -> None:
         self._schedule()
@@ -350,7 +404,7 @@ class EstimateScreen(CockpitScreen):
                                  lora_targets=targets, **numbers)
         tokens = parse_token_count(self._value("tokens"))
         gpu = self._gpu_target()
-        return FormOutcome(build_estimate(resolve_model(model), settings, gpu, tokens), tokens)
+        return FormOutcome(build_estimate(resolve_model(model), settings, gpu, tokens, rooms=self._rooms), tokens)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """pgup/pgdn page an open GPU or method list instead of the breakdown."""

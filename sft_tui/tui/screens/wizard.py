@@ -5,6 +5,8 @@ picked with the arrows or its number (which also moves on). Focus is always on t
 answer, so the first key counts. From the recommendation, `enter` writes run.toml and
 decision.md into the current folder (never overwriting) and opens Launch; both files
 come from core.decide.starter.wizard_files, the same function `sft-tui wizard` uses.
+With a detected GPU, the recommendation also says how much is free on it now and whether
+the run would start now or wait in the queue (as `sft-tui wizard` does).
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ class WizardScreen(CockpitScreen):
         self.folder = folder or Path.cwd()
         self.written: set[str] = set()  # files this wizard wrote for this recommendation: writing them again is not an error
         self.target: Path | None = None  # where they go (_target)
+        self.rooms: tuple = ()  # this box's GPUs' free room when recommended (detected GPU only): the files say it
 
     def compose(self) -> ComposeResult:
         yield Static("sft-tui · should we fine-tune? (ICL, RAG, LoRA/QLoRA or full)", id="title")
@@ -247,17 +250,21 @@ class WizardScreen(CockpitScreen):
         """Recommend from the answers (the estimator checks the method when model and GPU are known)."""
         self.written, self.target = set(), None  # new answers: new files, beside (never over) the ones written before
         self.answers = validate_answers(self.raw, self.spec)
-        detected = None
-        if self.answers.get("gpu_gib") is None:
-            from sft_tui.core.estimate.fit import detected_gpu
+        detected, self.rooms = None, ()
+        if self.answers.get("gpu_gib") is None:  # an answered GPU may be another machine's: the room here says nothing about it
+            from sft_tui.core.estimate.fit import detected_gpu, rooms_on_this_box
 
             target = detected_gpu(self.app.sampler)
             detected = target.memory_gib if target else None
+            self.rooms = rooms_on_this_box(self.app.sampler, self.app.store) if target else ()
         try:
             self.recommendation = recommend(self.answers, self.spec, detected)
-            config = self._files().config
+            files = self._files()
+            config = files.config
             outcome, _, details = render_recommendation(self.recommendation).partition("\n")
             summary = [f"[b]{outcome}[/b]"]
+            if files.room is not None:
+                summary.append(self._room_markup(files))
             if config is not None:
                 summary += [f"{CONFIG_NAME} will set:"] + [f"  {line}" for line in config.summary_lines()]
                 summary.append(f"[dim]enter writes {CONFIG_NAME} and {DECISION_NAME} here, then opens Launch[/dim]")
@@ -274,6 +281,24 @@ class WizardScreen(CockpitScreen):
         self.query_one("#wizard-result-box").focus()  # arrows scroll the reasons
         self.refresh_bindings()
 
+    @staticmethod
+    def _room_markup(files) -> str:
+        """What the run gets on this box now, in at most two rows at 80 columns: the verdict's words, coloured."""
+        from rich.markup import escape
+
+        room, peak = files.room, files.config.peak_gib if files.config else None
+        where = (f"GPU{room.gpu} now: {room.free_gib:.1f} of {room.total_gib:.1f} GiB free "
+                 f"({room.other_gib:.1f} other, {room.reserved_gib:.1f} sft-tui runs)")
+        if peak is None:
+            return escape(f"{where}; give a model to know if the run starts now")
+        if room.fits_now:
+            outlook, colour = "[b]✓ starts now[/b]", "green"
+        elif room.empty_fit is not None:
+            outlook, colour = "[b]✗ waits in the queue[/b] (Queue, ctrl+o, on Launch)", "yellow"
+        else:
+            outlook, colour = "[b]✗ fits no GPU here, even empty[/b]", "red"
+        return f"[{colour}]{escape(where)} · the run needs ~{peak:.1f} GiB: {outlook}[/]"
+
     def _target(self) -> Path:
         """The folder this recommendation's files go to: the current folder, or wizard-2/, wizard-3/ ... beside
         an earlier wizard's run.toml or decision.md (never overwritten; a run copies the decision.md beside its config)."""
@@ -289,7 +314,8 @@ class WizardScreen(CockpitScreen):
     def _files(self):
         from sft_tui.core.decide.starter import wizard_files
 
-        return wizard_files(self.answers, self.recommendation, self.spec, config_dir=self._target())
+        return wizard_files(self.answers, self.recommendation, self.spec, config_dir=self._target(), rooms=self.rooms,
+                            config_name=CONFIG_NAME)
 
     def _write(self, name: str, text: str) -> bool:
         """Write a file into the target folder (a file this wizard wrote already counts as written)."""
