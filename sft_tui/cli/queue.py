@@ -45,8 +45,9 @@ def show(
         return
     rows = [[q.position, q.id, f"{q.owner}@{q.host}" if q.host else q.owner, q.priority,
              f"{q.estimate_gib:.1f} GiB" if q.estimate_gib is not None else q.device,
-             ",".join(map(str, q.gpus)) or "any", short_time(q.submitted_at)] for q in entries]
-    print_table(["#", "run", "owner", "prio", "needs", "gpus", "queued"], rows, title=str(store.runs_dir))
+             ",".join(map(str, q.gpus)) or "any", f"GPU{q.waiting_gpu}" if q.waiting_gpu is not None else q.device,
+             short_time(q.submitted_at)] for q in entries]
+    print_table(["#", "run", "owner", "prio", "needs", "may use", "waits for", "queued"], rows, title=str(store.runs_dir))
     print()
     print("\n".join(f"#{q.position} waits: {q.waiting}" for q in entries))
 

@@ -93,7 +93,7 @@ def test_three_queued_runs_on_a_shared_two_gpu_box_are_placed_by_the_memory_rule
     shown = listed()
     assert admitted(store) == [(a.id, (0,)), (b.id, (1,))] and starter.started == []
     assert a.read_status().gpus == (0,) and b.read_status().gpus == (1,)
-    assert [(q["position"], q["id"], q["owner"], q["estimate_gib"]) for q in shown] == [(1, c.id, "carol", 20)]
+    assert [(q["position"], q["id"], q["owner"], q["estimate_gib"], q["waiting_for_gpu"]) for q in shown] == [(1, c.id, "carol", 20, 1)]
     assert "needs 20.0 GiB; best: GPU1 12.0 of 24.0 GiB free" in shown[0]["waiting_for"]
     assert [o.queue_position for o in store.list_runs() if o.id == c.id] == [1]
 

@@ -122,6 +122,7 @@ class Plan:
     start: tuple[tuple[str, tuple[int, ...]], ...]
     reasons: dict[str, str] = field(default_factory=dict)
     passed: dict[str, int] = field(default_factory=dict)  # new pass counts of runs that were passed
+    targets: dict[str, int] = field(default_factory=dict)  # the GPU each waiting run is closest to fitting (most room)
 
 
 def _rooms_after(rooms: list[GpuRoom], index: int, run_id: str, need: float) -> list[GpuRoom]:
@@ -141,12 +142,18 @@ def _why_waiting(w: Waiting, rooms: Sequence[GpuRoom]) -> str:
     return f"needs {w.estimate_gib or 0:.1f} GiB; best: {best.describe()}"
 
 
+def _target(w: Waiting, rooms: Sequence[GpuRoom]) -> int | None:
+    allowed = [r for r in rooms if not w.allowed_gpus or r.index in w.allowed_gpus]
+    return max(allowed, key=lambda r: (r.free_gib, -r.index)).index if allowed and w.device != CPU else None
+
+
 def plan_admissions(waiting: Sequence[Waiting], rooms: Sequence[GpuRoom], cpu_running: int = 0) -> Plan:
     """Which waiting runs start now, in queue order, by the memory rule and the backfill limit (module docstring)."""
     rooms = list(rooms)
     start: list[tuple[str, tuple[int, ...]]] = []
     reasons: dict[str, str] = {}
     passed: dict[str, int] = {}
+    targets: dict[str, int] = {}
     skipped: list[Waiting] = []  # earlier runs that did not fit: each run started now passes them
     for w in queue_order(waiting):
         holder = next((s for s in skipped if passed.get(s.run_id, s.passed) >= MAX_PASSES), None)
@@ -169,8 +176,11 @@ def plan_admissions(waiting: Sequence[Waiting], rooms: Sequence[GpuRoom], cpu_ru
                 reasons[w.run_id] = _why_waiting(w, rooms)
         if gpus is None:
             skipped.append(w)
+            target = _target(w, rooms)
+            if target is not None:
+                targets[w.run_id] = target
             continue
         start.append((w.run_id, gpus))
         for earlier in skipped:
             passed[earlier.run_id] = passed.get(earlier.run_id, earlier.passed) + 1
-    return Plan(tuple(start), reasons, passed)
+    return Plan(tuple(start), reasons, passed, targets)

@@ -164,9 +164,10 @@ def admit(store: RunStore, gpus: GpuSnapshot, spawn: Callable[[RunDir], int] | N
             if run.id in orphans:
                 reason = f"its waiting process is gone (a reboot?); it moves again when {orphans[run.id]} runs sft-tui"
             passed = plan.passed.get(run.id, placement.passed)
+            target = plan.targets.get(run.id)
             try:
-                if (reason, passed) != (placement.waiting, placement.passed):
-                    run.write_placement(replace(placement, waiting=reason, passed=passed))
+                if (reason, passed, target) != (placement.waiting, placement.passed, placement.waiting_gpu):
+                    run.write_placement(replace(placement, waiting=reason, passed=passed, waiting_gpu=target))
             except PermissionError:
                 pass
             if run.id not in orphans and _waiter_gone(status):  # its waiter died: a new one keeps it moving
@@ -252,12 +253,14 @@ class QueuedRun:
     waiting: str
     submitted_at: str
     passed: int
+    waiting_gpu: int | None = None  # the GPU it is closest to fitting
 
     def to_json(self) -> dict:
         """The JSON object of `sft-tui queue --json`."""
         return {"position": self.position, "id": self.id, "owner": self.owner, "host": self.host, "priority": self.priority,
                 "estimate_gib": self.estimate_gib, "device": self.device, "allowed_gpus": list(self.gpus),
-                "waiting_for": self.waiting, "submitted_at": self.submitted_at, "passed": self.passed}
+                "waiting_for_gpu": self.waiting_gpu, "waiting_for": self.waiting, "submitted_at": self.submitted_at,
+                "passed": self.passed}
 
 
 def queued_runs(store: RunStore) -> list[QueuedRun]:
@@ -270,7 +273,7 @@ def queued_runs(store: RunStore) -> list[QueuedRun]:
         status, placement = by_id[w.run_id]
         out.append(QueuedRun(position, w.run_id, status.owner, status.host, placement.priority, placement.estimate_gib,
                              placement.device, placement.allowed_gpus, placement.waiting or "its turn", placement.submitted_at,
-                             placement.passed))
+                             placement.passed, placement.waiting_gpu))
     return out
 
 

@@ -273,6 +273,7 @@ class Placement(Record):
     max_parallel: int = 1  # cpu: starts only while fewer runs than this are on the CPU
     passed: int = 0  # later runs that started ahead of it
     waiting: str = ""  # why it waits, as last planned
+    waiting_gpu: int | None = None  # the GPU it is closest to fitting, as last planned (None: the CPU, or not planned yet)
     admitted_at: str = ""
     gpus: tuple[int, ...] = ()  # what it got (NVML indices; the trainer sees them as CUDA_VISIBLE_DEVICES)
     format: int = FORMAT_VERSION
