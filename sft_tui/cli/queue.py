@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from sft_tui.cli.output import print_json, print_table, short_time
+from sft_tui.cli.output import print_json, print_table
 
 queue_app = typer.Typer(help="Runs waiting for room on a GPU (sft-tui train CONFIG --queue): list, reorder, cancel.",
                         no_args_is_help=False, invoke_without_command=True)
@@ -31,6 +31,7 @@ def show(
     """List the queued runs in the order they will start: position, owner, estimate, the GPU each waits for."""
     if ctx.invoked_subcommand is not None:
         return
+    from sft_tui.core.runs.placement import MAX_PASSES
     from sft_tui.core.runs.queue import queued_runs
     from sft_tui.core.runs.store import RunStore
 
@@ -46,10 +47,12 @@ def show(
     rows = [[q.position, q.id, f"{q.owner}@{q.host}" if q.host else q.owner, q.priority,
              f"{q.estimate_gib:.1f} GiB" if q.estimate_gib is not None else q.device,
              ",".join(map(str, q.gpus)) or "any", f"GPU{q.waiting_gpu}" if q.waiting_gpu is not None else q.device,
-             short_time(q.submitted_at)] for q in entries]
+             q.submitted_at[5:16].replace("T", " ")] for q in entries]
     print_table(["#", "run", "owner", "prio", "needs", "may use", "waits for", "queued"], rows, title=str(store.runs_dir))
     print()
-    print("\n".join(f"#{q.position} waits: {q.waiting}" for q in entries))
+    for q in entries:
+        passed = f" (passed by {q.passed} later run{'s' if q.passed != 1 else ''}; after {MAX_PASSES} it goes first)" if q.passed else ""
+        print(f"#{q.position} waits{passed}: {q.waiting}")
 
 
 @queue_app.command()
