@@ -70,6 +70,10 @@ def frozen_store(tmp_path):
 
 
 def app_for(store, sampler=None, **kwargs):
+    from tests.tui.test_app import no_launch
+
+    kwargs.setdefault("launch_fn", no_launch)  # never the real launcher, also not from the app's queue admission
+    kwargs.setdefault("current_owner", lambda: ("ana", "gpu-box"))  # the same person at the keyboard on every machine
     return SftApp(store, sampler or FixedSampler(), poll_s=NO_TIMERS, **kwargs)
 
 
@@ -108,7 +112,7 @@ def keys(*pressed):
 
 @pytest.mark.parametrize("size", SIZES)
 def test_home(snap_compare, frozen_store, size):
-    """Queued, running, completed and failed runs: name, state, progress, loss, tok/s and ETA fit 80 columns."""
+    """Queued, running, completed and failed runs: name, owner, state, progress, loss, tok/s and ETA fit 80 columns."""
     assert snap_compare(app_for(frozen_store), terminal_size=size, run_before=laid_out)
 
 

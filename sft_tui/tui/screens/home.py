@@ -1,8 +1,11 @@
 """Home: every run (state, progress, loss, speed, ETA), a strip of GPU facts, and the latest events. Keys open, stop, resume.
 
-Designed at 80x24 first: the columns people open Home for (name, state, progress, loss,
-tok/s, ETA) fit 80 columns; model, method, owner and start time join at 110 columns and
-wider, and the selected run's full id and details are always in the line under the table.
+Designed at 80x24 first: the columns people open Home for (name, owner, state, progress,
+loss, tok/s, ETA) fit 80 columns, since a team shares the box; model, method and start time
+join at 110 columns and wider, and the selected run's full id and details are always in the
+lines under the table. A run waiting in the queue shows its place (`#2 · 12.0G`) where a
+running one shows its progress, and the lines under the table say why it waits.
+`m` shows only the runs of the person at the keyboard.
 The listing comes from the app (it lists every other poll whatever screen is shown, to
 announce runs that end); rows update in place, so the cursor and scroll hold.
 """
@@ -27,7 +30,7 @@ from sft_tui.tui.screens.base import CockpitScreen
 STATE_STYLE = {"running": "bold green", "queued": "yellow", "completed": "cyan", "stopped": "magenta", "failed": "bold red", "crashed": "bold red"}
 
 
-def _bar(step: int, total: int, width: int = 6) -> str:
+def _bar(step: int, total: int, width: int = 4) -> str:
     filled = round(width * min(step, total) / total) if total else 0
     return "█" * filled + "░" * (width - filled)
 
@@ -50,10 +53,11 @@ def gpu_strip(sample: SystemSampled | None) -> str:
     return "\n".join(parts + [line])
 
 
-NARROW = ("name", "state", "progress", "loss", "tok/s", "ETA")
-WIDE = (*NARROW, "model", "method", "owner", "started")
+NARROW = ("name", "owner", "state", "progress", "loss", "tok/s", "ETA")
+WIDE = (*NARROW, "model", "method", "started")
 WIDE_FROM = 110  # terminal columns at which the wide set fits without pushing ETA off
-NAME_WIDTH = 18
+NAME_WIDTH = 16  # with OWNER_WIDTH and a 4-cell bar, the narrow set fits 80 columns with ETA
+OWNER_WIDTH = 8  # most user names; the full owner@host is in the detail line
 RESUMABLE = ("stopped", "failed", "crashed")
 
 
@@ -71,20 +75,31 @@ def run_cells(s: RunOverview, marked: bool, columns: tuple[str, ...] = NARROW, l
     cells = {
         "name": f"[reverse]{name}[/]" if marked else name,
         "state": state,
-        "progress": f"{_bar(s.step, s.max_steps)} {s.step}/{s.max_steps}" if s.max_steps else str(s.step),
+        "progress": progress_cell(s),
         "loss": f"{s.last_loss:.4f}" if s.last_loss is not None else "-",
         "tok/s": f"{s.tokens_per_s:,.0f}" if s.tokens_per_s else "-",
         "ETA": format_eta(s.eta_s) if s.state in ACTIVE_STATES else "-",
         "model": escape(s.model.rstrip("/").rsplit("/", 1)[-1]),
         "method": escape(s.method),
-        "owner": escape(s.owner or "-"),
+        "owner": escape(_fit(s.owner or "-", OWNER_WIDTH)),
         "started": s.started_at[:16].replace("T", " "),
     }
     return tuple(cells[c] for c in columns)
 
 
+def progress_cell(s: RunOverview) -> str:
+    """Steps done with a bar; for a run waiting in the queue, its place and the memory it waits for (`#2 · 12.0G`)."""
+    if s.queue_position is not None:
+        return f"#{s.queue_position} · {s.estimate_gib:.1f}G" if s.estimate_gib is not None else f"#{s.queue_position} queued"
+    return f"{_bar(s.step, s.max_steps)} {s.step}/{s.max_steps}" if s.max_steps else str(s.step)
+
+
+def _gpus(gpus: tuple[int, ...]) -> str:
+    return f"GPU {gpus[0]}" if len(gpus) == 1 else f"GPUs {','.join(map(str, gpus))}"
+
+
 def detail_line(s: RunOverview | None) -> str:
-    """The selected run in full: id, model, method, owner@host, start, and its error or unreadable reason."""
+    """The selected run in full: id, model, method, owner@host, start; then its error, why it waits in the queue, or its GPUs."""
     if s is None:
         return ""
     who = f"{s.owner}@{s.host}" if s.owner and s.host else s.owner or "-"
@@ -93,7 +108,18 @@ def detail_line(s: RunOverview | None) -> str:
         line += f"\n[b red]unreadable[/]: {escape(s.reason)}"
     elif s.error is not None:
         line += f"\n[b red]{escape(s.error.kind)}[/]: {escape(s.error.message)}"
+    elif s.queue_position is not None:
+        # the reason first after the place: at 80 columns its end is cut, the estimate is also in the table
+        estimate = f" · estimate {s.estimate_gib:.1f} GiB" if s.estimate_gib is not None else ""
+        line += f"\n[b]queued #{s.queue_position}[/b], priority {s.priority} · waits: {escape(s.waiting or 'its turn')}{estimate}"
+    elif s.state in ACTIVE_STATES and s.gpus:
+        line += f"\n{s.state} on {_gpus(s.gpus)}"
     return line
+
+
+def mine_line(shown: int, total: int, owner: str) -> str:
+    """The title's note while `m` hides other people's runs."""
+    return f"mine only ({owner}): {shown} of {total} runs · m shows all"
 
 
 def events_line(notices: tuple[RunNotice, ...], width: int = 3) -> str:
@@ -136,16 +162,19 @@ class HomeScreen(CockpitScreen):
         Binding("d", "data", "Data", show=False),
         Binding("space", "mark", "Mark for compare", show=False),
         Binding("c", "compare", "Compare marked runs", show=False),
+        Binding("m", "mine", "Mine only / all runs", show=False),
         Binding("g", "refresh", "Refresh now", show=False),
         Binding("q", "app.quit", "Quit"),
     ]
 
     runs: reactive[tuple[RunOverview, ...]] = reactive((), always_update=True, init=False)
     columns: reactive[tuple[str, ...]] = reactive(NARROW, init=False)
+    mine_only: reactive[bool] = reactive(False, init=False)
 
     def __init__(self) -> None:
         super().__init__()
         self.marked: list[str] = []  # runs chosen for Compare, in the order marked
+        self.listed: tuple[RunOverview, ...] = ()  # every run, before the mine-only filter
 
     def compose(self) -> ComposeResult:
         yield Static("sft-tui · runs", id="title")
@@ -196,7 +225,26 @@ class HomeScreen(CockpitScreen):
 
     def _listed(self, runs: tuple[RunOverview, ...] | None) -> None:
         if runs is not None:
-            self.runs = runs
+            self.listed = runs
+            self._show_listed()
+
+    def _show_listed(self) -> None:
+        """The listing, filtered to the user's own runs while mine-only is on, and the title saying so."""
+        title = "sft-tui · runs"
+        runs = self.listed
+        if self.mine_only:
+            me = self.app.current_owner()[0]
+            runs = tuple(r for r in runs if r.owner == me)
+            title += " · " + mine_line(len(runs), len(self.listed), me)
+        self.query_one("#title", Static).update(escape(title))
+        self.runs = runs
+
+    def watch_mine_only(self) -> None:
+        self._show_listed()
+
+    def action_mine(self) -> None:
+        """Show only my runs, or everyone's again (queue places still count everyone's)."""
+        self.mine_only = not self.mine_only
 
     def _noticed(self, notices: tuple[RunNotice, ...]) -> None:
         events = self.query_one("#events", Static)
@@ -230,7 +278,9 @@ class HomeScreen(CockpitScreen):
             if new:
                 table.move_cursor(row=ids.index(selected) if selected in ids else min(max(row, 0), len(new) - 1))
         broken = [r for r in new if r.reason]
-        if not new:
+        if not new and self.mine_only and self.listed:
+            note = f"none of the {len(self.listed)} runs is yours ({escape(self.app.current_owner()[0])}): m shows everyone's"
+        elif not new:
             note = f"no runs in {self.app.store.runs_dir}: start one with `n`, `sft-tui train run.toml` or `sft-tui demo`"
         elif broken:
             more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""

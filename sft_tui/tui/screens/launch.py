@@ -4,7 +4,9 @@ What the form shows is what launches. When the config file exists, its recipe, m
 and data fill the fields; a field changed on screen is passed as an override
 (`--set`), and the resolved config's own values are printed before anything starts.
 When it does not exist, it is written from the fields. After a launch the screen stack
-is Home + Monitor: `esc` from the monitor lands on Home.
+is Home + Monitor: `esc` from the monitor lands on Home. Queue (ctrl+o) puts the run in the
+shared box's queue instead (core/runs/queue.py): it starts when a GPU has room for it, so
+the screen goes back to Home, where the run shows its place.
 """
 
 from __future__ import annotations
@@ -109,13 +111,15 @@ class LaunchRequest:
     overrides: tuple[str, ...]
     force: bool
     launch: bool
+    queue: bool = False  # launch through the queue: start when a GPU has room
 
 
 class LaunchScreen(CockpitScreen):
     """Check a run config (data, weights, fit, disk) and launch it."""
 
     CSS_PATH = "launch.tcss"
-    BINDINGS = [Binding("ctrl+r", "check", "Check"), Binding("ctrl+l", "launch", "Launch"),
+    # ctrl+o for Queue: the fields' Input takes ctrl+e and ctrl+u, Textual takes ctrl+q
+    BINDINGS = [Binding("ctrl+r", "check", "Check"), Binding("ctrl+l", "launch", "Launch"), Binding("ctrl+o", "queue", "Queue"),
                 Binding("escape", "back", "Back"), Binding("ctrl+q", "app.quit", "Quit", show=False)]
 
     def __init__(self, config: str = "run.toml") -> None:
@@ -144,6 +148,7 @@ class LaunchScreen(CockpitScreen):
             yield MarkedCheckbox("launch even if it does not fit", False, id="force", compact=True)
             yield Button("Check", id="check", compact=True)
             yield Button("Launch", id="launch", variant="primary", compact=True)
+            yield Button("Queue", id="queue", compact=True)
         yield Static("", id="launch-source")
         with VerticalScroll(id="launch-report-box"):
             yield Static("", id="launch-report")
@@ -193,7 +198,7 @@ class LaunchScreen(CockpitScreen):
         self.action_check()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        self._start(launch=event.button.id == "launch")
+        self._start(launch=event.button.id in ("launch", "queue"), queue=event.button.id == "queue")
 
     def action_check(self) -> None:
         """Run the pre-flight checks without launching."""
@@ -203,10 +208,14 @@ class LaunchScreen(CockpitScreen):
         """Run the pre-flight checks and launch when they pass."""
         self._start(launch=True)
 
-    def _start(self, launch: bool) -> None:
+    def action_queue(self) -> None:
+        """Run the pre-flight checks and queue the run when they pass: it starts when a GPU has room."""
+        self._start(launch=True, queue=True)
+
+    def _start(self, launch: bool, queue: bool = False) -> None:
         self.fill_from_file()  # a path typed a moment ago: its values, not the previous ones
         request = LaunchRequest(self._config_path(), self._shown(), tuple(parse_overrides(self.query_one("#overrides", Input).value)),
-                                bool(self.query_one("#force", Checkbox).value), launch)
+                                bool(self.query_one("#force", Checkbox).value), launch, queue)
         self.query_one("#launch-report", Static).update("checking...")
         self.run_preflight(request)
 
@@ -215,11 +224,12 @@ class LaunchScreen(CockpitScreen):
     @work(thread=True, exclusive=True, exit_on_error=False)
     def run_preflight(self, request: LaunchRequest) -> None:
         """Pre-flight in a worker thread (it reads every data row); launch when asked and it passes."""
-        from sft_tui.core.runs.preflight import preflight, start_run
+        from sft_tui.core.runs.preflight import PlacementRequest, preflight, start_run
 
         lines: list[str] = []
         config, shown = request.config, request.shown
         opened: str | None = None
+        queued: str | None = None
         try:
             if not shown.data and not any(o.startswith("data.train=") for o in request.overrides):
                 raise UserError("no training data", "data", "type the path of your training file (JSONL, JSON, CSV or Parquet) in the data field")
@@ -236,9 +246,11 @@ class LaunchScreen(CockpitScreen):
             lines.append(f"launches: {c.method.name} on {c.model.name}, data {c.data.train}, max_seq_length {c.training.max_seq_length}, "
                          f"micro-batch {c.training.micro_batch_size} x {c.training.gradient_accumulation_steps}")
             if request.launch:
-                opened = start_run(resolved, str(config), out=lines.append, launch_fn=self.app.launch_fn, store=self.app.store).id
+                run = start_run(resolved, str(config), out=lines.append, launch_fn=self.app.launch_fn, store=self.app.store,
+                                request=PlacementRequest(queue=request.queue), sampler=self.app.sampler, force=request.force)
+                queued, opened = (self._queued_line(run), None) if request.queue else (None, run.id)
             else:
-                lines.append(f"{config}: all checks passed; ctrl+l launches it")
+                lines.append(f"{config}: all checks passed; ctrl+l launches it, ctrl+o queues it")
         except UserError as exc:
             lines.append(f"[b red]{exc.line()}[/]")
         self.output = lines
@@ -246,6 +258,17 @@ class LaunchScreen(CockpitScreen):
         self.app.call_from_thread(self.fill_from_file)  # a config written from the fields is now the file they come from
         if opened is not None:  # last: this screen is closed by it
             self.app.call_from_thread(self.show_monitor, opened)
+        elif queued is not None:
+            self.app.call_from_thread(self.show_home, queued)
+
+    def _queued_line(self, run) -> str:
+        """`queued run X at position N`, read back from the queue (a run that fitted at once may have left it already)."""
+        from sft_tui.core.runs.queue import queued_runs
+
+        position = next((q.position for q in queued_runs(self.app.store) if q.id == run.id), None)
+        if position is None:
+            return f"queued run {run.id}; there was room, so it is starting"
+        return f"queued run {run.id} at position {position}; it starts when there is room for it (s on Home cancels it)"
 
     @staticmethod
     def _write_config(config: Path, shown: FormFields, lines: list[str]) -> None:
@@ -260,10 +283,20 @@ class LaunchScreen(CockpitScreen):
 
     async def show_monitor(self, run_id: str) -> None:
         """Go back to Home (closing Launch and the wizard) and open the run's monitor on top of it."""
+        await self._back_to_home()
+        self.app.open_monitor(run_id)
+
+    async def show_home(self, line: str) -> None:
+        """Go back to Home after queueing (nothing to monitor yet), say where the run is, and list it."""
+        app = self.app
+        await self._back_to_home()
+        app.notify(line, title="queued", timeout=15)
+        app.poll_runs()
+
+    async def _back_to_home(self) -> None:
         home = self.app.get_screen("home")
         while self.app.screen is not home and len(self.app.screen_stack) > 1:
             await self.app.pop_screen()
-        self.app.open_monitor(run_id)
 
     def action_back(self) -> None:
         """Back to where Launch was opened from."""
