@@ -162,7 +162,8 @@ class SftApp(ShowsWorkerFailures, App):
     def announce(self, notice: RunNotice) -> None:
         """Toast, bell, the events line on Home, and the terminal's desktop notification when turned on."""
         self.notices = (*self.notices, notice)[-KEPT_NOTICES:]
-        self.notify(notice.line, title="run ended" if not notice.job else "job ended", severity=notice.severity, timeout=20)
+        title = "job ended" if notice.job else "run started" if notice.state in ACTIVE_STATES else "run ended"
+        self.notify(notice.line, title=title, severity=notice.severity, timeout=20)
         self.bell()
         sequence = desktop_sequence(self.desktop_notify, "sft-tui", notice.line, inside_tmux=bool(os.environ.get("TMUX")))
         if sequence and not self.is_headless and self._driver is not None:

@@ -47,3 +47,12 @@ def test_names_drop_the_date_and_repeated_names_get_their_start_time():
                                   "20261123-234751-demo-2": "demo-2", "20261123-120000-other": "other"}
     same_minute = ["20261123-235522-demo", "20261123-235501-demo"]
     assert display_names(same_minute) == {"20261123-235522-demo": "demo 23:55:22", "20261123-235501-demo": "demo 23:55:01"}
+
+
+def test_a_queued_run_starting_or_being_cancelled_is_told_as_such():
+    waiting = [overview("20261123-090000-a", "queued", queue_position=1), overview("20261123-090000-b", "queued", queue_position=2)]
+    later = [overview("20261123-090000-a", "queued", queue_position=None, gpus=(1,)), overview("20261123-090000-b", "stopped")]
+    notices = run_notices(waiting, later, 5.0)
+    assert [(n.name, n.severity, n.message) for n in notices] == [
+        ("a", "information", "left the queue: starting on GPU 1"), ("b", "warning", "was cancelled in the queue before it started")]
+    assert run_notices(waiting, waiting, 6.0) == []  # still waiting: nothing to say

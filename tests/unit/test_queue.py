@@ -272,7 +272,7 @@ def test_train_without_the_queue_goes_to_the_gpu_with_the_most_room_and_refuses_
     second.write_status(replace(second.read_status(), pid=os.getpid()))
     third = preflight.start_run(_demo_config(), "demo.toml", lines.append, launch_fn=starter, store=store, sampler=box)
     assert third.read_placement().gpus == (1,)  # GPU1's last 12 GiB
-    with pytest.raises(UserError, match=r"no GPU has room for this run now: it needs 12.0 GiB; the most is GPU0 2.0 of 24.0 GiB free.*add --queue"):
+    with pytest.raises(UserError, match=r"no GPU has room for this run now: it needs 12.0 GiB; the most is GPU0 2.0 of 24.0 GiB free.*queue it to start when room appears \(--queue"):
         preflight.start_run(_demo_config(), "demo.toml", lines.append, launch_fn=starter, store=store, sampler=box)
     assert len(store.run_dirs()) == 3  # nothing made for the refused one
     queued = preflight.start_run(_demo_config(), "demo.toml", lines.append, launch_fn=starter, store=store, sampler=box,

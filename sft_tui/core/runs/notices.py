@@ -1,4 +1,4 @@
-"""What is worth telling a person who left the TUI open: a run or job that ended since the last listing.
+"""What is worth telling a person who left the TUI open: a run or job that ended, or a queued run that started, since the last listing.
 
 Pure functions over two listings (RunStore.list_runs), so the TUI, a future CLI notifier
 and the tests share one idea of "something happened". The first listing is a baseline:
@@ -95,7 +95,13 @@ def run_notices(before: Sequence[RunOverview] | None, after: Sequence[RunOvervie
     for run in after:
         old = earlier.get(run.id)
         was_active = old is None or old.state in ACTIVE_STATES
-        if was_active and run.state not in ACTIVE_STATES and run.state != "unknown":
+        was_waiting = old is not None and old.queue_position is not None
+        if was_waiting and run.state in ACTIVE_STATES and run.queue_position is None:
+            where = f"GPU {','.join(map(str, run.gpus))}" if run.gpus else "the CPU"
+            notices.append(RunNotice(run.id, names[run.id], "", run.state, "information", f"left the queue: starting on {where}", now))
+        elif was_waiting and run.state == "stopped":
+            notices.append(RunNotice(run.id, names[run.id], "", run.state, "warning", "was cancelled in the queue before it started", now))
+        elif was_active and run.state not in ACTIVE_STATES and run.state != "unknown":
             severity, message = _run_message(run)
             notices.append(RunNotice(run.id, names[run.id], "", run.state, severity, message, now))
         if old is None:

@@ -166,7 +166,7 @@ def place(config: RunConfig, request: PlacementRequest, snapshot: GpuSnapshot, s
         best = max((r for r in rooms if not request.gpus or r.index in request.gpus), key=lambda r: r.free_gib)
         if not force:
             raise UserError(f"no GPU has room for this run now: it needs {estimate:.1f} GiB; the most is {best.describe()}",
-                            fix="add --queue to start it when room appears (sft-tui queue shows the queue), or --force to try anyway")
+                            fix="queue it to start when room appears (--queue; Queue on the TUI's Launch), or force it (--force) to try anyway")
         room = best
         note(f"GPU: --force: placing it on GPU{room.index} without room for its {estimate:.1f} GiB ({room.describe()})")
     else:
