@@ -62,7 +62,7 @@ def title_line(run: RunDir, snapshot: RunSnapshot, now: float | None = None) -> 
     eta = status.eta_s if status and snapshot.state == "running" else None
     last = snapshot.train[-1] if snapshot.train else None
     trained = last.wall_s if last and last.wall_s is not None else None
-    if trained is None and status and snapshot.state in ACTIVE_STATES:
+    if trained is None and status and snapshot.state == "running":  # a queued run has not trained at all
         from sft_tui.core.runs.schema import parse_iso
 
         trained = (now or time.time()) - parse_iso(status.started_at).timestamp()
