@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_facts, median_seconds  # noqa: E402
 
-from sft_tui.core.runs import queue  # noqa: E402
+from sft_tui.core.runs import queue, queue_edits  # noqa: E402
 from sft_tui.core.runs.schema import JobStatus, Placement, TrainRow, now_iso  # noqa: E402
 from sft_tui.core.runs.store import RunStore  # noqa: E402
 from sft_tui.core.runs.sysmon import GpuSample, GpuSnapshot  # noqa: E402
@@ -94,7 +94,7 @@ def waiter(seconds: float = 20.0) -> dict:
         time.sleep(3.0)  # its imports and first pass are start-up, not waiting
         cpu, rss = _cpu_and_rss(pid, seconds)
         assert waiting.read_status().state == "queued"
-        queue.cancel(store, waiting, force=True)
+        queue_edits.cancel(store, waiting, force=True)
         sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         time.sleep(3.0)
         base_cpu, base_rss = _cpu_and_rss(sleeper.pid, seconds)

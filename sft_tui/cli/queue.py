@@ -32,7 +32,7 @@ def show(
     if ctx.invoked_subcommand is not None:
         return
     from sft_tui.core.runs.placement import MAX_PASSES
-    from sft_tui.core.runs.queue import queued_runs
+    from sft_tui.core.runs.queue_edits import queued_runs
     from sft_tui.core.runs.store import RunStore
 
     store = RunStore()
@@ -64,14 +64,14 @@ def move(
 ) -> None:
     """Move a queued run to a position (it takes the priority of the runs around it), or give it a new priority."""
     from sft_tui.core.errors import UserError
-    from sft_tui.core.runs import queue
+    from sft_tui.core.runs import queue_edits
     from sft_tui.core.runs.store import RunStore
 
     if (to is None) == (priority is None):
         raise UserError("queue move needs one of --to N or --priority P", fix=f"e.g. sft-tui queue move {run} --to 1")
     store = RunStore()
     found = store.find_run(run)
-    position = queue.move(store, found, to, force) if to is not None else queue.reprioritise(store, found, priority, force)
+    position = queue_edits.move(store, found, to, force) if to is not None else queue_edits.reprioritise(store, found, priority, force)
     print(f"run {found.id} is now at position {position}")
     _moved_on(store)
 
@@ -82,8 +82,8 @@ def cancel(
     force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
 ) -> None:
     """Take a run out of the queue before it starts (it ends as stopped; nothing was trained)."""
-    from sft_tui.core.runs import queue
+    from sft_tui.core.runs import queue_edits
     from sft_tui.core.runs.store import RunStore
 
     store = RunStore()
-    print(queue.cancel(store, store.find_run(run), force))
+    print(queue_edits.cancel(store, store.find_run(run), force))

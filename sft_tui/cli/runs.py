@@ -79,22 +79,22 @@ def stop(
 ) -> None:
     """Stop a run cleanly: it finishes the step and saves a checkpoint; a second stop kills it. A queued run leaves the queue."""
     from sft_tui.core.errors import UserError
-    from sft_tui.core.runs import queue
+    from sft_tui.core.runs import queue_edits
     from sft_tui.core.runs.jobs import request_stop, wait_until_inactive
     from sft_tui.core.runs.store import RunStore
 
     store = RunStore()
     found = store.find_run(run)
     target = found
-    if job is None and queue.is_waiting(found.status_or_reason()[0], found.read_placement()):
-        print(queue.cancel(store, found, force))
+    if job is None and queue_edits.is_waiting(found.status_or_reason()[0], found.read_placement()):
+        print(queue_edits.cancel(store, found, force))
         return
     if job is not None:
         target = found.job(job)
         if not target.path.is_dir():
             names = ", ".join(j.name for j in found.jobs()) or "none"
             raise UserError(f"run {found.id} has no job {job!r} (its jobs: {names})", fix="`sft-tui runs` lists runs and their jobs")
-    queue.check_owner(target, "stop", force)
+    queue_edits.check_owner(target, "stop", force)
     result = request_stop(target)
     print(result.message)
     if not wait or result.escalated:
@@ -117,7 +117,7 @@ def resume(
     from sft_tui.core.runs.jobs import check_resumable, launch
     from sft_tui.core.runs.store import RunStore
 
-    from sft_tui.core.runs.queue import check_owner, place_for_resume
+    from sft_tui.core.runs.queue_edits import check_owner, place_for_resume
     from sft_tui.core.runs.sysmon import SystemSampler
 
     store = RunStore()

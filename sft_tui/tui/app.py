@@ -225,13 +225,13 @@ class SftApp(ShowsWorkerFailures, App):
 
     def _stop_theirs(self, run: RunDir) -> str:
         """Stop someone else's run, the attempt recorded in its events first (as `sft-tui stop --force` does)."""
-        from sft_tui.core.runs.queue import check_owner
+        from sft_tui.core.runs.queue_edits import check_owner
 
         check_owner(run, "stop", force=True)
         return self.stop_run(run)
 
     def _cancel(self, run: RunDir, force: bool) -> str:
-        from sft_tui.core.runs.queue import cancel
+        from sft_tui.core.runs.queue_edits import cancel
 
         return cancel(self.store, run, force=force)
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from sft_tui.core.runs.queue import queued_runs
+from sft_tui.core.runs.queue_edits import queued_runs
 from sft_tui.core.runs.store import RunStore
 from tests.trainer.conftest import DEMO, FINISH_S, START_S, state, wait_for
 

@@ -290,7 +290,6 @@ async def test_launch_writes_a_config_from_the_fields_when_there_is_none(store, 
 
 
 async def test_the_data_screen_inspects_a_file_and_shows_bad_rows(store, tmp_path):
-    from textual.widgets import DataTable
 
     from sft_tui.tui.messages import DataInspected, DataInspectFailed
     from sft_tui.tui.screens.data import DataScreen

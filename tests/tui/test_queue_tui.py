@@ -114,7 +114,7 @@ async def test_m_with_no_runs_of_mine_says_how_to_see_everyones(queue_store):
 
 
 async def test_stop_on_my_queued_run_cancels_it(queue_store, monkeypatch):
-    monkeypatch.setattr("sft_tui.core.runs.queue.current_owner", lambda: ME)  # the core's owner check sees ana too
+    monkeypatch.setattr("sft_tui.core.runs.queue_edits.current_owner", lambda: ME)  # the core's owner check sees ana too
     stopped = []
     run = queue_store.find_run("long-context")
     async with app_with(queue_store, stop_run=stopped.append).run_test(size=(80, 24)) as pilot:
@@ -133,7 +133,7 @@ async def test_stop_on_my_queued_run_cancels_it(queue_store, monkeypatch):
 
 
 async def test_stopping_someone_elses_run_names_them_and_records_it(queue_store, monkeypatch):
-    monkeypatch.setattr("sft_tui.core.runs.queue.current_owner", lambda: ME)
+    monkeypatch.setattr("sft_tui.core.runs.queue_edits.current_owner", lambda: ME)
     stopped = []
     live, bobs = queue_store.find_run("support-bot"), queue_store.find_run("eval-sweep")
     live.write_status(JobStatus("running", os.getpid(), now_iso(), now_iso(), step=180, max_steps=600, owner="carl", host="gpu-box"))

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from sft_tui.core.errors import UserError
-from sft_tui.core.runs import queue
+from sft_tui.core.runs import queue, queue_edits
 from sft_tui.core.runs.placement import MAX_PASSES, Claim, GpuRoom, Waiting, gpu_rooms, most_room, plan_admissions
 from sft_tui.core.runs.schema import Placement, now_iso
 from sft_tui.core.runs.store import RunStore
@@ -85,7 +85,7 @@ def test_three_queued_runs_on_a_shared_two_gpu_box_are_placed_by_the_memory_rule
         assert result.code == 0, result.err
         return json.loads(result.out)
 
-    before = [(q.position, q.id, q.owner) for q in queue.queued_runs(store)]
+    before = [(q.position, q.id, q.owner) for q in queue_edits.queued_runs(store)]
     assert before == [(1, a.id, "alice"), (2, b.id, "bob"), (3, c.id, "carol")]
 
     # `queue` admits as it lists: 12 GiB fits GPU0's 14 free (tightest fit), the next 12 only GPU1, 20 fits nowhere;
@@ -179,7 +179,7 @@ def test_a_run_larger_than_any_gpu_says_so_while_it_waits():
 
 
 def test_move_and_cancel_are_for_the_owner_unless_forced_and_both_are_recorded(cli, monkeypatch):
-    monkeypatch.setattr("sft_tui.core.runs.queue.current_owner", lambda: ("alice", "box"))
+    monkeypatch.setattr("sft_tui.core.runs.queue_edits.current_owner", lambda: ("alice", "box"))
     monkeypatch.setattr("sft_tui.core.runs.queue.admit_with_sampler", lambda *a, **k: None)
     monkeypatch.setattr("sft_tui.cli.queue._moved_on", lambda store: None)
     store = RunStore()
@@ -189,7 +189,7 @@ def test_move_and_cancel_are_for_the_owner_unless_forced_and_both_are_recorded(c
 
     moved = cli("queue", "move", third.id, "--to", "1")
     assert moved.code == 0 and f"run {third.id} is now at position 1" in moved.out
-    assert [q.id for q in queue.queued_runs(store)] == [third.id, mine.id, bobs.id]
+    assert [q.id for q in queue_edits.queued_runs(store)] == [third.id, mine.id, bobs.id]
 
     refused = cli("queue", "move", bobs.id, "--to", "1")
     assert refused.code == 2 and refused.err.strip() == (
@@ -200,11 +200,11 @@ def test_move_and_cancel_are_for_the_owner_unless_forced_and_both_are_recorded(c
     assert cancelled.code == 0 and "cancelled run" in cancelled.out
     assert bobs.read_status().state == "stopped" and "cancelled in the queue by alice@box" in bobs.read_status().result
     assert [e.event for e in bobs.read_new_rows().events] == ["refused", "forced", "cancelled"]
-    assert [q.id for q in queue.queued_runs(store)] == [third.id, mine.id]
+    assert [q.id for q in queue_edits.queued_runs(store)] == [third.id, mine.id]
 
     reprioritised = cli("queue", "move", mine.id, "--priority", "3")
     assert reprioritised.code == 0 and f"run {mine.id} is now at position 1" in reprioritised.out
-    assert mine.read_placement().priority == 3 and [q.id for q in queue.queued_runs(store)] == [mine.id, third.id]
+    assert mine.read_placement().priority == 3 and [q.id for q in queue_edits.queued_runs(store)] == [mine.id, third.id]
     neither = cli("queue", "move", mine.id)
     assert neither.code == 2 and "needs one of --to N or --priority P" in neither.err
 
@@ -244,7 +244,7 @@ def test_a_resumed_run_moves_to_the_gpu_with_the_most_room_now():
     run = store.create_run("# r\n", "m", "lora", name="r")
     run.write_status(replace(run.read_status(), state="stopped", gpus=(0,)))
     run.write_placement(Placement(now_iso(), "cuda", 12.0, admitted_at=now_iso(), gpus=(0,)))
-    line = queue.place_for_resume(store, run, SystemSampler(TwoGpuBox()).sample_gpus())  # GPU0 has another user's 10 GiB
+    line = queue_edits.place_for_resume(store, run, SystemSampler(TwoGpuBox()).sample_gpus())  # GPU0 has another user's 10 GiB
     assert line.startswith("GPU: resumes on GPU1: GPU1 24.0 of 24.0 GiB free")
     assert run.read_placement().gpus == (1,) and run.read_status().gpus == (1,)
     assert queue.placement_env(run.read_placement()) == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "1"}
@@ -299,7 +299,7 @@ def test_the_watcher_says_why_a_queued_run_waits_and_keeps_it_queued_without_its
 def test_resuming_a_teammates_run_needs_force(cli, monkeypatch):
     from sft_tui.core.config.load import dump_run_config
 
-    monkeypatch.setattr("sft_tui.core.runs.queue.current_owner", lambda: ("alice", "box"))
+    monkeypatch.setattr("sft_tui.core.runs.queue_edits.current_owner", lambda: ("alice", "box"))
     run = RunStore().create_run(dump_run_config(_demo_config().config), "m", "lora", name="bobs")
     run.write_status(replace(run.read_status(), state="stopped", owner="bob"))
     (run.checkpoint_dir(5)).mkdir(parents=True)

@@ -181,7 +181,8 @@ def start_run(resolved: ResolvedConfig, source: str, out: Callable[[str], None],
 
     launch_fn: tests pass a fake. A queued run's supervisor waits for room (core/runs/queue.py).
     """
-    from sft_tui.core.runs.queue import queue_lock, queued_runs
+    from sft_tui.core.runs.queue import queue_lock
+    from sft_tui.core.runs.queue_edits import queued_runs
 
     config = resolved.config
     store = store or RunStore()

@@ -263,7 +263,7 @@ class LaunchScreen(CockpitScreen):
 
     def _queued_line(self, run) -> str:
         """`queued run X at position N`, read back from the queue (a run that fitted at once may have left it already)."""
-        from sft_tui.core.runs.queue import queued_runs
+        from sft_tui.core.runs.queue_edits import queued_runs
 
         position = next((q.position for q in queued_runs(self.app.store) if q.id == run.id), None)
         if position is None:
