@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         print(f"error: {exc.line()}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C: a run already started goes on; nothing half-made is left (start_run cleans up)
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
     except OSError as exc:  # a read-only folder, a full disk, no permission: the user can fix these
         from sft_tui.core.runs.files import os_error_line
 

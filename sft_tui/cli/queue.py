@@ -44,11 +44,12 @@ def show(
     if not entries:
         print(f"no queued runs in {store.runs_dir}" + (f" owned by {owner}" if owner else ""))
         return
-    rows = [[q.position, q.id, f"{q.owner}@{q.host}" if q.host else q.owner, q.priority,
-             f"{q.estimate_gib:.1f} GiB" if q.estimate_gib is not None else q.device,
-             ",".join(map(str, q.gpus)) or "any", f"GPU{q.waiting_gpu}" if q.waiting_gpu is not None else q.device,
-             q.submitted_at[5:16].replace("T", " ")] for q in entries]
-    print_table(["#", "run", "owner", "prio", "needs", "may use", "waits for", "queued"], rows, title=str(store.runs_dir))
+    pinned = any(q.gpus for q in entries)  # the "may use" column only when some run was limited with --gpus
+    rows = [[q.position, q.id, q.owner, q.priority, f"{q.estimate_gib:.1f}G" if q.estimate_gib is not None else q.device,
+             *([",".join(map(str, q.gpus)) or "any"] if pinned else []),
+             f"GPU{q.waiting_gpu}" if q.waiting_gpu is not None else q.device, q.submitted_at[11:16]] for q in entries]
+    print_table(["#", "run", "owner", "prio", "needs", *(["may use"] if pinned else []), "waits for", "queued"], rows,
+                title=str(store.runs_dir))
     print()
     for q in entries:
         passed = f" (passed by {q.passed} later run{'s' if q.passed != 1 else ''}; after {MAX_PASSES} it goes first)" if q.passed else ""
@@ -68,11 +69,15 @@ def move(
     from sft_tui.core.runs.store import RunStore
 
     if (to is None) == (priority is None):
-        raise UserError("queue move needs one of --to N or --priority P", fix=f"e.g. sft-tui queue move {run} --to 1")
+        given = "both --to and --priority" if to is not None else "neither --to nor --priority"
+        raise UserError(f"queue move takes one of --to N or --priority P, got {given}", fix=f"e.g. sft-tui queue move {run} --to 1")
     store = RunStore()
     found = store.find_run(run)
+    before = found.read_placement()
     position = queue_edits.move(store, found, to, force) if to is not None else queue_edits.reprioritise(store, found, priority, force)
-    print(f"run {found.id} is now at position {position}")
+    after = found.read_placement()
+    changed = f" (priority {before.priority} -> {after.priority}, as the runs around it)" if before and after and before.priority != after.priority and to is not None else ""
+    print(f"run {found.id} is now at position {position}{changed}")
     _moved_on(store)
 
 

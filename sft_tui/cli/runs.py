@@ -27,7 +27,8 @@ def runs(
         print_json([o.to_json() for o in overviews])
         return
     if not overviews:
-        print(f"no runs in {store.runs_dir}")
+        who = current_owner()[0] if mine else owner
+        print(f"no runs in {store.runs_dir}" + (f" owned by {who}" if who else ""))
         return
     rows, notes = [], []
     for o in overviews:

@@ -48,7 +48,11 @@ def run_demo(no_tui: bool) -> int:
         from sft_tui.tui.app import make_app
 
         make_app(open_run=run.id).run()  # quitting leaves the run going; `sft-tui` finds it again
-        print(f"left the monitor; run {run.id} goes on (sft-tui watch {run.id})")
+        status, _ = run.status_or_reason()
+        if status is not None and status.state in ("queued", "running"):
+            print(f"left the monitor; run {run.id} goes on (sft-tui watch {run.id})")
+        else:
+            print(f"left the monitor; run {run.id} is {status.state if status else 'unknown'} (its folder: {run.path})")
         return 0
     state = follow_run(run)
     return 0 if state == "completed" else 1
@@ -71,14 +75,22 @@ def train(
 ) -> None:
     """Validate a run config, then launch a detached training run that survives SSH hang-ups.
 
-    On a multi-GPU box the run goes to the GPU with the most free memory that fits its estimate
-    (--gpus limits the choice). With --queue it waits, holding no GPU memory, until a GPU has room.
+    It goes to the GPU with the most free memory that fits its estimate (--gpus limits the choice); with --queue it waits, holding no GPU memory, until a GPU has room.
     """
     from sft_tui.core.runs.preflight import PlacementRequest, preflight, start_run
 
     if (priority or max_parallel != 1) and not queue:
         note("note: --priority and --max-parallel only matter with --queue")
     request = PlacementRequest(queue=queue, priority=priority, gpus=parse_gpu_ids(gpus), max_parallel=max_parallel)
+    if request.gpus:  # before the pre-flight's notes: an impossible --gpus is the one line to read
+        from sft_tui.core.runs.preflight import check_gpu_ids
+        from sft_tui.core.runs.sysmon import SystemSampler
+
+        sampler = SystemSampler()
+        try:
+            check_gpu_ids(request, sampler.sample_gpus())
+        finally:
+            sampler.close()
     run = start_run(preflight(config, set_ or [], force, note=note), str(config), out=print, request=request, force=force)
     if follow:
         raise typer.Exit(exit_code(follow_run(run)))
@@ -88,8 +100,10 @@ def parse_gpu_ids(text: str | None) -> tuple[int, ...]:
     """`--gpus 2,3` as (2, 3); one line naming the bad part otherwise."""
     from sft_tui.core.errors import UserError
 
-    if not text:
+    if text is None:
         return ()
+    if not text.strip():
+        raise UserError("--gpus is empty", fix="give GPU indices as `sft-tui gpu` lists them, e.g. --gpus 0 or --gpus 2,3; leave it out for any GPU")
     ids = []
     for part in text.split(","):
         part = part.strip()

@@ -32,6 +32,22 @@ def _removed(run: RunDir, pid_note: str) -> int:
     return EXIT_REMOVED
 
 
+STOP_FILE_POLL_S = 2.0
+
+
+def _watch_stop_file(run: RunDir, stop: threading.Event) -> None:
+    """A teammate's `sft-tui stop --force` cannot signal this process (it runs as another user): it writes the run's stop
+    file instead, which this thread turns into the same clean stop as SIGTERM."""
+
+    def watch() -> None:
+        while not stop.wait(STOP_FILE_POLL_S):
+            if run.stop_request_path.exists():
+                print("[sft-tui] stop requested through the run's stop file", flush=True)
+                stop.set()
+
+    threading.Thread(target=watch, name="stop-file", daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
     """Entry point; returns the process exit code (0: completed or stopped)."""
     import os
@@ -49,6 +65,7 @@ def main(argv: list[str]) -> int:
     from sft_tui.core.runs.reporter import StatusReporter
     from sft_tui.trainer.failures import RunDirRemoved, classify_failure
 
+    _watch_stop_file(run, stop)
     reserve = DiskReserve(run.reserve_path)
     try:
         lock = run.lock().acquire()

@@ -135,7 +135,7 @@ def _train(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusRep
         gradient_accumulation_steps=config.training.gradient_accumulation_steps, weight_decay=config.training.weight_decay,
         max_grad_norm=config.training.max_grad_norm, optim=optimizer,
         bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=device == "cpu",
-        gradient_checkpointing=config.training.gradient_checkpointing,
+        activation_checkpointing=config.training.gradient_checkpointing,  # transformers 5 name (gradient_checkpointing: deprecated alias)
         logging_steps=_every(config.training.logging_steps, total, ROWS_PER_RUN), logging_first_step=True,
         eval_strategy="steps" if eval_ds is not None else "no", eval_steps=_every(config.training.eval_steps, total, EVALS_PER_RUN),
         save_strategy="steps", save_steps=_every(config.training.save_steps, total, SAVES_PER_RUN),

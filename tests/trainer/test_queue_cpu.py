@@ -72,3 +72,24 @@ def test_cancelling_a_queued_run_ends_its_waiter_and_it_never_trains(runs_home, 
     assert [e.event for e in second.read_new_rows().events] == ["cancelled"] and second.latest_checkpoint() is None
     request_stop(first)
     assert wait_until_inactive(first, FINISH_S) == "stopped"
+
+
+def test_a_waiter_told_to_end_leaves_its_run_queued_and_a_teammates_stop_file_stops_a_trainer(runs_home, tiny_model, cli):
+    from sft_tui.core.runs.jobs import wait_until_inactive
+    from sft_tui.core.runs.liveness import pid_is_alive
+
+    overrides = ["--set", f"model.name={tiny_model}", "--set", f"data.train={DEMO / 'train.jsonl'}", "--set", f"data.eval={DEMO / 'eval.jsonl'}"]
+    assert cli("train", str(DEMO / "demo.toml"), *overrides, "--set", "training.max_steps=400", "--set", "training.save_steps=5",
+               "--queue").code == 0
+    assert cli("train", str(DEMO / "demo.toml"), *overrides, "--set", "training.max_steps=20", "--queue").code == 0
+    second, first = RunStore().run_dirs()
+    wait_for(lambda: state(first) == "running" and (first.read_status().step or 0) >= 6, START_S, "the first run to step")
+    waiter = second.read_status().pid
+    os.kill(waiter, signal.SIGTERM)  # what a shutdown or a logout sends every process
+    wait_for(lambda: not pid_is_alive(waiter), START_S, "the waiter to end")
+    assert second.read_status().state == "queued" and [q.id for q in queued_runs(RunStore())] == [second.id]
+    assert cli("queue").code == 0  # anyone of the owner's sft-tui starts a new waiter
+    assert second.read_status().pid != waiter and pid_is_alive(second.read_status().pid)
+    first.stop_request_path.write_text("a teammate's stop --force")  # no signal: the trainer watches this file
+    assert wait_until_inactive(first, FINISH_S) == "stopped" and first.latest_checkpoint() is not None
+    wait_for(lambda: state(second) == "completed", FINISH_S, "the second run to start and complete")

@@ -9,7 +9,7 @@ import pytest
 from sft_tui.tui.screens.confirm import ConfirmScreen
 from sft_tui.tui.screens.monitor import MonitorScreen
 from tests.tui.conftest import settle
-from tests.tui.test_queue_tui import app_with, queue_store  # noqa: F401,F811 - the queue_store fixture
+from tests.tui.test_queue_tui import _end_waiters, app_with, queue_store  # noqa: F401,F811 - fixtures
 from tests.tui.test_snapshots import SIZES, frozen_store, laid_out  # noqa: F401 - the frozen_store fixture
 
 # what the app's own admission pass writes on the fake A100 + T4 box: the same whichever comes first, it or the monitor's poll
@@ -28,7 +28,7 @@ async def test_a_queued_runs_monitor_says_why_it_waits_and_s_offers_to_cancel(qu
         await settle(pilot)
         monitor = pilot.app.screen
         assert isinstance(monitor, MonitorScreen)
-        assert str(monitor.query_one("#error").render()) == f"waiting in the queue: {WHY}"
+        assert str(monitor.query_one("#error").render()) == f"waiting in the queue: priority 1 · {WHY}"
         assert "queued" in str(monitor.query_one("#run-title").render())
         await pilot.press("s")
         await settle(pilot)

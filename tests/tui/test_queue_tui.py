@@ -25,15 +25,38 @@ from tests.tui.test_wizard_launch import tiny_model
 ME = ("ana", "gpu-box")
 
 
+WAITERS: list = []  # stand-ins for queued runs' waiting processes: live, harmless to SIGTERM
+
+
+def stand_in_waiter() -> int:
+    """A live process to stand for a queued run's waiter (the queue takes a run whose process is gone as orphaned)."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    WAITERS.append(process)
+    return process.pid
+
+
+@pytest.fixture(autouse=True)
+def _end_waiters():
+    yield
+    while WAITERS:
+        process = WAITERS.pop()
+        process.kill()
+        process.wait()
+
+
 def queue_run(store: RunStore, name: str, owner: str, estimate: float, priority: int = 0, order: float = 0.0,
               updated: str | None = None) -> str:
-    """A run waiting in the queue, as `sft-tui train --queue` leaves it (pid 0, so cancelling signals nothing).
+    """A run waiting in the queue, as `sft-tui train --queue` leaves it: its waiter a live stand-in (cancelling SIGTERMs it).
 
-    Its status is fresh unless `updated` is given: the queue takes a waiter as gone (and starts a new one) only after 30 s.
+    With `updated` (a time long ago), its waiter is gone instead, as after a reboot.
     """
     submitted = FROZEN.replace(hour=13, minute=int(order))  # ids and start times the same in every picture
     run = store.create_run('[model]\nname = "llama3.1-8b"\n[method]\nname = "lora"\n', "llama3.1-8b", "lora", name=name, now=submitted)
-    run.write_status(JobStatus("queued", 0, submitted.isoformat(), updated or now_iso(), max_steps=900, owner=owner, host="gpu-box"))
+    waiter = 999_999_999 if updated else stand_in_waiter()
+    run.write_status(JobStatus("queued", waiter, submitted.isoformat(), updated or now_iso(), max_steps=900, owner=owner, host="gpu-box"))
     run.write_placement(Placement(now_iso(), "cuda", estimate, queued=True, priority=priority, order=order))
     return run.id
 
@@ -47,7 +70,9 @@ def add_queue(store: RunStore) -> dict[str, str]:
 
 
 @pytest.fixture()
-def queue_store(frozen_store):  # noqa: F811
+def queue_store(frozen_store, monkeypatch):  # noqa: F811
+    # the queue counts only runs started on its own host: the pictures' runs were started on gpu-box, by ana and bob
+    monkeypatch.setattr("sft_tui.core.runs.queue.current_owner", lambda: ME)
     add_queue(frozen_store)
     return frozen_store
 

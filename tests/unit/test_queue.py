@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import replace
 
 import pytest
@@ -17,6 +18,7 @@ from sft_tui.core.runs.sysmon import GpuProcess, GpuSample, SystemSampler
 from tests.unit.test_sysmon import FakeNvml
 
 GIB = 2**30
+HOST = socket.gethostname()  # the queue counts only runs started on this machine
 FOREIGN_PID = 999_999_999  # no such process: someone else's notebook holding memory
 
 
@@ -44,7 +46,7 @@ def _sample(index: int, total: float, procs: tuple[tuple[int, float], ...] = ())
 def queued_run(store: RunStore, name: str, estimate: float, owner: str, order: float, priority: int = 0, waiter: int | None = None):
     """A run waiting in the queue, as `train --queue` leaves it; its waiter is this live process unless given."""
     run = store.create_run(f"# {name}\n", "m", "lora", name=name)
-    run.write_status(replace(run.read_status(), owner=owner, host="box", pid=os.getpid() if waiter is None else waiter))
+    run.write_status(replace(run.read_status(), owner=owner, host=HOST, pid=os.getpid() if waiter is None else waiter))
     run.write_placement(Placement(now_iso(), "cuda", estimate, queued=True, priority=priority, order=order))
     return run
 
@@ -111,7 +113,7 @@ def test_three_queued_runs_on_a_shared_two_gpu_box_are_placed_by_the_memory_rule
 def test_after_a_reboot_the_owners_next_sft_tui_starts_new_waiters_and_leaves_teammates_runs_to_them(monkeypatch):
     from datetime import datetime, timedelta, timezone
 
-    monkeypatch.setattr("sft_tui.core.runs.queue.current_owner", lambda: ("alice", "box"))
+    monkeypatch.setattr("sft_tui.core.runs.queue.current_owner", lambda: ("alice", HOST))
     store = RunStore()
     long_ago = (datetime.now(timezone.utc) - timedelta(minutes=10)).isoformat()
     mine = queued_run(store, "mine", 30, "alice", order=1, waiter=FOREIGN_PID)  # no such process any more
@@ -179,7 +181,7 @@ def test_a_run_larger_than_any_gpu_says_so_while_it_waits():
 
 
 def test_move_and_cancel_are_for_the_owner_unless_forced_and_both_are_recorded(cli, monkeypatch):
-    monkeypatch.setattr("sft_tui.core.runs.queue_edits.current_owner", lambda: ("alice", "box"))
+    monkeypatch.setattr("sft_tui.core.runs.queue_edits.current_owner", lambda: ("alice", HOST))
     monkeypatch.setattr("sft_tui.core.runs.queue.admit_with_sampler", lambda *a, **k: None)
     monkeypatch.setattr("sft_tui.cli.queue._moved_on", lambda store: None)
     store = RunStore()
@@ -194,11 +196,11 @@ def test_move_and_cancel_are_for_the_owner_unless_forced_and_both_are_recorded(c
     refused = cli("queue", "move", bobs.id, "--to", "1")
     assert refused.code == 2 and refused.err.strip() == (
         f"error: run {bobs.id} belongs to bob; ask them, or pass --force to move it anyway (it is recorded in the run's events)")
-    assert "alice@box tried to move it" in bobs.read_new_rows().events[-1].message
+    assert f"alice@{HOST} tried to move it" in bobs.read_new_rows().events[-1].message
 
     cancelled = cli("queue", "cancel", bobs.id, "--force")
     assert cancelled.code == 0 and "cancelled run" in cancelled.out
-    assert bobs.read_status().state == "stopped" and "cancelled in the queue by alice@box" in bobs.read_status().result
+    assert bobs.read_status().state == "stopped" and f"cancelled in the queue by alice@{HOST}" in bobs.read_status().result
     assert [e.event for e in bobs.read_new_rows().events] == ["refused", "forced", "cancelled"]
     assert [q.id for q in queue_edits.queued_runs(store)] == [third.id, mine.id]
 
@@ -206,7 +208,9 @@ def test_move_and_cancel_are_for_the_owner_unless_forced_and_both_are_recorded(c
     assert reprioritised.code == 0 and f"run {mine.id} is now at position 1" in reprioritised.out
     assert mine.read_placement().priority == 3 and [q.id for q in queue_edits.queued_runs(store)] == [mine.id, third.id]
     neither = cli("queue", "move", mine.id)
-    assert neither.code == 2 and "needs one of --to N or --priority P" in neither.err
+    assert neither.code == 2 and "takes one of --to N or --priority P, got neither --to nor --priority" in neither.err
+    both = cli("queue", "move", mine.id, "--to", "1", "--priority", "2")
+    assert both.code == 2 and "got both --to and --priority" in both.err
 
     stopped = cli("stop", mine.id)  # stop on a waiting run takes it out of the queue
     assert stopped.code == 0 and mine.read_status().state == "stopped"
@@ -215,7 +219,7 @@ def test_move_and_cancel_are_for_the_owner_unless_forced_and_both_are_recorded(c
 
 
 def test_runs_lists_queue_positions_and_filters_by_owner(cli, monkeypatch):
-    monkeypatch.setattr("sft_tui.core.runs.liveness.current_owner", lambda: ("bob", "box"))
+    monkeypatch.setattr("sft_tui.core.runs.liveness.current_owner", lambda: ("bob", HOST))
     store = RunStore()
     queued_run(store, "first", 4, "alice", order=1)
     second = queued_run(store, "second", 4, "bob", order=2)
@@ -227,16 +231,16 @@ def test_runs_lists_queue_positions_and_filters_by_owner(cli, monkeypatch):
 
 def test_unknown_gpu_ids_are_refused_in_one_line(cli, monkeypatch, tmp_path):
     from sft_tui.cli.train import parse_gpu_ids
-    from sft_tui.core.runs.preflight import PlacementRequest, _check_gpu_ids
+    from sft_tui.core.runs.preflight import PlacementRequest, check_gpu_ids
 
     assert parse_gpu_ids("2, 3,2") == (2, 3)
     with pytest.raises(UserError, match="'x' is not a GPU index"):
         parse_gpu_ids("1,x")
     box = SystemSampler(TwoGpuBox()).sample_gpus()
     with pytest.raises(UserError, match=r"this machine has no GPU 5 \(it has 0,1\)"):
-        _check_gpu_ids(PlacementRequest(gpus=(1, 5)), box)
+        check_gpu_ids(PlacementRequest(gpus=(1, 5)), box)
     with pytest.raises(UserError, match="no NVIDIA GPU"):
-        _check_gpu_ids(PlacementRequest(gpus=(0,)), SystemSampler(FakeNvml(fail_init="no driver")).sample_gpus())
+        check_gpu_ids(PlacementRequest(gpus=(0,)), SystemSampler(FakeNvml(fail_init="no driver")).sample_gpus())
 
 
 def test_a_resumed_run_moves_to_the_gpu_with_the_most_room_now():
@@ -291,7 +295,7 @@ def test_the_watcher_says_why_a_queued_run_waits_and_keeps_it_queued_without_its
     run.write_status(replace(run.read_status(), updated_at=(datetime.now(timezone.utc) - timedelta(minutes=5)).isoformat()))
     run.write_placement(replace(run.read_placement(), waiting="needs 20.0 GiB; best: GPU1 12.0 of 24.0 GiB free"))
     snapshot = RunWatcher(run).poll()
-    assert snapshot.state == "queued" and snapshot.waiting == "needs 20.0 GiB; best: GPU1 12.0 of 24.0 GiB free"
+    assert snapshot.state == "queued" and snapshot.waiting == "priority 0 · needs 20.0 GiB; best: GPU1 12.0 of 24.0 GiB free"
     run.write_placement(replace(run.read_placement(), admitted_at=now_iso(), gpus=(1,)))
     assert RunWatcher(run).poll().waiting == ""
 
@@ -299,7 +303,7 @@ def test_the_watcher_says_why_a_queued_run_waits_and_keeps_it_queued_without_its
 def test_resuming_a_teammates_run_needs_force(cli, monkeypatch):
     from sft_tui.core.config.load import dump_run_config
 
-    monkeypatch.setattr("sft_tui.core.runs.queue_edits.current_owner", lambda: ("alice", "box"))
+    monkeypatch.setattr("sft_tui.core.runs.queue_edits.current_owner", lambda: ("alice", HOST))
     run = RunStore().create_run(dump_run_config(_demo_config().config), "m", "lora", name="bobs")
     run.write_status(replace(run.read_status(), state="stopped", owner="bob"))
     (run.checkpoint_dir(5)).mkdir(parents=True)
@@ -317,3 +321,76 @@ def test_a_queued_run_whose_placement_file_is_damaged_fails_in_one_line_instead_
     assert status.state == "failed" and status.error.kind == "config"
     assert status.error.message == "placement.json of this queued run is missing or unreadable: it cannot be placed"
     assert [(o.id, o.state) for o in RunStore().list_runs()] == [(run.id, "failed")]
+
+
+def test_stop_force_on_a_teammates_trainer_asks_through_the_stop_file_when_it_cannot_be_signalled(monkeypatch):
+    from sft_tui.core.runs import jobs
+
+    run = RunStore().create_run("# r\n", "m", "lora", name="theirs")
+    run.write_status(replace(run.read_status(), state="running", pid=os.getpid(), owner="alice"))
+    sent = []
+
+    def kill(pid, sig):  # this process stands for alice's trainer: another user's, so no signal may reach it
+        sent.append(sig)
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(jobs.os, "kill", kill)
+    result = jobs.request_stop(run)
+    assert "through its stop file (pid" in result.message and "runs as alice" in result.message
+    assert run.stop_request_path.exists() and sent == [0]  # asked whether it may signal; wrote the file the trainer watches
+    with pytest.raises(UserError, match="only alice or root can kill it"):
+        jobs.request_stop(run)
+
+
+def test_a_teammates_admitted_run_whose_waiter_died_gives_its_room_back_to_the_queue(monkeypatch):
+    monkeypatch.setattr("sft_tui.core.runs.queue.current_owner", lambda: ("bob", HOST))
+    store = RunStore()
+    box = SystemSampler(TwoGpuBox()).sample_gpus()
+    alices = queued_run(store, "alices", 20, "alice", order=1, waiter=FOREIGN_PID)  # its waiter died right after admission
+    alices.write_placement(replace(alices.read_placement(), admitted_at=now_iso(), gpus=(1,)))
+    bobs = queued_run(store, "bobs", 20, "bob", order=2)
+    starter = FakeStarter()
+    queue.admit(store, box, spawn=starter)
+    assert starter.started == []  # never alice's run as bob
+    assert bobs.read_placement().gpus == (1,)  # alice's stranded admission held nothing
+    assert not alices.read_placement().admitted_at and alices.read_status().gpus == ()
+    assert alices.read_placement().waiting == "its waiting process is gone (a reboot?); it moves again when alice runs sft-tui"
+    assert [q.id for q in queue_edits.queued_runs(store)] == [alices.id]  # listed, so `queue cancel --force` reaches it
+
+
+def test_a_broken_queue_lock_is_one_line(cli, tmp_path):
+    store = RunStore()
+    store.create_run("# r\n", "m", "lora")
+    (store.home / ".queue.lock").mkdir()
+    result = cli("queue")
+    assert result.code == 2 and result.err.count("\n") == 1
+    assert "the queue's lock file cannot be used (Is a directory)" in result.err and "remove it and it is made again" in result.err
+
+
+def test_an_interrupted_start_leaves_no_half_made_run(monkeypatch):
+    from sft_tui.core.runs import preflight
+
+    def interrupted(run):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        preflight.start_run(_demo_config(), "demo.toml", print, launch_fn=interrupted, store=RunStore(),
+                            request=preflight.PlacementRequest(queue=True))
+    assert RunStore().run_dirs() == []
+
+
+def test_in_a_setgid_team_home_run_folders_are_group_writable_whatever_the_umask(tmp_path):
+    import stat
+
+    home = tmp_path / "team"
+    home.mkdir()
+    home.chmod(0o2775)
+    old = os.umask(0o022)
+    try:
+        run = RunStore(home).create_run("# r\n", "m", "lora")
+        plain = RunStore(tmp_path / "mine").create_run("# r\n", "m", "lora")  # not a team folder: the umask stands
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(run.path.stat().st_mode) & 0o070 == 0o070
+    assert stat.S_IMODE((home / "runs").stat().st_mode) & 0o070 == 0o070
+    assert stat.S_IMODE(plain.path.stat().st_mode) & 0o020 == 0

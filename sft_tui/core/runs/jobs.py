@@ -42,8 +42,8 @@ def _spawn(target: Path, log_path: Path, extra: list[str]) -> int:
 
 def launch(run: RunDir, resume: bool = False) -> int:
     """Start the train job of `run` (resume: from its last checkpoint); returns the supervisor's pid."""
+    run.stop_request_path.unlink(missing_ok=True)  # before the trainer starts: it watches this file (a teammate's stop)
     pid = _spawn(run.path, run.log_path, ["--resume"] if resume else [])
-    run.stop_request_path.unlink(missing_ok=True)
     status, _ = run.status_or_reason()
     if status is not None and status.state != "running":  # the trainer may already have taken over
         run.write_status(replace(status, state="queued", pid=pid, updated_at=now_iso(), error=None, eta_s=None))
@@ -134,18 +134,33 @@ def request_stop(target: RunDir | JobDir) -> StopResult:
     status, reason = target.status_or_reason()
     if status is None or effective_state(status) not in ACTIVE_STATES:
         state = effective_state(status) if status else f"unknown: {reason}"
-        fix = "nothing to stop; `sft-tui resume` continues a stopped run" if isinstance(target, RunDir) else "nothing to stop; `sft-tui runs` shows its result"
+        resumable = state in ("stopped", "failed", CRASHED)
+        fix = ("nothing to stop; `sft-tui resume` continues it from its last checkpoint" if isinstance(target, RunDir) and resumable
+               else "nothing to stop; `sft-tui runs` shows its result")
         raise UserError(f"{what} is not running (state: {state})", fix=fix)
     if not pid_is_alive(status.pid):
         raise UserError(f"{what} has no live process (pid {status.pid})", fix="it has crashed or is ending; see `sft-tui runs`")
+    try:
+        os.kill(status.pid, 0)  # may this user signal it? A teammate's process answers EPERM
+        can_signal = True
+    except PermissionError:
+        can_signal = False
     marker = target.stop_request_path
+    owner = status.owner or "another user"
     if marker.exists():
+        if not can_signal:
+            raise UserError(f"{what} was already asked to stop; its pid {status.pid} runs as {owner}, so only {owner} or root can kill it",
+                            fix=f"it stops at the end of its step; or ask {owner} (`sft-tui stop {target.id if isinstance(target, RunDir) else target.run.id}`) or root (`kill -9 {status.pid}`)")
         os.kill(status.pid, signal.SIGKILL)
         then = f"; `sft-tui resume {target.id}` continues from the last checkpoint" if isinstance(target, RunDir) else ""
         return StopResult(True, f"second stop request: killed pid {status.pid} (SIGKILL){then}")
-    marker.write_text(now_iso())
-    os.kill(status.pid, signal.SIGTERM)
+    if not can_signal and not isinstance(target, RunDir):
+        raise UserError(f"{what} runs as {owner} (pid {status.pid}): only {owner} or root can stop it", fix=f"ask {owner}")
+    marker.write_text(now_iso())  # before the signal: the supervisor reads it to tell a requested stop from a crash
     does = "it finishes the step and saves a checkpoint" if isinstance(target, RunDir) else "it ends as stopped"
+    if not can_signal:  # a teammate's trainer: it watches this file and stops itself (a signal needs its user or root)
+        return StopResult(False, f"asked {what} to stop through its stop file (pid {status.pid} runs as {owner}): {does}, within a few seconds")
+    os.kill(status.pid, signal.SIGTERM)
     return StopResult(False, f"asked {what} to stop (SIGTERM to pid {status.pid}): {does}")
 
 

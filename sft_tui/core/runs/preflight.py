@@ -61,8 +61,19 @@ def check_home_writable(home: Path) -> None:
     except OSError as exc:
         problem = exc.strerror or str(exc)
     if problem:
-        raise UserError(f"cannot write where runs live: {problem} ({existing})", str(home),
-                        "set SFT_TUI_HOME to a folder you can write (a team shares one as a setgid group folder)")
+        fix = "set SFT_TUI_HOME to a folder you can write (a team shares one as a setgid group folder)"
+        if problem == "permission denied":
+            try:
+                import grp
+                import pwd
+
+                st = existing.stat()
+                owner, group = pwd.getpwuid(st.st_uid).pw_name, grp.getgrgid(st.st_gid).gr_name
+                fix = (f"{existing} belongs to {owner}:{group} with mode {oct(st.st_mode & 0o7777)[2:]}: ask {owner} to "
+                       f"`chmod g+w` it, and work with `umask 002` (README: Sharing one SFT_TUI_HOME), or set SFT_TUI_HOME elsewhere")
+            except (KeyError, OSError):
+                pass
+        raise UserError(f"cannot write where runs live: {problem} ({existing})", str(home), fix)
 
 
 def preflight(config_path: Path, overrides: list[str], force: bool, note: Callable[[str], None],
@@ -126,7 +137,8 @@ def run_peak_gib(config: RunConfig, gpu: GpuSample) -> float:
     return estimate_memory(spec, settings_from_run_config(config, gpu.bf16_supported)).peak_gib
 
 
-def _check_gpu_ids(request: PlacementRequest, snapshot: GpuSnapshot) -> None:
+def check_gpu_ids(request: PlacementRequest, snapshot: GpuSnapshot) -> None:
+    """--gpus must name GPUs this machine has; one line otherwise."""
     if not request.gpus:
         return
     if not snapshot.available:
@@ -193,16 +205,20 @@ def start_run(resolved: ResolvedConfig, source: str, out: Callable[[str], None],
     finally:
         if own:
             sampler.close()
-    _check_gpu_ids(request, snapshot)
+    check_gpu_ids(request, snapshot)
     text = dump_run_config(config, resolved.origins, header=f"Resolved by sft-tui from {source}; this is what the run used.")
     with queue_lock(store):  # placed, made and launched before anyone else may admit: nobody else starts it, nor takes its room
         placement = place(config, request, snapshot, store, force, out)
         run = store.create_run(text, config.model.name, config.method.name, name=config.output.name, gpus=placement.gpus)
-        run.write_placement(placement)
-        decision = Path(source).parent / DECISION_NAME  # the wizard writes it beside run.toml; the model card quotes it
-        if decision.is_file():
-            shutil.copyfile(decision, run.decision_path)
-        pid = (launch_fn or launch)(run)
+        try:
+            run.write_placement(placement)
+            decision = Path(source).parent / DECISION_NAME  # the wizard writes it beside run.toml; the model card quotes it
+            if decision.is_file():
+                shutil.copyfile(decision, run.decision_path)
+            pid = (launch_fn or launch)(run)
+        except BaseException:  # Ctrl-C or a full disk before its process started: no half-made run is left to look queued
+            shutil.rmtree(run.path, ignore_errors=True)
+            raise
     if request.queue:
         position = next((q.position for q in queued_runs(store) if q.id == run.id), None)
         where = f"position {position}" if position else "the queue"

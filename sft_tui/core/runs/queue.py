@@ -17,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
-from sft_tui.core.runs.liveness import current_owner, effective_state
+from sft_tui.core.errors import UserError
+from sft_tui.core.runs.liveness import current_owner, effective_state, pid_is_alive
 from sft_tui.core.runs.placement import CPU, Claim, Plan, Waiting, gpu_rooms, plan_admissions
 from sft_tui.core.runs.rundir import RunDir
-from sft_tui.core.runs.schema import ACTIVE_STATES, CRASHED, EventRow, JobError, JobStatus, Placement, now_iso
+from sft_tui.core.runs.schema import ACTIVE_STATES, EventRow, JobError, JobStatus, Placement, now_iso, parse_iso
 from sft_tui.core.runs.store import RunStore
 from sft_tui.core.runs.sysmon import GpuSnapshot
 
@@ -42,8 +43,15 @@ class QueueLock:
         import fcntl
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o666)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o666)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            raise UserError(f"the queue's lock file cannot be used ({exc.strerror or exc})", str(self.path),
+                            "it must be a file everyone sharing this home can read: remove it and it is made again") from None
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -76,30 +84,51 @@ def _pids(pid: int) -> frozenset[int]:
 
 @dataclass(frozen=True)
 class QueueScan:
-    """Every run the queue cares about, read once."""
+    """Every run this machine's queue cares about, read once."""
 
     waiting: tuple[tuple[RunDir, JobStatus, Placement], ...]
     claims: tuple[Claim, ...]
     cpu_running: int
-    admitted_idle: tuple[RunDir, ...]  # admitted, but the process that should start it is gone
+    admitted_idle: tuple[tuple[RunDir, JobStatus, Placement], ...]  # admitted, but the process that should start it is gone
 
 
-def scan(store: RunStore, now: datetime | None = None) -> QueueScan:
-    """Read the runs: the queue, what admitted runs hold, how many run on the CPU. A broken run is skipped, never fatal."""
+def process_gone(status: JobStatus) -> bool:
+    """The run's recorded process (its waiter or trainer) is dead: now, not after the 30 s a crash display waits.
+
+    A run is made and its waiter's pid written under the queue lock, so an admitter never sees the pid-0 moment.
+    """
+    return not pid_is_alive(status.pid, parse_iso(status.updated_at))
+
+
+def _mine(status: JobStatus, me: str) -> bool:
+    return status.owner in ("", me)
+
+
+def scan(store: RunStore, now: datetime | None = None, me: str | None = None) -> QueueScan:
+    """Read this machine's runs: the queue, what admitted runs hold, how many run on the CPU. A broken run is skipped.
+
+    A home shared by several machines holds several queues: only runs started on this host
+    count here (another host's GPUs and processes are not ours to see). `me`: whose admitted
+    runs with a dead process still hold their room (this user will start them again).
+    """
     now = now or datetime.now(timezone.utc)
+    me = me if me is not None else current_owner()[0]
+    host = current_owner()[1]
     waiting, claims, idle = [], [], []
     cpu_running = 0
     for run in store.run_dirs():
         status, _ = run.status_or_reason()
-        if status is None:
+        if status is None or status.host not in ("", host):
             continue
         placement = run.read_placement()
         if is_waiting(status, placement):
             waiting.append((run, status, placement))
             continue
         state = effective_state(status, now)
-        if status.state == "queued" and placement is not None and placement.admitted_at and state == CRASHED:
-            idle.append(run)  # admitted, then its supervisor died before the trainer started: it still holds its place
+        if status.state == "queued" and placement is not None and placement.admitted_at and process_gone(status):
+            idle.append((run, status, placement))  # admitted, then its waiter died before the trainer started
+            if not _mine(status, me):
+                continue  # given back to the queue by admit(): it holds nothing until its owner starts it
             state = "queued"
         if state not in ACTIVE_STATES:
             continue
@@ -128,58 +157,63 @@ def _event(run: RunDir, event: str, message: str) -> None:
 def admit(store: RunStore, gpus: GpuSnapshot, spawn: Callable[[RunDir], int] | None = None) -> Plan:
     """Start the queued runs that fit now (the memory rule, core/runs/placement.py), record why the others wait.
 
-    A run given a GPU is started by its own waiting supervisor; one whose supervisor is gone
-    (a reboot, a kill) gets a new one from `spawn` (default: jobs.launch), as does a waiting
-    run whose supervisor is gone, so the queue never depends on a process that died.
+    A run given a GPU is started by its own waiting supervisor. This user's runs whose
+    supervisor is gone (a reboot, a kill) get a new one from `spawn` (default: jobs.launch);
+    a teammate's are left waiting for them (a job runs as the user who owns it), and one that
+    was admitted but never started gives its room back to the queue.
     """
     from sft_tui.core.runs.jobs import launch
 
     spawn = spawn or launch
     if not store.runs_dir.is_dir():
         return Plan(())  # no runs yet: nothing to admit, and no folder made just for looking
+    me = current_owner()[0]
     with queue_lock(store):
-        found = scan(store)
-        me = current_owner()[0]
-        # a run whose waiter is gone (a reboot) is started only by its owner's sft-tui: a job runs as the user who owns it
-        orphans = {run.id: status.owner for run, status, _ in found.waiting if _waiter_gone(status) and status.owner not in ("", me)}
+        found = scan(store, me=me)
+        for run, status, placement in found.admitted_idle:
+            if _mine(status, me):
+                spawn(run)  # it keeps the room it was given (counted in found.claims)
+            else:
+                _write(run, me, status, lambda: (run.write_placement(replace(placement, admitted_at="", gpus=())),
+                                                  run.write_status(replace(status, gpus=()))))
+        waiting = list(found.waiting) + [(r, replace(st, gpus=()), replace(p, admitted_at="", gpus=()))
+                                          for r, st, p in found.admitted_idle if not _mine(st, me)]
+        # a teammate's run whose waiter is gone is started only by their own sft-tui
+        orphans = {run.id: status.owner for run, status, _ in waiting if not _mine(status, me) and process_gone(status)}
         rooms = gpu_rooms(gpus.gpus, found.claims) if gpus.available else []
-        plan = plan_admissions([waiting_of(p, r.id) for r, _, p in found.waiting if r.id not in orphans], rooms, found.cpu_running)
-        entries = {run.id: (run, status, placement) for run, status, placement in found.waiting}
+        plan = plan_admissions([waiting_of(p, r.id) for r, _, p in waiting if r.id not in orphans], rooms, found.cpu_running)
+        entries = {run.id: (run, status, placement) for run, status, placement in waiting}
         stamp = now_iso()
         for run_id, gpu_ids in plan.start:  # in queue order
             run, status, placement = entries.pop(run_id)
-            try:
-                run.write_placement(replace(placement, admitted_at=stamp, gpus=gpu_ids, waiting=""))
-                run.write_status(replace(status, gpus=gpu_ids, updated_at=stamp))
-            except PermissionError:  # a teammate's run in a folder only they may write: their own waiter admits it
-                continue
+            if not _write(run, me, status, lambda: (run.write_placement(replace(placement, admitted_at=stamp, gpus=gpu_ids, waiting="")),
+                                                    run.write_status(replace(status, gpus=gpu_ids, updated_at=stamp)))):
+                continue  # a teammate's run in a folder only they may write: their own waiter admits it
             where = f"GPU {','.join(map(str, gpu_ids))}" if gpu_ids else "the CPU"
             _event(run, "admitted", f"left the queue for {where}")
-            if _waiter_gone(status):
+            if process_gone(status):
                 spawn(run)
         for run, status, placement in entries.values():
             reason = plan.reasons.get(run.id, placement.waiting)
             if run.id in orphans:
                 reason = f"its waiting process is gone (a reboot?); it moves again when {orphans[run.id]} runs sft-tui"
-            passed = plan.passed.get(run.id, placement.passed)
-            target = plan.targets.get(run.id)
-            try:
-                if (reason, passed, target) != (placement.waiting, placement.passed, placement.waiting_gpu):
-                    run.write_placement(replace(placement, waiting=reason, passed=passed, waiting_gpu=target))
-            except PermissionError:
-                pass
-            if run.id not in orphans and _waiter_gone(status):  # its waiter died: a new one keeps it moving
-                spawn(run)
-        for run in found.admitted_idle:
-            status, _ = run.status_or_reason()
-            if status is not None and status.owner in ("", me):
+            update = replace(placement, waiting=reason, passed=plan.passed.get(run.id, placement.passed), waiting_gpu=plan.targets.get(run.id))
+            if update != placement:
+                _write(run, me, status, lambda: run.write_placement(update))
+            if run.id not in orphans and process_gone(status):  # my run whose waiter died: a new one keeps it moving
                 spawn(run)
     return plan
 
 
-def _waiter_gone(status: JobStatus) -> bool:
-    """Its process is dead and its status 30 s old (a run just made has pid 0 for a moment, under the lock, and is not gone)."""
-    return effective_state(status) == CRASHED
+def _write(run: RunDir, me: str, status: JobStatus, write: Callable[[], object]) -> bool:
+    """Write a run's queue files; a teammate's folder we may not write is skipped (False), our own raises."""
+    try:
+        write()
+        return True
+    except PermissionError:
+        if _mine(status, me):
+            raise
+        return False
 
 
 def admit_with_sampler(store: RunStore, sampler=None, spawn: Callable[[RunDir], int] | None = None) -> Plan:
@@ -202,6 +236,7 @@ def wait_for_admission(run: RunDir, stop: Callable[[float], bool], sampler=None)
     `stop(timeout)` waits up to timeout and says whether to give up (a SIGTERM to the waiter).
     """
     store = RunStore(run.path.parent.parent)
+    said = ""
     while True:
         placement = run.read_placement()
         status, _ = run.status_or_reason()
@@ -217,13 +252,24 @@ def wait_for_admission(run: RunDir, stop: Callable[[float], bool], sampler=None)
             return placement
         try:
             admit_with_sampler(store, sampler)
-        except OSError as exc:  # a full disk or a removed home: say so in the log and try again later
-            print(f"[sft-tui] queue: {exc}", flush=True)
+        except (OSError, UserError) as exc:  # a full disk, a broken lock file: say so once in the log, try again later
+            line = exc.line() if isinstance(exc, UserError) else str(exc)
+            if line != said:
+                said = line
+                _log(f"[sft-tui] queue: {line}; trying again every {POLL_S:g} s")
         placement = run.read_placement()
         if placement is not None and placement.admitted_at:
             return placement
         if stop(POLL_S):
             return None
+
+
+def _log(line: str) -> None:
+    """A line in the waiter's log; on a full disk even that fails, and the waiter must go on waiting."""
+    try:
+        print(line, flush=True)
+    except OSError:
+        pass
 
 
 def placement_env(placement: Placement | None) -> dict[str, str]:

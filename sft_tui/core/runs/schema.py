@@ -335,3 +335,4 @@ class RunOverview(Record):
     priority: int = 0
     waiting: str = ""  # why a queued run waits
     estimate_gib: float | None = None
+    device: str = ""  # cuda | cpu from placement.json ("" for runs from before it)

@@ -69,6 +69,7 @@ def run_overview(run: RunDir, now: datetime | None = None) -> RunOverview:
         tokens_per_s=last.tokens_per_s if last else None, owner=status.owner, host=status.host, jobs=jobs,
         gpus=(placement.gpus if placement else ()) or status.gpus, priority=placement.priority if placement else 0,
         waiting=(placement.waiting or "its turn") if waiting else "", estimate_gib=placement.estimate_gib if placement else None,
+        device=placement.device if placement else "",
         queue_position=0 if waiting else None,  # numbered by list_runs, which sees the whole queue
     )
 
@@ -106,7 +107,9 @@ class RunStore:
                    gpus: tuple[int, ...] = ()) -> RunDir:
         """Make a new run dir with a readable unique id, its config.toml and a queued status."""
         now = now or datetime.now(timezone.utc)
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        if not self.runs_dir.is_dir():
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+            self._share_with_group(self.runs_dir)
         base = f"{now.strftime('%Y%m%d-%H%M%S')}-{_slug(name or f'{model}-{method}')}"
         for attempt in range(1, 1000):
             run_id = base if attempt == 1 else f"{base}-{attempt}"
@@ -118,11 +121,27 @@ class RunStore:
         else:  # pragma: no cover - a thousand runs in one second
             raise RuntimeError("could not find a free run id")
         run = RunDir(self.runs_dir / run_id)
+        self._share_with_group(run.path)
         run.config_path.write_text(config_text, encoding="utf-8")
         stamp = now.isoformat(timespec="milliseconds")
         owner, host = current_owner()
         run.write_status(JobStatus(state="queued", pid=0, started_at=stamp, updated_at=stamp, owner=owner, host=host, gpus=gpus))
         return run
+
+    def _share_with_group(self, folder: Path) -> None:
+        """In a team's home (a setgid folder) every folder the queue writes is group-writable, whatever the umask.
+
+        A teammate admitting or cancelling a run rewrites its placement.json and status.json
+        by atomic rename, which needs write access to the run's folder only; under a 0022
+        umask the folder alone would lock them out (and `runs/` would lock out new runs).
+        """
+        import stat
+
+        try:
+            if self.home.stat().st_mode & stat.S_ISGID:
+                folder.chmod(folder.stat().st_mode | stat.S_IRWXG)
+        except OSError:
+            pass  # not ours to change: the umask's mode stands
 
     def run_dirs(self) -> list[RunDir]:
         """Every run directory, newest id first."""

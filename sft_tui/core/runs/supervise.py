@@ -120,15 +120,17 @@ def _job_gpu(job: JobDir) -> dict[str, str]:
 
 
 def _left_queue(run: RunDir) -> None:
-    """The waiter was told to end (SIGTERM) or the run was cancelled: a run still marked queued is closed as stopped."""
-    print("[sft-tui] left the queue before starting", flush=True)
+    """The waiter ends without starting the run: cancelled (the status says so already), or told to end (SIGTERM).
+
+    A SIGTERM is what every process gets when the machine shuts down or its user logs out:
+    the run stays queued, and the owner's next sft-tui starts a new waiter for it
+    (`sft-tui queue cancel` is how a person takes a run out of the queue).
+    """
     status, _ = run.status_or_reason()
-    if status is not None and status.state == "queued" and status.pid == os.getpid():
-        run.write_status(replace(status, state="stopped", updated_at=now_iso(), result="left the queue before it started (SIGTERM to its waiter)"))
-        try:
-            run.append_metric(EventRow(step=0, event="cancelled", time=time.time(), message="left the queue: its waiter got SIGTERM"))
-        except OSError:
-            pass
+    if status is not None and status.state == "queued":
+        print("[sft-tui] the waiting process was told to end; the run stays queued (the next sft-tui starts a new waiter)", flush=True)
+    else:
+        print("[sft-tui] left the queue before starting", flush=True)
 
 
 def _admit_next(run: RunDir) -> None:

@@ -89,7 +89,8 @@ class RunWatcher:
         if status is not None and status.state == "queued":
             placement = self.run.read_placement()
             if placement is not None and placement.queued and not placement.admitted_at:
-                waiting, state = placement.waiting or "its turn", "queued"  # in the queue even while no waiter lives (a reboot)
+                # in the queue even while no waiter lives (a reboot)
+                waiting, state = f"priority {placement.priority} · {placement.waiting or 'its turn'}", "queued"
         previous = self._last
         arrived = {type(row) for row in chunk.rows}
         fresh = chunk.restarted or previous is None

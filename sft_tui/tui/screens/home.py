@@ -103,7 +103,8 @@ def detail_line(s: RunOverview | None) -> str:
     if s is None:
         return ""
     who = f"{s.owner}@{s.host}" if s.owner and s.host else s.owner or "-"
-    line = f"[b]{escape(s.id)}[/b]  {escape(s.model)} · {escape(s.method)} · {escape(who)} · {s.started_at[:16].replace('T', ' ')}"
+    # owner before the model: a local model's path is long, and at 80 columns the end of the line is cut
+    line = f"[b]{escape(s.id)}[/b]  {escape(who)} · {escape(s.method)} · {escape(s.model)} · {s.started_at[:16].replace('T', ' ')}"
     if s.reason:
         line += f"\n[b red]unreadable[/]: {escape(s.reason)}"
     elif s.error is not None:
@@ -112,8 +113,8 @@ def detail_line(s: RunOverview | None) -> str:
         # the reason first after the place: at 80 columns its end is cut, the estimate is also in the table
         estimate = f" · estimate {s.estimate_gib:.1f} GiB" if s.estimate_gib is not None else ""
         line += f"\n[b]queued #{s.queue_position}[/b], priority {s.priority} · waits: {escape(s.waiting or 'its turn')}{estimate}"
-    elif s.state in ACTIVE_STATES and s.gpus:
-        line += f"\n{s.state} on {_gpus(s.gpus)}"
+    elif s.state in ACTIVE_STATES:
+        line += f"\n{s.state} on {_gpus(s.gpus)}" if s.gpus else f"\n{s.state} on the CPU" if s.device == "cpu" else ""
     return line
 
 

@@ -131,7 +131,7 @@ def system_lines(gpu: GpuSnapshot | None, host: HostSample | None, pid: int | No
     else:
         lines.append("GPU  none on this machine")  # Home's strip says why (NVML's reason); one line here
     lines.append(f"host CPU {host.cpu_percent:.0f}% RAM {host.ram_used_bytes / GIB:.0f}/{host.ram_total_bytes / GIB:.0f}G")
-    if host.process_rss_bytes:
+    if host.process_rss_bytes and not (snapshot is not None and snapshot.state == "queued"):  # a queued run's process is its waiter
         lines.append(f"trainer {host.process_rss_bytes / GIB:.1f}G {host.process_cpu_percent or 0:.0f}% CPU")
     return lines
 
