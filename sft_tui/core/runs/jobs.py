@@ -214,5 +214,7 @@ def check_resumable(run: RunDir) -> Path:
     check_run_config(run)
     checkpoint = run.latest_checkpoint()
     if checkpoint is None:
-        raise UserError(f"run {run.id} has no checkpoint yet", str(run.checkpoints_dir), "start it again with `sft-tui train` (it failed before the first save)")
+        never = status is not None and status.step == 0 and status.result.startswith(("cancelled", "left the queue"))
+        why = "it never started: it was cancelled in the queue" if never else "it ended before its first save"
+        raise UserError(f"run {run.id} has no checkpoint yet", str(run.checkpoints_dir), f"start it again with `sft-tui train` ({why})")
     return checkpoint

@@ -317,12 +317,12 @@ class HomeScreen(CockpitScreen):
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Stop is offered for an active run, Resume for a stopped, failed or crashed one."""
+        """Stop is offered for an active run, Resume for a stopped, failed or crashed one that has trained (step 0: nothing to resume)."""
         if action in ("stop", "resume"):
             run = self._selected_run()
             if run is None:
                 return False
-            return run.state in ACTIVE_STATES if action == "stop" else run.state in RESUMABLE
+            return run.state in ACTIVE_STATES if action == "stop" else run.state in RESUMABLE and run.step > 0
         return True
 
     def action_open(self) -> None:

@@ -262,6 +262,9 @@ class MonitorScreen(CockpitScreen):
         if snapshot.log_tail and (not log.lines or log.lines[-1] != snapshot.log_tail[-1]):
             log.clear()
             log.write_lines(snapshot.log_tail)
+            # the pane's size is settled only after this refresh: scrolling then shows the newest line, as `tail` does
+            # (without it a short pane kept showing lines from the middle of the tail, as a finished demo's did)
+            self.call_after_refresh(log.scroll_end, animate=False)
 
     def _draw_jobs(self, old: RunSnapshot | None, new: RunSnapshot) -> None:
         latest: dict[str, JobOverview] = {}
@@ -331,8 +334,8 @@ class MonitorScreen(CockpitScreen):
         state = self.snapshot.state if self.snapshot else None
         if action == "stop":
             return state in ACTIVE_STATES
-        if action == "resume":
-            return state in RESUMABLE
+        if action == "resume":  # a run that never stepped (cancelled in the queue, failed at load) has nothing to resume
+            return state in RESUMABLE and bool(self.snapshot and self.snapshot.status and self.snapshot.status.step > 0)
         if action in ("evaluate", "chat", "merge"):
             return state not in ACTIVE_STATES and self.run.trained_output() is not None
         if action == "report":
