@@ -49,7 +49,7 @@ def show(
              *([",".join(map(str, q.gpus)) or "any"] if pinned else []),
              f"GPU{q.waiting_gpu}" if q.waiting_gpu is not None else q.device, q.submitted_at[11:16]] for q in entries]
     print_table(["#", "run", "owner", "prio", "needs", *(["may use"] if pinned else []), "waits for", "queued"], rows,
-                title=str(store.runs_dir))
+                title=str(store.runs_dir), drop=("queued", "waits for", "prio"))
     print()
     for q in entries:
         passed = f" (passed by {q.passed} later run{'s' if q.passed != 1 else ''}; after {MAX_PASSES} it goes first)" if q.passed else ""

@@ -38,7 +38,8 @@ def runs(
             notes.append(f"{o.id}: queued #{o.queue_position}: {o.waiting}")
         loss = f"{o.last_loss:.4f}" if o.last_loss is not None else "-"
         gpus = ",".join(map(str, o.gpus)) or "-"
-        rows.append([o.id, o.state, o.model, o.method, progress, loss, o.owner or "-", gpus, short_time(o.started_at), short_time(o.updated_at)])
+        model = o.model.rstrip("/").rsplit("/", 1)[-1]  # a local folder's full path is in --json and `watch`
+        rows.append([o.id, o.state, model, o.method, progress, loss, o.owner or "-", gpus, short_time(o.started_at), short_time(o.updated_at)])
         if o.reason:
             notes.append(f"{o.id}: unreadable: {o.reason}")
         elif o.error is not None and o.state not in ("queued", "running"):
@@ -49,7 +50,8 @@ def runs(
             detail = job.phase if job.state in ("queued", "running", "unknown") else (f"{job.error.kind}: {job.error.message}" if job.error else job.result)
             if detail:
                 notes.append(f"{o.id} {job.id}: {detail}")
-    print_table(["id", "state", "model", "method", "step", "loss", "owner", "gpu", "started", "updated"], rows, title=str(store.runs_dir))
+    print_table(["id", "state", "model", "method", "step", "loss", "owner", "gpu", "started", "updated"], rows, title=str(store.runs_dir),
+                drop=("updated", "started", "gpu", "method", "model"))
     if notes:
         print()
         print("\n".join(notes))

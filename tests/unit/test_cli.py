@@ -172,3 +172,13 @@ def test_errors_from_a_real_process_have_no_traceback(tmp_path):
     assert proc.stderr.startswith(f"error: {bad}:2: invalid TOML") and proc.stderr.count("\n") == 1
     proc = subprocess.run([sys.executable, "-m", "sft_tui.cli.main", "config", "check"], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr  # Typer's own usage errors
+
+
+def test_tables_leave_out_the_least_needed_columns_to_fit_a_narrow_terminal():
+    from sft_tui.cli.output import fit_columns
+
+    headers = ["id", "state", "model", "started"]
+    rows = [["20261124-031242-demo", "running", "tiny-demo-model", "2026-11-24 03:12"]]
+    assert fit_columns(headers, rows, ("started", "model"), 80) == (headers, rows)  # fits: nothing dropped
+    assert fit_columns(headers, rows, ("started", "model"), 50) == (["id", "state", "model"], [rows[0][:3]])
+    assert fit_columns(headers, rows, ("started", "model"), 20) == (["id", "state"], [rows[0][:2]])  # as far as allowed
