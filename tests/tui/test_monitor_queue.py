@@ -22,7 +22,7 @@ def waiting_run(store):
     return run
 
 
-async def test_a_queued_runs_monitor_says_why_it_waits_and_s_offers_to_cancel(queue_store):
+async def test_a_queued_runs_monitor_says_why_it_waits_and_s_offers_to_cancel(queue_store):  # noqa: F811
     run = waiting_run(queue_store)
     async with app_with(queue_store, open_run=run.id).run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -36,6 +36,6 @@ async def test_a_queued_runs_monitor_says_why_it_waits_and_s_offers_to_cancel(qu
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_a_queued_runs_monitor(snap_compare, queue_store, size):
+def test_a_queued_runs_monitor(snap_compare, queue_store, size):  # noqa: F811
     run = waiting_run(queue_store)
     assert snap_compare(app_with(queue_store, open_run=run.id), terminal_size=size, run_before=laid_out)
