@@ -15,8 +15,9 @@ from sft_tui.core.estimate.report import render_estimate
 
 
 def resolve_gpu(gpu: str | None, gpu_gib: float | None, sampler=None):
-    """The memory budget: --gpu NAME and/or --gpu-gib N, else the first GPU NVML reports, else None (a sampler passed in stays open)."""
-    from sft_tui.core.estimate.fit import GpuTarget, detected_gpu
+    """The memory budget: --gpu NAME and/or --gpu-gib N, else the largest GPU NVML reports (what `train` checks a run
+    against: can it ever fit here), else None. A sampler passed in stays open."""
+    from sft_tui.core.estimate.fit import GpuTarget, detected_gpus
     from sft_tui.core.models.gpus import gpu_by_name
 
     if gpu_gib is not None and gpu_gib <= 0:
@@ -26,7 +27,7 @@ def resolve_gpu(gpu: str | None, gpu_gib: float | None, sampler=None):
         return GpuTarget(info.name, gpu_gib or info.memory_gib, info, "--gpu")
     if gpu_gib is not None:
         return GpuTarget(f"{gpu_gib:g} GiB GPU", gpu_gib, None, "--gpu-gib")
-    return detected_gpu(sampler)
+    return max(detected_gpus(sampler), key=lambda g: g.memory_gib, default=None)  # max keeps the first of equals: GPU 0
 
 
 def run_estimate(model: str | None, config: Path | None, overrides: dict[str, Any], gpu: str | None, gpu_gib: float | None,

@@ -151,3 +151,13 @@ def test_bad_input_ends_in_one_line(cli, tmp_path):
     _one_line(cli("estimate", "qwen2.5-7b", "--method", "dora"), "method must be one of full, lora, qlora")
     _one_line(cli("estimate", "phi3-mini", "--lora-targets", "q,v"), "LoRA target 'q' is not a linear layer of phi3-mini")
     _one_line(cli("estimate"), "no model given")
+
+
+def test_without_a_named_gpu_the_fit_is_checked_against_the_largest_gpu_here_as_train_does():
+    from sft_tui.cli.estimate import resolve_gpu
+    from sft_tui.core.runs.sysmon import SystemSampler
+    from tests.unit.test_sysmon import FakeNvml
+
+    nvml = FakeNvml()
+    nvml.gpus.reverse()  # the T4 is GPU 0, the A100 GPU 1
+    assert resolve_gpu(None, None, SystemSampler(nvml)).name == "NVIDIA A100-SXM4-80GB"

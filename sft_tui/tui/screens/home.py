@@ -156,6 +156,7 @@ class HomeScreen(CockpitScreen):
     BINDINGS = [
         Binding("enter", "open", "Open"),
         Binding("s", "stop", "Stop"),
+        Binding("s", "cancel", "Cancel"),  # the same key on a queued run: only one of the two applies (check_action)
         Binding("r", "resume", "Resume"),
         Binding("n", "launch", "New run"),
         Binding("w", "wizard", "Wizard"),
@@ -318,11 +319,14 @@ class HomeScreen(CockpitScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Stop is offered for an active run, Resume for a stopped, failed or crashed one that has trained (step 0: nothing to resume)."""
-        if action in ("stop", "resume"):
+        if action in ("stop", "cancel", "resume"):
             run = self._selected_run()
             if run is None:
                 return False
-            return run.state in ACTIVE_STATES if action == "stop" else run.state in RESUMABLE and run.step > 0
+            if action == "resume":
+                return run.state in RESUMABLE and run.step > 0
+            waiting = run.queue_position is not None
+            return run.state in ACTIVE_STATES and (waiting if action == "cancel" else not waiting)
         return True
 
     def action_open(self) -> None:
@@ -336,6 +340,10 @@ class HomeScreen(CockpitScreen):
         run_id = self._selected()
         if run_id:
             self.app.stop(run_id)
+
+    def action_cancel(self) -> None:
+        """Take the selected queued run out of the queue (asks first; it never started)."""
+        self.action_stop()  # the app's stop asks the cancel question for a run that waits in the queue
 
     def action_resume(self) -> None:
         """Resume the selected run from its last checkpoint."""

@@ -141,6 +141,7 @@ class MonitorScreen(CockpitScreen):
 
     BINDINGS = [
         Binding("s", "stop", "Stop"),
+        Binding("s", "cancel", "Cancel"),  # the same key while the run waits in the queue (check_action picks one)
         Binding("r", "resume", "Resume"),
         Binding("c", "next_chart", "Chart"),
         Binding("o", "open_log", "Log"),
@@ -324,6 +325,10 @@ class MonitorScreen(CockpitScreen):
         """Ask the run to stop (it checkpoints first)."""
         self.app.stop(self.run.id)
 
+    def action_cancel(self) -> None:
+        """Take the run out of the queue (asks first; it never started)."""
+        self.app.stop(self.run.id)
+
     def action_resume(self) -> None:
         """Resume the run from its last checkpoint."""
         self.app.resume(self.run.id)
@@ -332,8 +337,9 @@ class MonitorScreen(CockpitScreen):
         """Only what applies now is offered: stop while active, resume once stopped/failed/crashed, eval/chat/merge
         once the run saved its adapter or model, the report once an eval wrote one."""
         state = self.snapshot.state if self.snapshot else None
-        if action == "stop":
-            return state in ACTIVE_STATES
+        if action in ("stop", "cancel"):
+            waiting = bool(self.snapshot and self.snapshot.waiting)
+            return state in ACTIVE_STATES and (waiting if action == "cancel" else not waiting)
         if action == "resume":  # a run that never stepped (cancelled in the queue, failed at load) has nothing to resume
             return state in RESUMABLE and bool(self.snapshot and self.snapshot.status and self.snapshot.status.step > 0)
         if action in ("evaluate", "chat", "merge"):
