@@ -50,7 +50,16 @@ def _messages(example: Example) -> list[dict[str, str]]:
 
 
 def convert_example(example: Example, to: str) -> dict[str, Any]:
-    """One example as a row of format `to`; CannotConvert when it has no such form."""
+    """One example as a row of format `to`; CannotConvert when it has no such form. A row's `label` goes with it."""
+    row = _convert(example, to)
+    if example.label is not None:  # dropping it would turn an undesirable answer into a training example
+        row["label"] = example.label
+    return row
+
+
+def _convert(example: Example, to: str) -> dict[str, Any]:
+    if example.rejected is not None:
+        raise CannotConvert("a pairwise row has a chosen and a rejected answer; an SFT format would keep only one")
     messages = _messages(example)
     if to == "messages":
         return {"messages": messages}

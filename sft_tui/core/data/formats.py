@@ -1,7 +1,10 @@
 """Row formats and the one normalised example the trainer and the data tools share.
 
 Recognised: alpaca (instruction / input / output), messages (OpenAI role/content),
-sharegpt (conversations with from/value), prompt_completion (two strings) and text.
+sharegpt (conversations with from/value), prompt_completion (two strings), text, and
+pairwise preference rows (prompt / chosen / rejected, as strings or message lists: TRL's
+format, and LLaMA-Factory's ShareGPT with chosen/rejected messages). Any row may carry a
+boolean `label` (KTO's unpaired preference data: is this answer desirable?).
 Every row becomes an `Example`: chat turns with roles, or plain text. A row that does
 not fit its format raises `DataError` with the file:line and what is wrong.
 """
@@ -9,14 +12,15 @@ not fit its format raises `DataError` with the file:line and what is wrong.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from sft_tui.core.data.readers import RowError, iter_rows
 from sft_tui.core.errors import UserError
 
-FORMATS = ("alpaca", "messages", "sharegpt", "prompt_completion", "text")
+FORMATS = ("alpaca", "messages", "sharegpt", "prompt_completion", "text", "pairwise")
+KINDS = ("sft", "pairwise", "unpaired-labelled")  # what the rows are for: examples, better/worse pairs, thumbs up/down
 ROLES = ("system", "user", "assistant")
 _SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant", "bing": "assistant"}
 
@@ -42,6 +46,8 @@ class Example:
     text: str | None = None
     prompt: str | None = None  # prompt_completion rows keep their raw strings
     completion: str | None = None
+    label: bool | None = None  # unpaired preference data (KTO): True desirable, False undesirable, None unlabelled
+    rejected: str | None = None  # pairwise rows: the worse answer (the turns end with the chosen one)
 
     @property
     def response(self) -> str:
@@ -55,6 +61,8 @@ class Example:
 
 def detect_format(row: dict[str, Any]) -> str | None:
     """The format a row is written in, from its keys; None when no format fits."""
+    if "chosen" in row and "rejected" in row:
+        return "pairwise"
     if "messages" in row:
         return "messages"
     if "conversations" in row:
@@ -97,8 +105,62 @@ def _turns(items: Any, where: str, role_key: str, content_key: str, role_map: di
     return tuple(turns)
 
 
+def _answer(value: Any, key: str, where: str) -> str:
+    """A pairwise row's chosen or rejected answer: a string, one message, or a list whose last message is the answer."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value:
+        value = value[-1]
+    if isinstance(value, dict):
+        text = value.get("content", value.get("value"))
+        if isinstance(text, str):
+            return text
+    raise DataError(f"{key!r} must be a string, a message, or a list of messages ending with the answer", where, "fix the row")
+
+
+def _prompt_turns(row: dict[str, Any], where: str) -> tuple[Turn, ...]:
+    """The conversation before a pairwise row's answers: `prompt` (a string or messages), ShareGPT `conversations`,
+    or, in TRL's implicit-prompt form, the chosen conversation without its last message."""
+    prompt = row.get("prompt", row.get("conversations"))
+    if prompt is None and isinstance(row.get("chosen"), list):
+        prompt = row["chosen"][:-1]
+    if isinstance(prompt, str):
+        return (Turn("user", prompt),)
+    if not isinstance(prompt, list) or not prompt:
+        raise DataError("a pairwise row needs a prompt: 'prompt' (a string or messages) or 'conversations'", where, "fix the row")
+    turns = []
+    for index, item in enumerate(prompt):
+        role = item.get("role", item.get("from")) if isinstance(item, dict) else None
+        text = item.get("content", item.get("value")) if isinstance(item, dict) else None
+        mapped = _SHAREGPT_ROLES.get(str(role).lower()) if role is not None else None
+        if mapped is None or not isinstance(text, str):
+            raise DataError(f"prompt message {index + 1} must have a role (system, user, assistant) and string content", where, "fix the row")
+        turns.append(Turn(mapped, text))
+    return tuple(turns)
+
+
+def _label(row: dict[str, Any], where: str) -> bool | None:
+    value = row.get("label")
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):  # CSV cells
+        return value.strip().lower() == "true"
+    raise DataError(f"'label' must be true or false (is this answer desirable?), got {value!r}", where, "fix the row")
+
+
 def to_example(row: dict[str, Any], fmt: str, where: str) -> Example:
     """Normalise one row of format `fmt`; DataError names file:line and the problem."""
+    example = _to_example(row, fmt, where)
+    label = _label(row, where)
+    return replace(example, label=label) if label is not None else example
+
+
+def _to_example(row: dict[str, Any], fmt: str, where: str) -> Example:
+    if fmt == "pairwise":
+        turns = _prompt_turns(row, where) + (Turn("assistant", _answer(row.get("chosen"), "chosen", where)),)
+        return Example(where, turns, rejected=_answer(row.get("rejected"), "rejected", where))
     if fmt == "messages":
         example = Example(where, _turns(row.get("messages"), where, "role", "content", {r: r for r in ROLES}))
     elif fmt == "sharegpt":
@@ -160,7 +222,7 @@ def iter_records(path: Path, fmt: str = "auto") -> Iterator[Record]:
 def _usable(record: Record) -> Example:
     """The record's example, or the DataError a trainer must stop at."""
     if record.error is not None:
-        hint = ("use alpaca (instruction/output), messages, conversations (ShareGPT), prompt/completion or text"
+        hint = ("use alpaca (instruction/output), messages, conversations (ShareGPT), prompt/completion, text or prompt/chosen/rejected"
                 if record.error.startswith("no known format") else "fix or remove that row; `sft-tui data inspect` lists every bad row")
         raise DataError(record.error, record.where, hint)
     return record.example
@@ -173,19 +235,47 @@ class LoadedData:
     format: str
     examples: tuple[Example, ...]
     skipped: tuple[tuple[str, str], ...]  # (where, why): empty responses teach the model to say nothing
+    kind: str = "sft"  # sft | pairwise | unpaired-labelled
+    undesirable: int = 0  # rows labelled false, left out of supervised fine-tuning
+    notes: tuple[str, ...] = ()  # what was done with the rows that a person must be told
+
+
+def data_kind(fmt: str, examples: list[Example] | tuple[Example, ...]) -> str:
+    """What the rows are for: pairwise (better/worse answers), unpaired-labelled (answers marked good or bad), or sft."""
+    if fmt == "pairwise":
+        return "pairwise"
+    return "unpaired-labelled" if any(e.label is not None for e in examples) else "sft"
 
 
 def load_examples(path: Path, fmt: str = "auto") -> LoadedData:
-    """Every usable example of a file. Malformed rows raise DataError; empty responses are skipped and listed."""
+    """Every usable example of a file for supervised fine-tuning. Malformed rows raise DataError; empty responses
+    are skipped and listed.
+
+    No silent mistakes: rows labelled undesirable (label false) are left out, since SFT would
+    teach the model exactly those answers, and the notes say how many; pairwise rows train on
+    their chosen answer, and the notes say so.
+    """
     examples, skipped = [], []
     detected = "unknown"
+    undesirable = 0
     for record in iter_records(path, fmt):
         example = _usable(record)
         detected = record.format
-        if not example.response.strip():
+        if example.label is False:
+            undesirable += 1
+        elif not example.response.strip():
             skipped.append((example.where, "empty response"))
         else:
             examples.append(example)
+    kind = "unpaired-labelled" if undesirable and detected != "pairwise" else data_kind(detected, examples)
+    notes = []
+    if kind == "unpaired-labelled":
+        notes.append(f"{path.name}: labelled data (label true/false, KTO's format): supervised fine-tuning uses the {len(examples)} "
+                     f"desirable rows and leaves out the {undesirable} labelled undesirable (it would teach the model those answers)")
+    elif kind == "pairwise":
+        notes.append(f"{path.name}: pairwise preference data: supervised fine-tuning trains on the {len(examples)} chosen answers; "
+                     f"the rejected ones are not used")
     if not examples:
-        raise DataError("the file holds no usable rows" + (f" ({len(skipped)} with empty responses)" if skipped else ""), str(path), "add training examples")
-    return LoadedData(detected, tuple(examples), tuple(skipped))
+        why = f" ({len(skipped)} with empty responses)" if skipped else f" ({undesirable} labelled undesirable)" if undesirable else ""
+        raise DataError("the file holds no usable rows" + why, str(path), "add training examples")
+    return LoadedData(detected, tuple(examples), tuple(skipped), kind, undesirable, tuple(notes))

@@ -53,6 +53,13 @@ class InspectReport:
     refusals: int
     turns: dict[int, int]  # user turns per example -> examples
     top_openings: tuple[tuple[str, int], ...]
+    kind: str = "sft"  # sft | pairwise | unpaired-labelled (core.data.formats.KINDS)
+    desirable: int = 0  # unpaired-labelled: rows labelled true
+    undesirable: int = 0  # rows labelled false (SFT leaves them out)
+    identical_pairs: int = 0  # pairwise: chosen == rejected (nothing to learn from)
+    chosen_longer: int = 0  # pairwise: chosen longer than rejected (a share near 100% teaches "longer is better")
+    chosen_chars_mean: float | None = None
+    rejected_chars_mean: float | None = None
 
     @property
     def truncated_share(self) -> float | None:
@@ -91,6 +98,10 @@ def inspect_dataset(path: Path, fmt: str = "auto", max_seq_len: int | None = Non
     turns: Counter[int] = Counter()
     openings: Counter[str] = Counter()
     detected = fmt if fmt != "auto" else "unknown"
+    labels: Counter[bool] = Counter()
+    chosen_chars: list[int] = []
+    rejected_chars: list[int] = []
+    identical = 0
     for record in iter_records(path, fmt):
         detected = record.format or detected
         if progress and record.index % 1000 == 0:
@@ -102,6 +113,12 @@ def inspect_dataset(path: Path, fmt: str = "auto", max_seq_len: int | None = Non
             continue
         example = record.example
         response = example.response
+        if example.label is not None:
+            labels[example.label] += 1
+        if example.rejected is not None:
+            chosen_chars.append(len(response))
+            rejected_chars.append(len(example.rejected))
+            identical += response.strip() == example.rejected.strip()
         if not response.strip():
             empty += 1
         elif is_short(response):
@@ -127,6 +144,11 @@ def inspect_dataset(path: Path, fmt: str = "auto", max_seq_len: int | None = Non
         truncated=truncated, exact_duplicates=sum(d.kind == "exact" for d in duplicates),
         near_duplicates=sum(d.kind == "near" for d in duplicates), refusals=refusals, turns=dict(turns),
         top_openings=tuple(openings.most_common(10)),
+        kind="pairwise" if detected == "pairwise" else "unpaired-labelled" if labels else "sft",
+        desirable=labels[True], undesirable=labels[False], identical_pairs=identical,
+        chosen_longer=sum(c > r for c, r in zip(chosen_chars, rejected_chars)),
+        chosen_chars_mean=round(sum(chosen_chars) / len(chosen_chars), 1) if chosen_chars else None,
+        rejected_chars_mean=round(sum(rejected_chars) / len(rejected_chars), 1) if rejected_chars else None,
     )
 
 
@@ -140,7 +162,20 @@ def report_rows(report: InspectReport) -> list[tuple[str, str, str]]:
     if not report.records:
         return []
     tokens = report.tokens
-    return [
+    preference = []
+    if report.kind == "unpaired-labelled":
+        labelled = report.desirable + report.undesirable
+        preference.append(("desirable / undesirable", f"{report.desirable:,} / {report.undesirable:,}",
+                           f"{report.undesirable / labelled:.0%} labelled false; SFT leaves those out" if labelled else ""))
+    if report.kind == "pairwise":
+        pairs = report.records
+        preference += [
+            ("identical chosen / rejected", f"{report.identical_pairs:,}", "nothing to learn from these pairs" if report.identical_pairs else ""),
+            ("chosen longer than rejected", f"{report.chosen_longer:,} ({report.chosen_longer / pairs:.0%})" if pairs else "-",
+             f"mean {report.chosen_chars_mean:,.0f} vs {report.rejected_chars_mean:,.0f} characters; near 100% teaches 'longer is better'"
+             if report.chosen_chars_mean is not None else ""),
+        ]
+    return preference + [
         ("empty answers", f"{report.empty_responses:,}", "skipped by the trainer" if report.empty_responses else ""),
         ("answers of 1-2 words", f"{report.short_responses:,}", "fine for labels; worrying if most look like this"),
         ("tokens min / p50 / p95 / max", f"{tokens.min} / {tokens.p50} / {tokens.p95} / {tokens.max}", tokens.method),
@@ -154,8 +189,9 @@ def report_rows(report: InspectReport) -> list[tuple[str, str, str]]:
 
 
 def summary_line(report: InspectReport) -> str:
-    """The one-line headline: file, format, usable and invalid rows."""
-    return f"{report.file}: {report.format}, {report.records:,} usable rows, {report.invalid:,} invalid"
+    """The one-line headline: file, format (and what the rows are for, when not plain SFT), usable and invalid rows."""
+    kind = {"pairwise": " (pairwise preferences: chosen/rejected)", "unpaired-labelled": " (answers labelled desirable or not: KTO's format)"}
+    return f"{report.file}: {report.format}{kind.get(report.kind, '')}, {report.records:,} usable rows, {report.invalid:,} invalid"
 
 
 def openings_line(report: InspectReport) -> str:

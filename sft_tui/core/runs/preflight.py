@@ -94,6 +94,8 @@ def preflight(config_path: Path, overrides: list[str], force: bool, note: Callab
     if config.data.eval:
         line += f", {len(load_examples(Path(config.data.eval), config.data.format).examples)} eval rows"
     note(line)
+    for told in train.notes:  # labelled or pairwise data in an SFT run: what is trained on, said before it starts
+        note(f"note: {told}")
     files = find_model_files(config.model.name)
     if not files.has_tokenizer:
         raise UserError("no tokenizer files next to the weights", str(files.folder), "use a complete model folder (tokenizer.json or tokenizer.model)")
