@@ -117,25 +117,13 @@ def resume(
     """Resume a stopped, failed or crashed run from its last checkpoint, in the same run dir."""
     from sft_tui.cli.follow import exit_code
     from sft_tui.cli.follow import follow as follow_run
-    from sft_tui.core.runs.jobs import check_resumable, launch
+    from sft_tui.core.runs.queue_edits import resume as resume_run
     from sft_tui.core.runs.store import RunStore
-
-    from sft_tui.core.runs.queue_edits import check_owner, place_for_resume
-    from sft_tui.core.runs.sysmon import SystemSampler
 
     store = RunStore()
     found = store.find_run(run)
-    checkpoint = check_resumable(found)
-    check_owner(found, "resume", force)
-    sampler = SystemSampler()
-    try:
-        line = place_for_resume(store, found, sampler.sample_gpus())
-    finally:
-        sampler.close()
-    if line:
-        print(line, file=sys.stderr)
-    pid = launch(found, resume=True)
-    print(f"resuming run {found.id} from {checkpoint.name} (supervisor pid {pid})")
+    said, pid = resume_run(store, found, force)
+    print(f"{said} (supervisor pid {pid})")
     if follow:
         raise typer.Exit(exit_code(follow_run(found)))
 

@@ -84,13 +84,9 @@ def train(
     request = PlacementRequest(queue=queue, priority=priority, gpus=parse_gpu_ids(gpus), max_parallel=max_parallel)
     if request.gpus:  # before the pre-flight's notes: an impossible --gpus is the one line to read
         from sft_tui.core.runs.preflight import check_gpu_ids
-        from sft_tui.core.runs.sysmon import SystemSampler
+        from sft_tui.core.runs.sysmon import gpu_snapshot
 
-        sampler = SystemSampler()
-        try:
-            check_gpu_ids(request, sampler.sample_gpus())
-        finally:
-            sampler.close()
+        check_gpu_ids(request, gpu_snapshot())
     run = start_run(preflight(config, set_ or [], force, note=note), str(config), out=print, request=request, force=force)
     if follow:
         raise typer.Exit(exit_code(follow_run(run)))

@@ -49,11 +49,10 @@ def _start_job(run: RunDir, request: JobRequest) -> JobDir:
 
 
 def _resume(run: RunDir) -> str:
-    from sft_tui.core.runs.jobs import check_resumable, launch
+    from sft_tui.core.runs.queue_edits import resume
+    from sft_tui.core.runs.store import RunStore
 
-    checkpoint = check_resumable(run)
-    launch(run, resume=True)
-    return f"resuming {run.id} from {checkpoint.name}"
+    return resume(RunStore(run.path.parent.parent), run)[0]  # as `sft-tui resume`: owner checked, GPU with most room
 
 
 class SftApp(ShowsWorkerFailures, App):

@@ -22,7 +22,7 @@ from sft_tui.core.estimate.memory import (
 )
 from sft_tui.core.models.gpus import GpuInfo
 from sft_tui.core.models.modelspec import ModelSpec
-from sft_tui.core.runs.placement import GpuRoom, most_room
+from sft_tui.core.runs.placement import GpuRoom, most_room, roomiest
 from sft_tui.core.units import GIB
 
 # Share of peak dense throughput a single-GPU transformers run typically reaches; an
@@ -119,7 +119,7 @@ def room_now(need_gib: float, rooms: Sequence[GpuRoom]) -> RoomNow | None:
     """
     if not rooms:
         return None
-    room = most_room(rooms, need_gib) or max(rooms, key=lambda r: (r.free_gib, -r.index))
+    room = most_room(rooms, need_gib) or roomiest(rooms)
     holders = sorted((r for r in rooms if r.total_gib >= need_gib), key=lambda r: (r.index != room.index, r.total_gib, r.index))
     # unattributed, the queue counts the larger of NVML's used and our runs' reservations: the rest is someone else's
     other = room.other_gib if room.attributed else max(0.0, room.used_gib - room.reserved_gib)
@@ -133,25 +133,10 @@ def rooms_on_this_box(sampler=None, store=None) -> tuple[GpuRoom, ...]:
     A sampler passed in stays open. A runs home that cannot be read counts no sft-tui runs
     rather than failing an estimate.
     """
-    from sft_tui.core.runs.placement import gpu_rooms
-    from sft_tui.core.runs.queue import scan
+    from sft_tui.core.runs.queue import rooms_now
     from sft_tui.core.runs.store import RunStore
-    from sft_tui.core.runs.sysmon import SystemSampler
 
-    own = sampler is None
-    sampler = sampler or SystemSampler()
-    try:
-        snapshot = sampler.sample_gpus()
-    finally:
-        if own:
-            sampler.close()
-    if not snapshot.available:
-        return ()
-    try:
-        claims = scan(store or RunStore()).claims
-    except OSError:
-        claims = ()
-    return tuple(gpu_rooms(snapshot.gpus, claims))
+    return tuple(rooms_now(store or RunStore(), sampler))
 
 
 @dataclass(frozen=True)
@@ -201,13 +186,9 @@ class Estimate:
 def detected_gpus(sampler=None) -> tuple[GpuTarget, ...]:
     """Every GPU NVML reports, in index order, as memory budgets (empty without a GPU). A sampler passed in stays open."""
     from sft_tui.core.models.gpus import gpu_from_nvml_name
-    from sft_tui.core.runs.sysmon import SystemSampler
+    from sft_tui.core.runs.sysmon import gpu_snapshot
 
-    own = sampler is None
-    sampler = sampler or SystemSampler()
-    snapshot = sampler.sample_gpus()
-    if own:
-        sampler.close()
+    snapshot = gpu_snapshot(sampler)
     if not snapshot.available:
         return ()
     return tuple(GpuTarget(g.name, g.memory_total_bytes / GIB, gpu_from_nvml_name(g.name, g.memory_total_bytes / GIB), "detected")

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sft_tui.core.runs.schema import JobStatus, Placement
 from sft_tui.core.runs.sysmon import GpuSample
 from sft_tui.core.units import GIB
 
@@ -83,10 +84,14 @@ def gpu_rooms(gpus: Sequence[GpuSample], claims: Sequence[Claim]) -> list[GpuRoo
     return rooms
 
 
+def roomiest(rooms: Sequence[GpuRoom], allowed: Sequence[int] = ()) -> GpuRoom | None:
+    """The allowed GPU with the most free memory (the lowest index among equals), fitting or not; None when none is allowed."""
+    return max((r for r in rooms if not allowed or r.index in allowed), key=lambda r: (r.free_gib, -r.index), default=None)
+
+
 def most_room(rooms: Sequence[GpuRoom], need_gib: float, allowed: Sequence[int] = ()) -> GpuRoom | None:
     """The allowed GPU with the most free memory, if it fits `need_gib` (placement of a run that starts now)."""
-    candidates = [r for r in rooms if not allowed or r.index in allowed]
-    best = max(candidates, key=lambda r: (r.free_gib, -r.index), default=None)
+    best = roomiest(rooms, allowed)
     return best if best is not None and best.free_gib >= need_gib else None
 
 
@@ -94,6 +99,12 @@ def best_fit(rooms: Sequence[GpuRoom], need_gib: float, allowed: Sequence[int] =
     """The allowed GPU with the least free memory that still fits `need_gib` (placement of a queued run)."""
     fitting = [r for r in rooms if (not allowed or r.index in allowed) and r.free_gib >= need_gib]
     return min(fitting, key=lambda r: (r.free_gib, r.index), default=None)
+
+
+def is_waiting(status: JobStatus | None, placement: Placement | None) -> bool:
+    """A run in the queue: created queued, not yet given a device, not cancelled."""
+    return (status is not None and status.state == "queued" and placement is not None
+            and placement.queued and not placement.admitted_at)
 
 
 @dataclass(frozen=True)
@@ -133,9 +144,9 @@ def _rooms_after(rooms: list[GpuRoom], index: int, run_id: str, need: float) -> 
 
 def _why_waiting(w: Waiting, rooms: Sequence[GpuRoom]) -> str:
     allowed = [r for r in rooms if not w.allowed_gpus or r.index in w.allowed_gpus]
-    if not allowed:
+    best = roomiest(allowed)
+    if best is None:
         return f"none of GPUs {','.join(map(str, w.allowed_gpus))} exists on this box"
-    best = max(allowed, key=lambda r: r.free_gib)
     largest = max(r.total_gib for r in allowed)
     if w.estimate_gib is not None and w.estimate_gib > largest:
         return f"needs {w.estimate_gib:.1f} GiB, more than any of its GPUs has ({largest:.1f} GiB): it cannot start; cancel it"
@@ -143,8 +154,8 @@ def _why_waiting(w: Waiting, rooms: Sequence[GpuRoom]) -> str:
 
 
 def _target(w: Waiting, rooms: Sequence[GpuRoom]) -> int | None:
-    allowed = [r for r in rooms if not w.allowed_gpus or r.index in w.allowed_gpus]
-    return max(allowed, key=lambda r: (r.free_gib, -r.index)).index if allowed and w.device != CPU else None
+    best = roomiest(rooms, w.allowed_gpus) if w.device != CPU else None
+    return best.index if best is not None else None
 
 
 def plan_admissions(waiting: Sequence[Waiting], rooms: Sequence[GpuRoom], cpu_running: int = 0) -> Plan:

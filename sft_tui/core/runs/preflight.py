@@ -27,18 +27,14 @@ from sft_tui.core.runs.jobs import launch
 from sft_tui.core.runs.rundir import DECISION_NAME, RunDir
 from sft_tui.core.runs.store import RunStore
 from sft_tui.core.runs.schema import Placement, now_iso
-from sft_tui.core.runs.sysmon import GpuSample, GpuSnapshot, SystemSampler
+from sft_tui.core.runs.sysmon import GpuSample, GpuSnapshot, SystemSampler, gpu_snapshot
 from sft_tui.core.units import GIB
 
 
 def load_and_check_config(path: Path, overrides: list[str], note: Callable[[str], None], sampler: SystemSampler | None = None) -> ResolvedConfig:
     """Load a run config and check its precision against this machine's GPUs; notes go to `note`."""
     resolved = load_run_config(path, overrides)
-    own = sampler is None
-    sampler = sampler or SystemSampler()
-    check_precision_against_gpus(resolved.config, sampler.sample_gpus().gpus, resolved.origins["training.precision"])
-    if own:
-        sampler.close()
+    check_precision_against_gpus(resolved.config, gpu_snapshot(sampler).gpus, resolved.origins["training.precision"])
     for line in resolved.notes:
         note(f"note: {line}")
     return resolved
@@ -158,7 +154,7 @@ def place(config: RunConfig, request: PlacementRequest, snapshot: GpuSnapshot, s
 
     Called under the queue lock, so two people launching at once never both take the same room.
     """
-    from sft_tui.core.runs.placement import gpu_rooms, most_room
+    from sft_tui.core.runs.placement import gpu_rooms, most_room, roomiest
     from sft_tui.core.runs.queue import scan
 
     stamp = now_iso()
@@ -177,7 +173,7 @@ def place(config: RunConfig, request: PlacementRequest, snapshot: GpuSnapshot, s
     rooms = gpu_rooms(snapshot.gpus, scan(store).claims)
     room = most_room(rooms, estimate, request.gpus)
     if room is None:
-        best = max((r for r in rooms if not request.gpus or r.index in request.gpus), key=lambda r: r.free_gib)
+        best = roomiest(rooms, request.gpus)
         if not force:
             raise UserError(f"no GPU has room for this run now: it needs {estimate:.1f} GiB; the most is {best.describe()}",
                             fix="queue it to start when room appears (--queue; Queue on the TUI's Launch), or force it (--force) to try anyway")
@@ -200,13 +196,7 @@ def start_run(resolved: ResolvedConfig, source: str, out: Callable[[str], None],
 
     config = resolved.config
     store = store or RunStore()
-    own = sampler is None
-    sampler = sampler or SystemSampler()
-    try:
-        snapshot = sampler.sample_gpus()
-    finally:
-        if own:
-            sampler.close()
+    snapshot = gpu_snapshot(sampler)
     check_gpu_ids(request, snapshot)
     text = dump_run_config(config, resolved.origins, header=f"Resolved by sft-tui from {source}; this is what the run used.")
     with queue_lock(store):  # placed, made and launched before anyone else may admit: nobody else starts it, nor takes its room

@@ -19,11 +19,11 @@ from datetime import datetime, timezone
 
 from sft_tui.core.errors import UserError
 from sft_tui.core.runs.liveness import current_owner, effective_state, pid_is_alive
-from sft_tui.core.runs.placement import CPU, Claim, Plan, Waiting, gpu_rooms, plan_admissions
+from sft_tui.core.runs.placement import CPU, Claim, GpuRoom, Plan, Waiting, gpu_rooms, is_waiting, plan_admissions
 from sft_tui.core.runs.rundir import RunDir
 from sft_tui.core.runs.schema import ACTIVE_STATES, EventRow, JobError, JobStatus, Placement, now_iso, parse_iso
 from sft_tui.core.runs.store import RunStore
-from sft_tui.core.runs.sysmon import GpuSnapshot
+from sft_tui.core.runs.sysmon import GpuSnapshot, gpu_snapshot
 
 POLL_S = 2.0  # a waiting run looks for room this often
 
@@ -63,12 +63,6 @@ class QueueLock:
 def queue_lock(store: RunStore) -> QueueLock:
     """The home's queue lock (blocking: every holder keeps it for milliseconds)."""
     return QueueLock(store)
-
-
-def is_waiting(status: JobStatus | None, placement: Placement | None) -> bool:
-    """A run in the queue: created queued, not yet given a device, not cancelled."""
-    return (status is not None and status.state == "queued" and placement is not None
-            and placement.queued and not placement.admitted_at)
 
 
 def _pids(pid: int) -> frozenset[int]:
@@ -218,15 +212,20 @@ def _write(run: RunDir, me: str, status: JobStatus, write: Callable[[], object])
 
 def admit_with_sampler(store: RunStore, sampler=None, spawn: Callable[[RunDir], int] | None = None) -> Plan:
     """admit() with a fresh NVML sample (a sampler passed in stays open)."""
-    from sft_tui.core.runs.sysmon import SystemSampler
+    return admit(store, gpu_snapshot(sampler), spawn)
 
-    own = sampler is None
-    sampler = sampler or SystemSampler()
+
+def rooms_now(store: RunStore, sampler=None) -> list[GpuRoom]:
+    """Each GPU's room now, by the queue's rule (empty without a GPU). A runs home that cannot be read counts no
+    sft-tui runs: an estimate or a job's placement goes on without them."""
+    snapshot = gpu_snapshot(sampler)
+    if not snapshot.available:
+        return []
     try:
-        return admit(store, sampler.sample_gpus(), spawn)
-    finally:
-        if own:
-            sampler.close()
+        claims = scan(store).claims
+    except OSError:
+        claims = ()
+    return gpu_rooms(snapshot.gpus, claims)
 
 
 def wait_for_admission(run: RunDir, stop: Callable[[float], bool], sampler=None) -> Placement | None:

@@ -137,7 +137,7 @@ def cancel(store: RunStore, run: RunDir, force: bool = False) -> str:
 
 def place_for_resume(store: RunStore, run: RunDir, gpus: GpuSnapshot) -> str:
     """Before a resume: move the run to the GPU with the most room now (its old one may have been taken). Returns a line to show."""
-    from sft_tui.core.runs.placement import most_room
+    from sft_tui.core.runs.placement import most_room, roomiest
 
     placement = run.read_placement()
     if placement is None or placement.device != "cuda" or not gpus.available:
@@ -147,7 +147,7 @@ def place_for_resume(store: RunStore, run: RunDir, gpus: GpuSnapshot) -> str:
         need = placement.estimate_gib or 0.0
         room = most_room(rooms, need, placement.allowed_gpus)
         if room is None:
-            best = max((r for r in rooms if not placement.allowed_gpus or r.index in placement.allowed_gpus), key=lambda r: r.free_gib)
+            best = roomiest(rooms, placement.allowed_gpus)
             return (f"warning: no GPU has room for its {need:.1f} GiB now (the most: {best.describe()}); "
                     f"it resumes on GPU {','.join(map(str, placement.gpus)) or best.index} and may run out of memory")
         run.write_placement(replace(placement, gpus=(room.index,), admitted_at=placement.admitted_at or now_iso()))
@@ -155,3 +155,19 @@ def place_for_resume(store: RunStore, run: RunDir, gpus: GpuSnapshot) -> str:
         if status is not None:
             run.write_status(replace(status, gpus=(room.index,)))
     return f"GPU: resumes on GPU{room.index}: {room.describe()}"
+
+
+def resume(store: RunStore, run: RunDir, force: bool = False) -> tuple[str, int]:
+    """Resume a stopped, failed or crashed run: its owner's (or --force), on the GPU with the most room now.
+
+    Returns (what to tell the person, the supervisor's pid); one path for `sft-tui resume` and the TUI's `r`.
+    """
+    from sft_tui.core.runs.jobs import check_resumable, launch
+    from sft_tui.core.runs.sysmon import gpu_snapshot
+
+    checkpoint = check_resumable(run)
+    check_owner(run, "resume", force)
+    placed = place_for_resume(store, run, gpu_snapshot())
+    pid = launch(run, resume=True)
+    said = f"resuming run {run.id} from {checkpoint.name}"
+    return (f"{placed}\n{said}" if placed else said), pid

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sft_tui.core.errors import UserError
 from sft_tui.core.runs.liveness import current_owner, effective_state
+from sft_tui.core.runs.placement import is_waiting
 from sft_tui.core.runs.rundir import JobDir, RunDir
 from sft_tui.core.runs.schema import ACTIVE_STATES, UNKNOWN, JobOverview, JobStatus, RunOverview, parse_iso
 
@@ -54,7 +55,7 @@ def run_overview(run: RunDir, now: datetime | None = None) -> RunOverview:
     if status is None:
         return RunOverview(run.id, UNKNOWN, model, method, 0, 0, None, "", "", None, None, str(run.path), reason=reason, jobs=jobs)
     placement = run.read_placement()
-    waiting = status.state == "queued" and placement is not None and placement.queued and not placement.admitted_at
+    waiting = is_waiting(status, placement)
     # a queued run is in the queue whether or not its waiter lives (after a reboot the next sft-tui starts a new one)
     state = "queued" if waiting else effective_state(status, now)
     try:

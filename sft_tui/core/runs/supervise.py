@@ -95,23 +95,13 @@ def _wait_recording(run: RunDir, child: subprocess.Popen) -> int:
 
 def _job_gpu(job: JobDir) -> dict[str, str]:
     """An eval, merge or chat job goes to the GPU with the most room now (not always GPU 0), recorded in its status."""
-    from sft_tui.core.runs.placement import gpu_rooms
-    from sft_tui.core.runs.queue import scan
+    from sft_tui.core.runs.placement import roomiest
+    from sft_tui.core.runs.queue import rooms_now
     from sft_tui.core.runs.store import RunStore
-    from sft_tui.core.runs.sysmon import SystemSampler
 
-    sampler = SystemSampler()
-    try:
-        snapshot = sampler.sample_gpus()
-    finally:
-        sampler.close()
-    if not snapshot.available:
+    best = roomiest(rooms_now(RunStore(job.run.path.parent.parent)))
+    if best is None:  # no GPU here
         return {}
-    try:
-        rooms = gpu_rooms(snapshot.gpus, scan(RunStore(job.run.path.parent.parent)).claims)
-    except OSError:
-        rooms = gpu_rooms(snapshot.gpus, [])
-    best = max(rooms, key=lambda r: (r.free_gib, -r.index))
     status, _ = job.status_or_reason()
     if status is not None:
         job.write_status(replace(status, gpus=(best.index,), updated_at=now_iso()))

@@ -77,6 +77,17 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def gpu_snapshot(sampler: "SystemSampler | None" = None) -> GpuSnapshot:
+    """One GPU sample: from `sampler` (left open), or from a sampler made and closed for it. Never raises."""
+    own = sampler is None
+    sampler = sampler or SystemSampler()
+    try:
+        return sampler.sample_gpus()
+    finally:
+        if own:
+            sampler.close()
+
+
 class SystemSampler:
     """Samples GPUs and the host; NVML is initialised once and shut down by close()."""
 

@@ -16,6 +16,7 @@ from sft_tui.core.runs.codec import SchemaError
 from sft_tui.core.runs.liveness import effective_state
 from sft_tui.core.runs.metrics import MetricsChunk
 from sft_tui.core.runs.logtext import readable_tail
+from sft_tui.core.runs.placement import is_waiting
 from sft_tui.core.runs.rundir import RunDir
 from sft_tui.core.runs.schema import ACTIVE_STATES, UNKNOWN, EvalRow, EventRow, JobOverview, JobStatus, MetricsRow, SystemRow, TrainRow, TrainSummary
 from sft_tui.core.runs.store import job_overview
@@ -88,7 +89,7 @@ class RunWatcher:
         waiting = ""
         if status is not None and status.state == "queued":
             placement = self.run.read_placement()
-            if placement is not None and placement.queued and not placement.admitted_at:
+            if is_waiting(status, placement):
                 # in the queue even while no waiter lives (a reboot)
                 waiting, state = f"priority {placement.priority} · {placement.waiting or 'its turn'}", "queued"
         previous = self._last
