@@ -80,9 +80,21 @@ def load_model(folder: Path, config: RunConfig, precision: str):
     return model
 
 
+def attach_adapter(model, config: RunConfig):
+    """The model with [model] adapter loaded as the trainable adapter (SFT, then DPO on top of it), or the model as it was.
+
+    preflight has already turned a run id into that run's adapter folder (an absolute path).
+    """
+    if not config.model.adapter:
+        return model
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, config.model.adapter, is_trainable=True)
+
+
 def lora_config(config: RunConfig):
-    """peft's LoraConfig from the [method] section (None for full fine-tuning)."""
-    if config.method.name == "full":
+    """peft's LoraConfig from the [method] section (None for full fine-tuning, or when training on from an adapter)."""
+    if config.method.name == "full" or config.model.adapter:
         return None
     from peft import LoraConfig
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from sft_tui.core.models import presets
-from sft_tui.core.config.schema import SECTIONS, TOP_LEVEL_KEYS, RunConfig, all_field_paths
+from sft_tui.core.config.schema import LOSS_TYPES, SECTIONS, TOP_LEVEL_KEYS, RunConfig, all_field_paths
 from sft_tui.core.errors import UserError, did_you_mean
 from sft_tui.core.config.tomlfile import key_line, load_toml_file, parse_toml_text, section_line
 
@@ -219,6 +219,14 @@ def _check_required_and_contradictions(values: dict[str, dict[str, Any]], origin
                     f"method.name = 'full' contradicts {path} (set at {origins[path]}): a 4-bit quantised base cannot be fully fine-tuned",
                     origins["method.name"], "use method.name = 'qlora', or remove the quantisation settings",
                 )
+    objective, loss = values["method"]["objective"], values["method"]["loss_type"]
+    if loss and loss not in LOSS_TYPES.get(objective, ()):
+        fits = [name for name, losses in LOSS_TYPES.items() if loss in losses]
+        raise UserError(
+            f"method.loss_type = {loss!r} is a {'/'.join(fits)} loss, but method.objective is {objective!r}",
+            origins["method.loss_type"], f"use one of {', '.join(LOSS_TYPES[objective])}" if objective in LOSS_TYPES
+            else "remove method.loss_type (it applies to dpo and kto only)",
+        )
     if values["data"]["eval"] and origins["data.eval_fraction"] != "default" and values["data"]["eval_fraction"] > 0:
         raise UserError(
             f"data.eval (a held-out file) and data.eval_fraction (set at {origins['data.eval_fraction']}) both choose the eval split",

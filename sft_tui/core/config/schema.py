@@ -19,6 +19,13 @@ def opt(default: Any, help: str, *, choices: tuple[str, ...] = (), min: float | 
 
 
 METHODS = ("full", "lora", "qlora")
+OBJECTIVES = ("sft", "dpo", "kto", "orpo")
+# TRL's loss variants per objective ("" = TRL's default: sigmoid for DPO, kto for KTO; ORPO has one loss)
+LOSS_TYPES = {
+    "dpo": ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
+            "apo_zero", "apo_down", "discopop", "sigmoid_norm"),
+    "kto": ("kto", "apo_zero_unpaired"),
+}
 OPTIMIZERS = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit", "sgd", "adafactor")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 DATA_FORMATS = ("auto", "alpaca", "messages", "sharegpt", "prompt_completion", "text")
@@ -31,6 +38,7 @@ class ModelSection:
     name: str = opt("", "preset name (sft-tui models list), a folder with config.json, or a repo id in the local HF cache", required=True)
     trust_remote_code: bool = opt(False, "allow the model's own Python code from its folder (only for models you trust)")
     chat_template: str = opt("", "Jinja chat template; empty = the tokenizer's own, or a ChatML default saved with the output")
+    adapter: str = opt("", "start from a trained LoRA adapter: a run id (e.g. an SFT run before DPO) or a folder with adapter_config.json")
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,12 @@ class MethodSection:
     """[method]: full fine-tuning, LoRA on a 16-bit base, or QLoRA on a 4-bit base."""
 
     name: str = opt("lora", "full, lora (16-bit base) or qlora (4-bit NF4 base)", choices=METHODS)
+    objective: str = opt("sft", "sft (learn from examples), dpo or orpo (pairs of better/worse answers), kto (answers marked good/bad)",
+                         choices=OBJECTIVES)
+    beta: float = opt(0.1, "dpo/kto/orpo: how far the model may move from the reference (higher = stays closer); TRL's default 0.1",
+                      min=0.0, max=100.0, min_exclusive=True)
+    loss_type: str = opt("", "dpo/kto loss variant (dpo: sigmoid, ipo, hinge, robust, ...; kto: kto, apo_zero_unpaired); empty = TRL's default",
+                         choices=("",) + LOSS_TYPES["dpo"] + LOSS_TYPES["kto"])
     lora_r: int = opt(16, "LoRA rank: size of the low-rank update; 8-64 is usual", min=1, max=4096)
     lora_alpha: int = opt(32, "LoRA scaling numerator (alpha / r scales the update); often 2 x r", min=1, max=65536)
     lora_dropout: float = opt(0.05, "dropout on the LoRA input", min=0.0, max=0.9)

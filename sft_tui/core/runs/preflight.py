@@ -16,6 +16,7 @@ from pathlib import Path
 from sft_tui.core.config.schema import RunConfig
 from sft_tui.core.config.load import ResolvedConfig, check_precision_against_gpus, dump_run_config, load_run_config
 from sft_tui.core.data.formats import load_examples
+from sft_tui.core.data.preference import load_for_objective
 from sft_tui.core.errors import UserError
 from sft_tui.core.estimate.fit import build_estimate, detected_gpus
 from sft_tui.core.estimate.memory import estimate_memory, settings_from_run_config
@@ -81,14 +82,16 @@ def preflight(config_path: Path, overrides: list[str], force: bool, note: Callab
     home = (store or RunStore()).home
     check_home_writable(home)
     resolved = load_and_check_config(config_path, overrides, note, sampler)
+    resolved = resolve_adapter(resolved, store or RunStore())
     config = resolved.config
-    train = load_examples(Path(config.data.train), config.data.format)
+    objective = config.method.objective
+    train = load_for_objective(Path(config.data.train), config.data.format, objective)
     rows = len(train.examples)
-    line = f"data: {train.format}, {rows} training rows"
+    line = f"data: {train.format}, {rows} training rows" + (f" for {objective.upper()}" if objective != "sft" else "")
     if train.skipped:
         line += f", {len(train.skipped)} skipped (first: {train.skipped[0][0]}: {train.skipped[0][1]})"
     if config.data.eval:
-        line += f", {len(load_examples(Path(config.data.eval), config.data.format).examples)} eval rows"
+        line += f", {len(load_for_objective(Path(config.data.eval), config.data.format, objective).examples)} eval rows"
     note(line)
     for told in train.notes:  # labelled or pairwise data in an SFT run: what is trained on, said before it starts
         note(f"note: {told}")
@@ -117,6 +120,37 @@ def preflight(config_path: Path, overrides: list[str], force: bool, note: Callab
         raise UserError(f"{free / GIB:.1f} GiB free where runs live, checkpoints need about {need / GIB:.1f} GiB", str(home),
                         "free disk space, lower training.save_total_limit, or set SFT_TUI_HOME elsewhere")
     return resolved
+
+
+def resolve_adapter(resolved: ResolvedConfig, store: RunStore) -> ResolvedConfig:
+    """model.adapter as the absolute folder of a LoRA adapter (a run id becomes that run's adapter/), or a one-line refusal.
+
+    The run's config.toml then names the folder it really started from.
+    """
+    config = resolved.config
+    value = config.model.adapter
+    if not value:
+        return resolved
+    where = resolved.origins.get("model.adapter", "model.adapter")
+    if config.method.name == "full":
+        raise UserError("model.adapter needs method.name = 'lora' or 'qlora' (training goes on in the adapter)", where,
+                        f"use lora, or merge the adapter first (sft-tui merge {value} -o DIR) and name DIR as model.name")
+    folder = Path(value).expanduser()
+    if not folder.is_dir():
+        try:
+            run = store.find_run(value)
+        except UserError:
+            raise UserError(f"model.adapter = {value!r} is neither a folder nor a run", where,
+                            "name a run id from `sft-tui runs` or a folder with adapter_config.json") from None
+        folder = run.adapter_dir
+        if not (folder / "adapter_config.json").is_file():
+            raise UserError(f"run {run.id} has no trained adapter (it is {run.read_status().state if run.read_status() else 'unknown'}"
+                            f"{'; full fine-tuning leaves a model, not an adapter' if run.model_dir.is_dir() else ''})", where,
+                            "name a completed LoRA/QLoRA run, or finish that run first (sft-tui resume)")
+    elif not (folder / "adapter_config.json").is_file():
+        raise UserError(f"{folder} holds no adapter_config.json (not a PEFT adapter)", where, "name an adapter folder or a run id")
+    config = replace(config, model=replace(config.model, adapter=str(folder.resolve())))
+    return replace(resolved, config=config)
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,7 @@ class TrainRow(Record):
     wall_s: float | None = None  # cumulative seconds of training
     gpu_mem_gib: float | None = None  # peak allocated since the previous row
     gpu_reserved_gib: float | None = None  # peak reserved since the previous row
+    objective_metrics: dict[str, float] = field(default_factory=dict)  # dpo/kto/orpo: TRL's rewards/chosen, rewards/margins, kl, ...
     kind: str = "train"
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     KIND: ClassVar[str] = "train"
@@ -130,6 +131,7 @@ class EvalRow(Record):
     eval_loss: float | None
     time: float = 0.0
     epoch: float | None = None
+    objective_metrics: dict[str, float] = field(default_factory=dict)  # dpo/kto/orpo: the same metrics on the eval split
     kind: str = "eval"
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     KIND: ClassVar[str] = "eval"
