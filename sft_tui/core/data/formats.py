@@ -30,11 +30,21 @@ class DataError(UserError):
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """One function call an assistant turn makes: the tool's name and its arguments as JSON text (kept as written,
+    so a call that is not valid JSON can be reported, not lost)."""
+
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class Turn:
-    """One message of a conversation."""
+    """One message of a conversation. role 'tool' is a tool's result (an observation); an assistant turn may call tools."""
 
     role: str
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,7 @@ class Example:
     completion: str | None = None
     label: bool | None = None  # unpaired preference data (KTO): True desirable, False undesirable, None unlabelled
     rejected: str | None = None  # pairwise rows: the worse answer (the turns end with the chosen one)
+    tools: str | None = None  # tool-calling rows: the declared tools as JSON text (a list of OpenAI-style function schemas)
 
     @property
     def response(self) -> str:
