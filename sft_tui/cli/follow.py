@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from sft_tui.core.runs.logtext import format_objective_metrics
 from sft_tui.core.runs.rundir import RunDir
 from sft_tui.core.runs.schema import ACTIVE_STATES, EvalRow, EventRow, MetricsRow, SystemRow, TrainRow
 from sft_tui.core.runs.watch import RunSnapshot, RunWatcher
@@ -14,7 +15,7 @@ def progress_line(row: MetricsRow, max_steps: int, eta_s: float | None) -> str:
     """One plain progress line for a metrics row."""
     if isinstance(row, EvalRow):
         loss = f"{row.eval_loss:.4f}" if row.eval_loss is not None else "nan"
-        return f"step {row.step:>6}  eval_loss {loss}"
+        return f"step {row.step:>6}  eval_loss {loss}" + format_objective_metrics(row.objective_metrics)
     if isinstance(row, EventRow):
         what = f"{row.job} " if row.job else ""
         return f"step {row.step:>6}  {what}{row.event}" + (f": {row.message}" if row.message else "")
@@ -22,7 +23,8 @@ def progress_line(row: MetricsRow, max_steps: int, eta_s: float | None) -> str:
     speed = f"{row.tokens_per_s:,.0f} tok/s" if row.tokens_per_s else "- tok/s"
     memory = f"{row.gpu_reserved_gib:.1f} GiB" if row.gpu_reserved_gib is not None else "cpu"
     loss = f"{row.loss:.4f}" if row.loss is not None else "nan"
-    return f"step {row.step:>6}/{max_steps or '?'}  loss {loss}  lr {row.learning_rate or 0:.2e}  {speed}  {memory}  ETA {format_eta(eta_s)}"
+    return (f"step {row.step:>6}/{max_steps or '?'}  loss {loss}  lr {row.learning_rate or 0:.2e}  {speed}  {memory}  ETA {format_eta(eta_s)}"
+            + format_objective_metrics(row.objective_metrics))
 
 
 def exit_code(state: str | None) -> int:

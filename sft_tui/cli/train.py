@@ -34,14 +34,43 @@ def demo_config_overrides(home: Path) -> tuple[Path, list[str]]:
     return demo / "demo.toml", [f"model.name={folder}"]
 
 
-def run_demo(no_tui: bool) -> int:
-    """The demo: tiny model, sample data, a run of under a minute on the CPU, followed to its end."""
+def newest_demo_adapter(store) -> str | None:
+    """The newest completed SFT demo run with an adapter (what `demo --dpo` starts from), or None."""
+    import tomllib
+
+    for run in store.run_dirs():  # newest first
+        status = run.read_status()
+        if status is None or status.state != "completed" or not (run.adapter_dir / "adapter_config.json").is_file():
+            continue
+        try:
+            config = tomllib.loads(run.read_config_text())
+        except (OSError, ValueError):
+            continue
+        if config.get("output", {}).get("name") == "demo" and config.get("method", {}).get("objective", "sft") == "sft":
+            return run.id
+    return None
+
+
+def run_demo(no_tui: bool, dpo: bool = False) -> int:
+    """The demo: tiny model, sample data, a run of under a minute on the CPU, followed to its end.
+
+    dpo: the preference demo (assets/demo/demo_dpo.toml) on top of the newest SFT demo run, or the base when there is none.
+    """
     from sft_tui.core.runs.preflight import check_home_writable, preflight, start_run
     from sft_tui.core.runs.store import RunStore
 
-    home = RunStore().home
+    store = RunStore()
+    home = store.home
     check_home_writable(home)
     config_path, overrides = demo_config_overrides(home)
+    if dpo:
+        config_path = config_path.parent / "demo_dpo.toml"
+        start = newest_demo_adapter(store)
+        if start:
+            overrides.append(f"model.adapter={start}")
+            note(f"DPO on top of the SFT demo run {start} (its adapter is the start and the reference)")
+        else:
+            note("no completed `sft-tui demo` run here: DPO starts from the base model (the usual order is `sft-tui demo` first)")
     resolved = preflight(config_path, overrides, force=False, note=note)
     run = start_run(resolved, str(config_path), out=print)
     if not no_tui and sys.stdout.isatty() and sys.stdin.isatty():
@@ -58,9 +87,10 @@ def run_demo(no_tui: bool) -> int:
     return 0 if state == "completed" else 1
 
 
-def demo(no_tui: Annotated[bool, typer.Option("--no-tui", help="Plain progress lines in the foreground; exit when the run ends.")] = False) -> None:
+def demo(no_tui: Annotated[bool, typer.Option("--no-tui", help="Plain progress lines in the foreground; exit when the run ends.")] = False,
+         dpo: Annotated[bool, typer.Option("--dpo", help="Preference tuning (DPO) on right vs flawed answers, on top of the newest demo run.")] = False) -> None:
     """Train an offline tiny model on sample data (under a minute on a CPU) and follow it."""
-    raise typer.Exit(run_demo(no_tui))
+    raise typer.Exit(run_demo(no_tui, dpo))
 
 
 def train(

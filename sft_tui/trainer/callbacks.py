@@ -16,12 +16,13 @@ import time
 
 from transformers import TrainerCallback
 
-from sft_tui.core.runs.logtext import format_eval_line, format_step_line
+from sft_tui.core.runs.logtext import format_eval_line, format_objective_metrics, format_step_line
 from sft_tui.core.runs.reporter import StatusReporter
 from sft_tui.core.runs.rundir import RunDir
 from sft_tui.core.runs.schema import EvalRow, TrainRow
 from sft_tui.core.units import GIB
 from sft_tui.trainer.failures import RunDirRemoved
+from sft_tui.trainer.objectives import objective_metrics
 
 # Test hooks: a CUDA out-of-memory error, or a full disk, at a given step (tests cannot fill a GPU on a CPU).
 INJECT_OOM_ENV = "SFT_TUI_INJECT_OOM_AT_STEP"
@@ -90,8 +91,10 @@ class RunCallback(TrainerCallback):
         now = time.time()
         epoch = logs.get("epoch", state.epoch)
         if "eval_loss" in logs:
-            self.run.append_metric(EvalRow(step=state.global_step, eval_loss=logs["eval_loss"], time=now, epoch=epoch))
-            self._print(state, format_eval_line(state.global_step, logs["eval_loss"]))
+            measured = objective_metrics(logs, eval_row=True)
+            self.run.append_metric(EvalRow(step=state.global_step, eval_loss=logs["eval_loss"], time=now, epoch=epoch,
+                                           objective_metrics=measured))
+            self._print(state, format_eval_line(state.global_step, logs["eval_loss"]) + format_objective_metrics(measured))
         if "loss" not in logs:
             return
         # transformers counts non-padding tokens and keeps the count in each checkpoint; TRL's own count restarts per process
@@ -105,10 +108,10 @@ class RunCallback(TrainerCallback):
         row = TrainRow(
             step=state.global_step, loss=logs["loss"], time=now, epoch=epoch, learning_rate=logs.get("learning_rate"),
             grad_norm=logs.get("grad_norm"), tokens_per_s=round(tokens_per_s, 1) if tokens_per_s else None, tokens=tokens,
-            wall_s=round(self.wall_s(), 2), gpu_mem_gib=allocated, gpu_reserved_gib=reserved)
+            wall_s=round(self.wall_s(), 2), gpu_mem_gib=allocated, gpu_reserved_gib=reserved, objective_metrics=objective_metrics(logs))
         self.run.append_metric(row)
         self._print(state, format_step_line(row.step, state.max_steps, row.loss, row.learning_rate, row.grad_norm,
-                                            row.tokens_per_s, self.reporter.eta_s()))
+                                            row.tokens_per_s, self.reporter.eta_s()) + format_objective_metrics(row.objective_metrics))
 
     @staticmethod
     def _print(state, line: str) -> None:

@@ -1,4 +1,4 @@
-"""Build model, tokenizer and data from a run's config.toml, train with TRL's SFTTrainer, save.
+"""Build model, tokenizer and data from a run's config.toml, train with TRL (SFT, DPO, KTO or ORPO: objectives.py), save.
 
 Read top to bottom: resolve -> load -> data -> schedule -> resume point -> train -> save -> summary.
 """
@@ -22,7 +22,8 @@ from sft_tui.core.runs.rundir import RunDir
 from sft_tui.core.runs.schema import EventRow, TrainRow, TrainSummary
 from sft_tui.trainer.callbacks import RunCallback
 from sft_tui.trainer.dataset import build_datasets
-from sft_tui.trainer.model_setup import load_model, load_tokenizer, lora_config, resolve_precision
+from sft_tui.trainer.model_setup import attach_adapter, load_model, load_tokenizer, lora_config, resolve_precision
+from sft_tui.trainer.objectives import build_preference_datasets, build_trainer
 
 ROWS_PER_RUN, EVALS_PER_RUN, SAVES_PER_RUN = 50, 10, 5
 # our optimizer names -> transformers' (adamw_torch runs fused: no full-size update temporaries)
@@ -87,6 +88,14 @@ def resume_point(run: RunDir, resume: bool) -> tuple[Path | None, float, int]:
     return checkpoint, base_wall, resumes
 
 
+def _drop_reference_adapter(model) -> None:
+    """TRL's frozen "ref" copy of a starting adapter is for training only: the output holds the trained adapter alone."""
+    peft_config = getattr(model, "peft_config", None)
+    if isinstance(peft_config, dict) and "ref" in peft_config:
+        model.set_adapter("default")
+        model.delete_adapter("ref")
+
+
 def run_training(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusReporter) -> TrainSummary:
     """Train the run to its end (or a stop request); returns the summary it also writes.
 
@@ -106,27 +115,37 @@ def run_training(run: RunDir, resume: bool, stop: threading.Event, reporter: Sta
 
 def _train(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusReporter) -> TrainSummary:
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
-    from trl import SFTConfig, SFTTrainer
 
     started = time.time()
     config = config_from_toml_text(run.read_config_text(), str(run.config_path))
     files = find_model_files(config.model.name)
     precision = resolve_precision(config.training.precision)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    _log(f"run {run.id}: {config.method.name} on {files.folder} ({device}, {precision})")
+    objective = config.method.objective
+    _log(f"run {run.id}: {config.method.name}" + (f" {objective.upper()}" if objective != "sft" else "")
+         + f" on {files.folder}" + (f" from the adapter {config.model.adapter}" if config.model.adapter else "") + f" ({device}, {precision})")
     tokenizer = load_tokenizer(files.folder, config)
-    train_ds, eval_ds, report = build_datasets(config, tokenizer)
+    if objective == "sft":
+        train_ds, eval_ds, report = build_datasets(config, tokenizer)
+    else:
+        train_ds, eval_ds, report = build_preference_datasets(config, tokenizer)
+        for note in report.notes:
+            _log(note)
     _log(f"data: {report.format}, {report.train_rows} training rows, {report.eval_rows} eval rows, "
          f"{len(report.skipped)} skipped (empty responses), {report.truncated} longer than {config.training.max_seq_length} tokens (truncated)")
     for where, why in report.skipped[:5]:
         _log(f"skipped {where}: {why}")
-    model = load_model(files.folder, config, precision)
+    model = attach_adapter(load_model(files.folder, config, precision), config)
+    if objective in ("dpo", "kto"):
+        _log("reference model: " + ("a frozen full copy of the model (full fine-tuning)" if config.method.name == "full" else
+             "the SFT adapter it started from, frozen (a copy of the adapter only)" if config.model.adapter else
+             "the base with the adapter switched off (no second copy)"))
     total = planned_steps(report.train_rows, config)
     reporter.set_progress(reporter.step, total)
     optimizer = OPTIMIZERS[config.training.optimizer]
     if device == "cpu" and optimizer == "paged_adamw_8bit":
         optimizer = "adamw_bnb_8bit"  # paging needs CUDA unified memory
-    args = SFTConfig(
+    common = dict(
         output_dir=run.relative(run.checkpoints_dir), seed=config.training.seed,
         learning_rate=config.training.lr, lr_scheduler_type=config.training.lr_scheduler,
         warmup_steps=config.training.warmup_ratio,  # transformers 5: a float below 1 is a share of the steps
@@ -144,13 +163,10 @@ def _train(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusRep
         include_num_input_tokens_seen="non_padding",
         report_to=["tensorboard"] if importlib.util.find_spec("tensorboard") else "none",
         disable_tqdm=True, dataloader_num_workers=0,
-        max_length=config.training.max_seq_length, packing=config.data.packing,
-        completion_only_loss=config.data.completion_only_loss,
     )
     checkpoint, base_wall, resumes = resume_point(run, resume)
     callback = RunCallback(run, reporter, stop, base_wall_s=base_wall)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
-                         peft_config=lora_config(config), callbacks=[callback])
+    trainer = build_trainer(config, model, tokenizer, train_ds, eval_ds, common, lora_config(config), [callback])
     # transformers prints each log as a raw dict (PrinterCallback, or tqdm bars with ProgressCallback):
     # RunCallback prints a readable line per step instead, so train.log and the Monitor's log pane are readable
     trainer.remove_callback(PrinterCallback)
@@ -161,6 +177,7 @@ def _train(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusRep
     output = None
     if not stopped:
         output = run.model_dir if config.method.name == "full" else run.adapter_dir
+        _drop_reference_adapter(trainer.model)
         trainer.save_model(run.relative(output))  # relative: see RunDir.relative
         tokenizer.save_pretrained(run.relative(output))
         share_tree(output)  # group-readable like everything else in the run

@@ -96,6 +96,16 @@ def format_eval_line(step: int | str, eval_loss: float | None) -> str:
     return f"eval @{step}  loss {eval_loss:.3f}" if eval_loss is not None else f"eval @{step}  loss -"
 
 
+# The objective metrics a person reads on a log line (the monitor charts the rest): (TRL name, label, format)
+_OBJECTIVE_SHOWN = (("rewards/margins", "margin", "{:+.3f}"), ("rewards/accuracies", "acc", "{:.0%}"), ("kl", "kl", "{:.3f}"))
+
+
+def format_objective_metrics(metrics: dict[str, float]) -> str:
+    """'  margin +0.412  acc 75%' (DPO/ORPO) or '  margin +0.2  kl 0.013' (KTO): appended to a step or eval line; '' for SFT."""
+    parts = [f"{label} {fmt.format(metrics[name])}" for name, label, fmt in _OBJECTIVE_SHOWN if isinstance(metrics.get(name), (int, float))]
+    return "".join(f"  {p}" for p in parts)
+
+
 def dict_line(metrics: dict[str, object]) -> str:
     """A raw metric dict from an older run's log as the line the trainer prints now (epochs where it had no step)."""
     def get(key: str) -> float | None:
