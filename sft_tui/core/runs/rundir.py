@@ -239,14 +239,18 @@ class RunDir(_StatusFile):
         return self.config_path.read_text(encoding="utf-8")
 
     def config_identity(self) -> tuple[str, str]:
-        """(model, method) from config.toml, read without validation; '?' when unreadable."""
+        """(model, method) from config.toml, read without validation; '?' when unreadable. method is lora+dpo for a DPO run."""
         try:
             data = tomllib.loads(self.read_config_text())
         except (OSError, TOMLDecodeError, UnicodeDecodeError):
             return "?", "?"
         model = data.get("model", {}).get("name", "?") if isinstance(data.get("model"), dict) else "?"
-        method = data.get("method", {}).get("name", "?") if isinstance(data.get("method"), dict) else "?"
-        return str(model), str(method)
+        section = data.get("method") if isinstance(data.get("method"), dict) else {}
+        method = str(section.get("name", "?")) if section else "?"
+        objective = section.get("objective", "sft")
+        if objective and objective != "sft":  # a preference run says so wherever runs are listed: lora+dpo
+            method = f"{method}+{objective}"
+        return str(model), method
 
     # outputs and checkpoints
     def trained_output(self) -> Path | None:

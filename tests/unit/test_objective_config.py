@@ -1,0 +1,64 @@
+"""The objective's config fields: loss variants checked against the objective, model.adapter resolved to a real adapter
+folder (a run id or a folder) or refused in one line, and preference runs named as such in run lists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sft_tui.core.config.load import load_run_config
+from sft_tui.core.errors import UserError
+from sft_tui.core.runs.preflight import resolve_adapter
+from sft_tui.core.runs.store import RunStore
+
+BASE = '[model]\nname = "smollm2-135m"\n[data]\ntrain = "t.jsonl"\n[method]\n'
+
+
+def config(tmp_path: Path, method: str, *overrides: str):
+    path = tmp_path / "run.toml"
+    path.write_text(BASE + method)
+    return load_run_config(path, list(overrides))
+
+
+def test_loss_type_must_belong_to_the_objective(tmp_path):
+    assert config(tmp_path, 'objective = "dpo"\nloss_type = "ipo"\n').config.method.loss_type == "ipo"
+    assert config(tmp_path, 'objective = "kto"\nloss_type = "apo_zero_unpaired"\n').config.method.objective == "kto"
+    with pytest.raises(UserError) as refused:
+        config(tmp_path, 'objective = "kto"\nloss_type = "ipo"\n')
+    assert "'ipo' is a dpo loss, but method.objective is 'kto'" in refused.value.what and "use one of kto, apo_zero_unpaired" in refused.value.fix
+    assert refused.value.where.endswith("run.toml:7")
+    with pytest.raises(UserError) as refused:
+        config(tmp_path, 'objective = "orpo"\n', "method.loss_type=sigmoid")
+    assert "applies to dpo and kto only" in refused.value.fix and refused.value.where == "--set"
+    with pytest.raises(UserError) as refused:
+        config(tmp_path, 'objective = "ppo"\n')
+    assert "sft" in refused.value.fix and "dpo" in refused.value.fix
+
+
+def test_an_adapter_is_a_run_id_or_a_folder_and_ends_up_as_an_absolute_folder(tmp_path, runs_home):
+    store = RunStore()
+    done = store.create_run(BASE + 'name = "lora"\n', "smollm2-135m", "lora", name="sft")
+    (done.adapter_dir).mkdir()
+    (done.adapter_dir / "adapter_config.json").write_text("{}")
+    resolved = resolve_adapter(config(tmp_path, 'objective = "dpo"\n', f"model.adapter={done.id}"), store)
+    assert resolved.config.model.adapter == str(done.adapter_dir.resolve())
+    folder = resolve_adapter(config(tmp_path, "", f"model.adapter={done.adapter_dir}"), store)
+    assert folder.config.model.adapter == str(done.adapter_dir.resolve())
+    unfinished = store.create_run(BASE, "smollm2-135m", "lora", name="half")
+    with pytest.raises(UserError) as refused:
+        resolve_adapter(config(tmp_path, "", f"model.adapter={unfinished.id}"), store)
+    assert f"run {unfinished.id} has no trained adapter" in refused.value.what and "sft-tui resume" in refused.value.fix
+    with pytest.raises(UserError) as refused:
+        resolve_adapter(config(tmp_path, 'name = "full"\n', f"model.adapter={done.id}"), store)
+    assert "needs method.name = 'lora' or 'qlora'" in refused.value.what and "sft-tui merge" in refused.value.fix
+    with pytest.raises(UserError) as refused:
+        resolve_adapter(config(tmp_path, "", f"model.adapter={tmp_path}"), store)
+    assert "holds no adapter_config.json" in refused.value.what
+
+
+def test_preference_runs_are_listed_with_their_objective(runs_home):
+    store = RunStore()
+    store.create_run('[model]\nname = "m"\n[method]\nname = "qlora"\nobjective = "kto"\n', "m", "qlora", name="k")
+    store.create_run('[model]\nname = "m"\n[method]\nname = "lora"\nobjective = "sft"\n', "m", "lora", name="s")
+    assert sorted(o.method for o in store.list_runs()) == ["lora", "qlora+kto"]
