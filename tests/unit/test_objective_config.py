@@ -62,3 +62,14 @@ def test_preference_runs_are_listed_with_their_objective(runs_home):
     store.create_run('[model]\nname = "m"\n[method]\nname = "qlora"\nobjective = "kto"\n', "m", "qlora", name="k")
     store.create_run('[model]\nname = "m"\n[method]\nname = "lora"\nobjective = "sft"\n', "m", "lora", name="s")
     assert sorted(o.method for o in store.list_runs()) == ["lora", "qlora+kto"]
+
+
+def test_kto_on_a_file_of_one_label_is_refused_before_it_starts(tmp_path):
+    from sft_tui.core.data.formats import DataError
+    from sft_tui.core.data.preference import load_for_objective
+
+    path = tmp_path / "good.jsonl"
+    path.write_text('{"prompt": "q", "completion": "a", "label": true}\n' * 3)
+    with pytest.raises(DataError) as refused:
+        load_for_objective(path, "auto", "kto")
+    assert "every row is labelled desirable: KTO needs answers of both labels" in refused.value.what

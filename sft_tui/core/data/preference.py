@@ -71,6 +71,10 @@ def load_for_objective(path: Path, fmt: str, objective: str) -> LoadedData:
             raise DataError("this row has no 'label' but the file is labelled (KTO's format)", unlabelled.where,
                             "add \"label\": true or false to every row")
         undesirable = sum(1 for e in examples if e.label is False)
+        if undesirable in (0, len(examples)):
+            which = "undesirable" if undesirable else "desirable"
+            raise DataError(f"every row is labelled {which}: KTO needs answers of both labels", str(path),
+                            "add rows of the other label, or use method.objective = 'sft' for examples of good answers")
         return LoadedData(detected, tuple(examples), tuple(skipped), kind, undesirable)
     return LoadedData(detected, tuple(examples), tuple(skipped), kind)
 
