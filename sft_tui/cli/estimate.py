@@ -70,6 +70,7 @@ def estimate(
     model: Annotated[Optional[str], typer.Argument(help="Preset name, config.json / model folder, or repo id in the local HF cache (default: the --config's model).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="Take every setting from a run config TOML; options below override it.")] = None,
     method: Annotated[Optional[str], typer.Option(help="full, lora or qlora. [default: lora]")] = None,
+    objective: Annotated[Optional[str], typer.Option(help="sft, dpo, kto or orpo: DPO and ORPO run chosen and rejected answers, DPO and KTO a reference forward. [default: sft]")] = None,
     seq_len: Annotated[Optional[int], typer.Option("--seq-len", help="Sequence length in tokens. [default: 2048]")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Micro-batch size. [default: 1]")] = None,
     grad_accum: Annotated[Optional[int], typer.Option("--grad-accum", help="Gradient accumulation steps. [default: 1]")] = None,
@@ -85,12 +86,12 @@ def estimate(
     packing: Annotated[Optional[bool], typer.Option("--packing/--no-packing", help="Packed sequences (no padding mask). [default: off]")] = None,
     gpu_gib: Annotated[Optional[float], typer.Option("--gpu-gib", help="GPU memory in GiB instead of the detected GPU.")] = None,
     gpu: Annotated[Optional[str], typer.Option("--gpu", help="GPU by name (A100-80GB, H100, 4090, L4, T4, ...) instead of the detected one.")] = None,
-    tokens: Annotated[Optional[float], typer.Option("--tokens", help="Training tokens (dataset tokens x epochs) for an ETA.")] = None,
+    tokens: Annotated[Optional[float], typer.Option("--tokens", help="Training tokens (dataset tokens x epochs; a preference example counts its prompt and one answer) for an ETA.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Peak GPU memory and time of a run from the model's config alone, against your GPU."""
     targets = tuple(t.strip() for t in lora_targets.split(",") if t.strip()) if lora_targets is not None else None
-    overrides = dict(method=method, seq_len=seq_len, batch_size=batch_size, grad_accum=grad_accum,
+    overrides = dict(method=method, objective=objective, seq_len=seq_len, batch_size=batch_size, grad_accum=grad_accum,
                      gradient_checkpointing=gradient_checkpointing, optimizer=optimizer, precision=precision, attention=attention,
                      lora_r=lora_r, lora_targets=targets, lora_dropout=lora_dropout, quant_type=quant_type, double_quant=double_quant,
                      padded=None if packing is None else not packing)

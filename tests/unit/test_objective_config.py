@@ -73,3 +73,15 @@ def test_kto_on_a_file_of_one_label_is_refused_before_it_starts(tmp_path):
     with pytest.raises(DataError) as refused:
         load_for_objective(path, "auto", "kto")
     assert "every row is labelled desirable: KTO needs answers of both labels" in refused.value.what
+
+
+def test_preflight_refuses_kto_at_micro_batch_one_and_notes_an_sft_learning_rate(tmp_path, runs_home, cli):
+    data = tmp_path / "kto.jsonl"
+    data.write_text('{"prompt": "q", "completion": "a", "label": true}\n{"prompt": "q", "completion": "b", "label": false}\n')
+    config = tmp_path / "run.toml"
+    config.write_text(f'recipe = "lora"\n[model]\nname = "smollm2-135m"\n[data]\ntrain = "{data}"\n[method]\nobjective = "kto"\n'
+                      "[training]\nmicro_batch_size = 1\n")
+    result = cli("train", str(config))
+    assert result.code == 2 and "KTO needs training.micro_batch_size >= 2" in result.err and "run.toml:9:" in result.err
+    result = cli("train", str(config), "--set", "training.micro_batch_size=2")
+    assert "is a rate for SFT; preference tuning usually runs far lower" in result.err  # (then: no model files here)

@@ -18,7 +18,10 @@ from sft_tui.core.estimate.memory import (
     MemoryEstimate,
     TrainSettings,
     estimate_memory,
+    kto_has_kl,
+    no_grad_forwards,
     resolve_targets,
+    sequences_per_example,
 )
 from sft_tui.core.models.gpus import GpuInfo
 from sft_tui.core.models.modelspec import ModelSpec
@@ -62,6 +65,7 @@ class TimeEstimate:
     utilisation: float
     tokens_per_s: float
     eta_s: float | None  # for `tokens`, when given
+    objective_note: str = ""  # what the objective adds per example token (DPO: both answers, the reference's forward)
 
 
 @dataclass(frozen=True)
@@ -159,7 +163,7 @@ class Estimate:
         """The `--json` object (ARCHITECTURE/issue contract keys first)."""
         m, s = self.memory, self.memory.settings
         return {
-            "model": m.model, "method": s.method, "params": m.params, "trainable_params": m.trainable_params,
+            "model": m.model, "method": s.method, "objective": s.objective, "params": m.params, "trainable_params": m.trainable_params,
             "seq_len": s.seq_len, "batch_size": s.batch_size,
             "breakdown_gib": {k: round(v, 3) for k, v in m.breakdown_gib().items()},
             "peak_gib": round(m.peak_gib, 3), "gpu_gib": round(self.gpu.memory_gib, 3) if self.gpu else None,
@@ -170,7 +174,8 @@ class Estimate:
             "peak_phase": m.phase, "gpu": self.gpu.name if self.gpu else None,
             "headroom_gib": round(self.headroom_gib, 3) if self.headroom_gib is not None else None,
             "eta_s": round(self.time.eta_s, 1) if self.time and self.time.eta_s is not None else None,
-            "terms": [{"key": t.key, "gib": round(t.bytes / GIB, 3), "explanation": t.explanation} for t in m.terms],
+            "terms": [{"key": t.key, "name": t.name, "gib": round(t.bytes / GIB, 3), "explanation": t.explanation} for t in m.terms],
+            "phases_gib": {phase: round(size / GIB, 3) for phase, size in m.phase_bytes},
             "settings": s.__dict__ | {"lora_targets": list(s.lora_targets)},
             "suggestions": [{"change": x.change, "peak_gib": round(x.peak_gib, 3), "fits": x.fits, "model": x.model or m.model}
                             for x in self.suggestions],
@@ -180,7 +185,7 @@ class Estimate:
     def _time_assumptions(self) -> list[str]:
         t = self.time
         return [f"throughput assumes {t.utilisation:.0%} of the GPU's peak {t.peak_tflops:g} TFLOP/s "
-                f"({t.flops_per_token / 1e9:.1f} GFLOP per trained token); measure it on your data to know"]
+                f"({t.flops_per_token / 1e9:.1f} GFLOP per trained token{t.objective_note}); measure it on your data to know"]
 
 
 def detected_gpus(sampler=None) -> tuple[GpuTarget, ...]:
@@ -241,9 +246,10 @@ def _candidate_changes(s: TrainSettings) -> list[tuple[str, TrainSettings]]:
         changes.append(("sdpa attention instead of eager", replace(s, attention="sdpa")))
     if not s.gradient_checkpointing:
         changes.append(("gradient checkpointing on (about 30% slower)", replace(s, gradient_checkpointing=True)))
-    if s.batch_size > 1:
-        changes.append((f"micro-batch 1 with gradient accumulation {s.grad_accum * s.batch_size} (same effective batch)",
-                        replace(s, batch_size=1, grad_accum=s.grad_accum * s.batch_size)))
+    smallest = 2 if kto_has_kl(s) else 1  # KTO's KL term pairs each prompt with another example's answer
+    if s.batch_size > smallest and s.batch_size % smallest == 0:
+        changes.append((f"micro-batch {smallest} with gradient accumulation {s.grad_accum * s.batch_size // smallest} (same effective batch)",
+                        replace(s, batch_size=smallest, grad_accum=s.grad_accum * s.batch_size // smallest)))
     if s.optimizer in ("adamw_torch", "adafactor") and s.method == "full":
         changes.append(("8-bit AdamW optimizer (adamw_8bit)", replace(s, optimizer="adamw_8bit")))
     if s.method == "full":
@@ -309,11 +315,27 @@ def _merge_change(current: TrainSettings, changed: TrainSettings, original: Trai
 
 
 def training_flops_per_token(spec: ModelSpec, s: TrainSettings) -> float:
-    """FLOPs per trained token: 2 x weights per matmul pass, attention, head; backward 2x (full) or 1x (frozen base).
+    """FLOPs per example token: 2 x weights per matmul pass, attention, head; backward 2x (full) or 1x (frozen base).
 
     Checkpointing adds one more forward of the blocks. Attention counts the causal half
-    of QK^T and AV (what flash/SDPA kernels compute).
+    of QK^T and AV (what flash/SDPA kernels compute). An example's tokens are its prompt and
+    one answer: DPO and ORPO train on the rejected answer too (twice the sequences), and DPO
+    and KTO add forwards without gradients (the reference's, KTO's KL pairs), each a plain
+    forward: no backward, no recomputation.
     """
+    sequences = sequences_per_example(s)
+    forwards, batch = no_grad_forwards(s)
+    extra = forwards * batch / s.batch_size  # no-grad sequences per example
+    return sequences * _trained_flops_per_token(spec, s) + extra * _forward_flops_per_token(spec, s)
+
+
+def _forward_flops_per_token(spec: ModelSpec, s: TrainSettings) -> float:
+    linear = spec.num_layers * sum(x.in_features * x.out_features for x in spec.linear_shapes())
+    attention = spec.num_layers * 2 * s.seq_len * spec.num_attention_heads * spec.head_dim
+    return 2 * linear + attention + 2 * spec.vocab_size * spec.hidden_size
+
+
+def _trained_flops_per_token(spec: ModelSpec, s: TrainSettings) -> float:
     linear = spec.num_layers * sum(x.in_features * x.out_features for x in spec.linear_shapes())
     attention = spec.num_layers * 2 * s.seq_len * spec.num_attention_heads * spec.head_dim
     blocks = 2 * linear + attention
@@ -331,7 +353,20 @@ def estimate_time(spec: ModelSpec, s: TrainSettings, gpu: GpuInfo, tokens: float
     peak = gpu.peak_tflops(s.precision)
     utilisation = ASSUMED_UTILISATION[s.method]
     tokens_per_s = peak * 1e12 * utilisation / flops
-    return TimeEstimate(flops, peak, utilisation, tokens_per_s, tokens / tokens_per_s if tokens else None)
+    return TimeEstimate(flops, peak, utilisation, tokens_per_s, tokens / tokens_per_s if tokens else None, objective_time_note(s))
+
+
+def objective_time_note(s: TrainSettings) -> str:
+    """What the objective adds to an example token's work, for the time assumption ('' for SFT)."""
+    forwards, batch = no_grad_forwards(s)
+    parts = []
+    if sequences_per_example(s) == 2:
+        parts.append("chosen and rejected answers both trained (2x)")
+    if s.objective in ("dpo", "kto"):
+        per_example = forwards * batch // s.batch_size
+        what = "the reference's forward" + (" and KTO's KL forwards" if kto_has_kl(s) else "")
+        parts.append(f"+ {per_example} forward{'s' if per_example > 1 else ''} without gradients ({what})")
+    return f"; {s.objective.upper()}: " + " ".join(parts) if parts else ""
 
 
 def build_estimate(spec: ModelSpec, s: TrainSettings, gpu: GpuTarget | None, tokens: float | None = None,
@@ -353,6 +388,8 @@ def build_estimate(spec: ModelSpec, s: TrainSettings, gpu: GpuTarget | None, tok
         notes.append(f"{gpu.info.name} has no bf16: train with precision fp16 (same memory)")
     if gpu.info is None:
         notes.append(f"no throughput figures for {gpu.name}: memory fit only, no time estimate")
+    if kto_has_kl(s) and s.batch_size < 2:
+        notes.append("KTO pairs each prompt with another example's answer for its KL term: TRL needs a micro-batch of at least 2")
     if s.seq_len > (spec.max_position_embeddings or s.seq_len):
         notes.append(f"seq_len {s.seq_len} is beyond the model's context window ({spec.max_position_embeddings})")
     room = room_now(memory.peak_gib, rooms) if gpu.source == "detected" else None

@@ -10,6 +10,16 @@ recipes sft-tui runs, term by term, in three phases of a steady-state training s
                   fp32 log-probs and their gradient: usually the peak
   optimizer step  weights + gradients + optimizer state + the update's temporary buffers
 
+Preference objectives (TRL 1.16) add to this: DPO and ORPO put each example's chosen and
+rejected answers through the model together (twice the sequences, so twice the saved
+activations and logits); DPO and KTO run a reference model's forward without gradients
+after the policy's forward, a fourth phase ("reference forward") in which the policy's
+saved tensors and the reference's working tensors are alive together. Under LoRA the
+reference is the base with the adapter switched off (no extra weights), or a frozen "ref"
+copy of the adapter when training on from one; full fine-tuning loads a frozen copy of
+the whole model in the policy's dtype (fp32 here). KTO's KL term adds no-grad forwards on
+mismatched prompt/answer pairs: time, and the same working set, one forward at a time.
+
 Peak = the largest phase + CUDA context + allocator slack. Sources: Korthikanti et al.
 2022 (activations), Dettmers et al. 2023 (NF4, double quantisation), transformers'
 ForCausalLMLoss (`logits.float()`), peft's prepare_model_for_kbit_training (non-4-bit
@@ -19,9 +29,11 @@ measurements should set live in `Calibration`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
-from sft_tui.core.config.schema import METHODS, OPTIMIZERS, RunConfig
+from sft_tui.core.config.schema import METHODS, OBJECTIVES, OPTIMIZERS, RunConfig
 from sft_tui.core.errors import UserError, did_you_mean
 from sft_tui.core.units import GIB
 from sft_tui.core.models.modelspec import LinearShape, ModelSpec
@@ -31,6 +43,11 @@ ATTENTIONS = ("sdpa", "flash_attention_2", "eager")
 QUANT_TYPES = ("nf4", "fp4")
 NF4_BLOCK = 64  # values per absmax constant (bitsandbytes 4-bit default)
 DQ_BLOCK = 256  # first-level constants per second-level fp32 constant (double quantisation)
+# TRL's fused LM head (trl.trainer.utils.add_fused_lm_head): the reference forward's log-probs come in tiles of
+# TOKEN_CHUNK_SIZE tokens x _CHUNKED_LOGPROB_CHUNK_SIZE vocabulary entries, with seven fp32 running statistics per token
+FUSED_HEAD_TOKENS = 4096
+FUSED_HEAD_VOCAB = 32768
+FUSED_HEAD_STATS = 7 * 4
 _SHORT_TARGETS = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj", "gate": "gate_proj", "up": "up_proj", "down": "down_proj"}
 
 
@@ -65,10 +82,14 @@ class TrainSettings:
     quant_type: str = "nf4"
     double_quant: bool = True
     padded: bool = True  # batches padded to seq_len with an attention mask (no packing)
+    objective: str = "sft"  # sft | dpo | kto | orpo (config.method.objective)
+    loss_type: str = ""  # TRL's loss variant; KTO's apo_zero_unpaired has no KL term
+    reference_adapter: bool = False  # training on from an adapter: DPO/KTO keep a frozen copy of it as the reference
 
     def validate(self) -> None:
         """Raise UserError for values no run can have."""
-        for name, value, choices in (("method", self.method, METHODS), ("optimizer", self.optimizer, OPTIMIZERS),
+        for name, value, choices in (("method", self.method, METHODS), ("objective", self.objective, OBJECTIVES),
+                                     ("optimizer", self.optimizer, OPTIMIZERS),
                                      ("precision", self.precision, PRECISIONS), ("attention", self.attention, ATTENTIONS),
                                      ("quant_type", self.quant_type, QUANT_TYPES)):
             if value not in choices:
@@ -87,9 +108,40 @@ class Term:
     key: str
     bytes: float
     explanation: str
+    label: str = ""  # a plain name when the key alone does not say it ("rejected answers' activations")
+
+    @property
+    def name(self) -> str:
+        """What the report calls this term: its label, else its key."""
+        return self.label or self.key
 
 
-BREAKDOWN_KEYS = ("weights", "trainable", "gradients", "optimizer", "activations", "logits", "overhead")
+BREAKDOWN_KEYS = ("weights", "trainable", "gradients", "optimizer", "activations", "logits", "reference", "overhead")
+REFERENCE_OBJECTIVES = ("dpo", "kto")  # the objectives with a reference model (ORPO has none)
+
+
+def sequences_per_example(settings: TrainSettings) -> int:
+    """Sequences one example puts through the policy with gradients: DPO and ORPO run chosen and rejected together."""
+    return 2 if settings.objective in ("dpo", "orpo") else 1
+
+
+def kto_has_kl(settings: TrainSettings) -> bool:
+    """KTO's default loss estimates a KL term from mismatched prompt/answer pairs (apo_zero_unpaired does not)."""
+    return settings.objective == "kto" and settings.loss_type != "apo_zero_unpaired"
+
+
+def no_grad_forwards(settings: TrainSettings) -> tuple[int, int]:
+    """(forwards without gradients per micro-step, sequences in each) that TRL 1.16 runs besides the policy's.
+
+    DPO: the reference on chosen and rejected (one forward of 2 x micro-batch sequences).
+    KTO: the reference on the answers, and with the KL term the policy and the reference on
+    the mismatched pairs (each micro-batch sequences, one after another).
+    """
+    if settings.objective == "dpo":
+        return 1, 2 * settings.batch_size
+    if settings.objective == "kto":
+        return (3 if kto_has_kl(settings) else 1), settings.batch_size
+    return 0, 0
 
 
 @dataclass(frozen=True)
@@ -103,6 +155,7 @@ class MemoryEstimate:
     phase: str
     terms: tuple[Term, ...]
     assumptions: tuple[str, ...]
+    phase_bytes: tuple[tuple[str, float], ...] = ()  # every phase's total, in order: the peak is the largest
 
     @property
     def peak_bytes(self) -> float:
@@ -228,6 +281,78 @@ def saved_activation_bytes(spec: ModelSpec, settings: TrainSettings) -> float:
             + parts.head_inputs_per_token * tokens + 4 * tokens * spec.vocab_size)
 
 
+PHASES = ("forward end", "backward start", "optimizer step", "reference forward")
+
+
+def _policy_activations(parts: _ActivationParts, settings: TrainSettings, layers: int, per_layer_token: float,
+                        dequant: float, batch: int) -> tuple[float, float, float]:
+    """(at the forward's fullest, kept after the forward, at the backward start) for `batch` sequences of seq_len.
+
+    With checkpointing, autocast's weight copies live only inside the forward (its cache is
+    cleared when the forward returns) and one layer's in backward; the dequantised QLoRA
+    weight is a temporary of whichever forward runs.
+    """
+    tokens = batch * settings.seq_len
+    bool_mask = batch * settings.seq_len * settings.seq_len if settings.padded else 0  # the model-level boolean mask
+    head_inputs = parts.head_inputs_per_token * tokens
+    if settings.gradient_checkpointing:
+        kept = layers * parts.kept_per_token * tokens
+        fwd = kept + bool_mask + head_inputs + dequant + parts.copies_blocks + parts.copies_head  # autocast's cache at its fullest
+        after = kept + bool_mask + head_inputs + parts.copies_head
+        bwd = kept + per_layer_token * tokens + parts.copies_blocks / layers + parts.copies_head + bool_mask + head_inputs + dequant
+        return fwd, after, bwd
+    saved = layers * per_layer_token * tokens + parts.copies_blocks + parts.copies_head + bool_mask + head_inputs
+    return saved + dequant, saved, saved + dequant
+
+
+def _reference_terms(spec: ModelSpec, settings: TrainSettings, trainable: int, block_linear: int, compute_bytes: int,
+                     dequant: float) -> tuple[list[Term], float, str]:
+    """(resident reference weights, the reference forward's working bytes, why) for DPO and KTO as TRL 1.16 runs them.
+
+    The reference forward runs under no_grad after the policy's, so it keeps nothing for
+    backward: one layer's tensors at a time (the residual stream in and out, the normed
+    input, then the larger of attention's q/k/v/output and the MLP's branches), the
+    model-level mask, and TRL's fused LM head (log-probs in 4096 x 32768 tiles, no full
+    logits). Full fine-tuning's reference is a second model (TRL loads it in the policy's
+    dtype: fp32 here); its weights require grad, so autocast caches a 16-bit copy of each
+    block weight until the reference's forward returns.
+    """
+    full = settings.method == "full"
+    h, inter, a = spec.hidden_size, spec.intermediate_size, spec.num_attention_heads
+    q, kv = a * spec.head_dim, spec.num_kv_heads * spec.head_dim
+    count, batch = no_grad_forwards(settings)
+    tokens = batch * settings.seq_len
+    resident = []
+    if full:
+        resident.append(Term("reference", 4.0 * spec.count_parameters().total,
+                             f"a frozen copy of the whole model in fp32, {_n(spec.count_parameters().total)} params x 4 B "
+                             "(TRL loads it in the policy's dtype; LoRA would need none)", "reference model (frozen fp32 copy)"))
+    elif settings.reference_adapter:
+        resident.append(Term("reference", 4.0 * trainable, f"TRL's frozen 'ref' copy of the starting adapter, {_n(trainable)} params x 4 B (fp32)",
+                             "reference adapter (frozen copy)"))
+    resid = 4 if full else compute_bytes  # the residual stream is fp32 under fp32 master weights
+    kv_live = 2 * (q if (settings.padded or kv == q) else kv)  # k/v repeated to every head when a padding mask is used
+    attention = compute_bytes * (2 * q + kv_live)  # q, k, v, output
+    if effective_attention(spec, settings) == "eager":
+        attention += (4 + compute_bytes) * a * settings.seq_len  # scores per head (fp32 softmax + its 16-bit copy)
+    mlp = compute_bytes * (3 if spec.traits.gated_mlp else 2) * inter
+    layer = (2 * resid + compute_bytes) * h + max(attention, mlp)
+    mask = batch * settings.seq_len * settings.seq_len if settings.padded else 0
+    head = min(tokens, FUSED_HEAD_TOKENS) * FUSED_HEAD_VOCAB * compute_bytes + tokens * (resid * h + FUSED_HEAD_STATS)
+    cache = compute_bytes * block_linear if (full and compute_bytes == 2) else 0.0
+    work = layer * tokens + mask + head + dequant + cache
+    what = ("chosen + rejected answers" if settings.objective == "dpo" else
+            "the answers; the KL term's mismatched prompt/answer pairs run the same way, one forward at a time" if kto_has_kl(settings)
+            else "the answers")
+    text = (f"{tokens:,} tokens ({what}) without gradients after the policy's forward: one layer's tensors at a time "
+            f"({_kib(layer)} KiB/token) + log-probs in tiles (TRL's fused head)")
+    if cache:
+        text += f" + autocast's {'bf16' if settings.precision == 'bf16' else 'fp16'} copies of the reference's weights {_g(cache)} GiB"
+    if kto_has_kl(settings):
+        text += f"; {count} such forwards per micro-batch (the policy's KL forward runs before its own, with nothing saved yet)"
+    return resident, work, text
+
+
 def _optimizer_bytes(spec: ModelSpec, settings: TrainSettings, trainable: int, targets: tuple[LinearShape, ...]) -> tuple[float, float, str]:
     """(state bytes, temporary bytes during the update, explanation)."""
     if settings.optimizer == "adamw_torch":
@@ -289,26 +414,20 @@ def estimate_memory(spec: ModelSpec, settings: TrainSettings, calibration: Calib
     state, update_tmp, opt_text = _optimizer_bytes(spec, settings, trainable, targets)
     grads_all = 4.0 * trainable
 
-    # activations
+    # activations (per sequence the policy runs: DPO and ORPO run each example's chosen and rejected answers)
     attention = effective_attention(spec, settings)
     if attention != settings.attention:
         assumptions.append(f"{spec.family} runs {attention} attention in transformers 5 (no SDPA path): seq x seq scores per head")
     parts = _activation_parts(spec, settings, targets, trainable)
     per_layer_token = parts.per_layer_token * calibration.activation_scale
-    head_inputs = parts.head_inputs_per_token * tokens
-    copies_blocks, copies_head = parts.copies_blocks, parts.copies_head
-    bool_mask = settings.batch_size * settings.seq_len * settings.seq_len if settings.padded else 0  # the model-level boolean mask
     dequant = max(x.in_features * x.out_features for x in shapes) * compute_bytes if qlora else 0  # one weight dequantised at a time
     head_params = vocab * hidden
+    act = _policy_activations(parts, settings, layers, per_layer_token, dequant, settings.batch_size)
     if settings.gradient_checkpointing:
-        kept = layers * parts.kept_per_token * tokens
-        act_fwd = kept + bool_mask + head_inputs + dequant + copies_blocks + copies_head  # autocast's cache at its fullest
-        act_bwd = kept + per_layer_token * tokens + copies_blocks / layers + copies_head + bool_mask + head_inputs + dequant
         act_text = f"{layers} layer inputs kept + one layer recomputed in backward ({_kib(per_layer_token)} KiB/token)"
     else:
-        act_fwd = act_bwd = layers * per_layer_token * tokens + copies_blocks + copies_head + bool_mask + head_inputs + dequant
         act_text = f"{layers} layers x {_kib(per_layer_token)} KiB per token x {tokens:,} tokens"
-    autocast_cache = copies_blocks + copies_head if full else 0.0
+    autocast_cache = parts.copies_blocks + parts.copies_head if full else 0.0
     if autocast_cache:
         act_text += f" + autocast's {dtype} weight copies {_g(autocast_cache)} GiB"
     if attention == "eager":
@@ -320,26 +439,64 @@ def estimate_memory(spec: ModelSpec, settings: TrainSettings, calibration: Calib
     logits_bwd = tokens * vocab * (compute_bytes + 12)
     assumptions.append("the loss upcasts logits to fp32 (transformers' ForCausalLMLoss); batches are padded to seq_len")
 
+    pairs = sequences_per_example(settings) == 2
+    extra: dict[str, list[Term]] = {phase: [] for phase in PHASES}  # the objective's own terms, per phase
+    if pairs:
+        act2 = _policy_activations(parts, settings, layers, per_layer_token, dequant, 2 * settings.batch_size)
+        act_text = f"chosen answers: {act_text}"
+        why = f"{tokens:,} more tokens: each example's rejected answer goes through the model with its chosen one"
+        for phase, index in (("forward end", 0), ("backward start", 2), ("reference forward", 1)):
+            extra[phase].append(Term("activations", act2[index] - act[index], why, "rejected answers' activations"))
+        for phase, size in (("forward end", logits_fwd), ("backward start", logits_bwd), ("reference forward", logits_fwd)):
+            extra[phase].append(Term("logits", size, f"{tokens:,} more tokens x {vocab:,} vocab, as for the chosen answers",
+                                     "rejected answers' logits"))
+        assumptions.append(f"{settings.objective.upper()}: chosen and rejected answers run through the model together "
+                           "(2 x micro-batch sequences, each up to seq_len)")
+    if settings.objective == "orpo":
+        assumptions.append("ORPO needs no reference model: its odds ratio compares the policy's own chosen and rejected answers")
+
+    resident: list[Term] = []  # held in every phase
+    ref_work = 0.0
+    if settings.objective in REFERENCE_OBJECTIVES:
+        resident, work, ref_text = _reference_terms(spec, settings, trainable, block_linear, compute_bytes, dequant)
+        ref_work = work
+        extra["reference forward"].append(Term("reference", work, ref_text, "reference forward (no-grad)"))
+        assumptions.append("reference model: a frozen copy of the whole model, in fp32 like the policy (TRL loads it in the policy's dtype)" if full
+                           else "reference model: TRL's frozen 'ref' copy of the adapter training starts from" if settings.reference_adapter
+                           else "reference model: the base with the LoRA adapter switched off (TRL), so no extra weights")
+
     grads_bwd = grads_all if (not full or settings.grad_accum > 1) else 4.0 * head_params
     grads_bwd_text = "fp32 gradients of the trainable params" if grads_bwd == grads_all else "the head's gradient (the others appear as activations are freed)"
+    grads_fwd = Term("gradients", grads_all if settings.grad_accum > 1 else 0.0, "gradients accumulated over micro-batches" if settings.grad_accum > 1 else "none yet")
     phases = {
-        "forward end": [Term("gradients", grads_all if settings.grad_accum > 1 else 0.0, "gradients accumulated over micro-batches" if settings.grad_accum > 1 else "none yet"),
-                        Term("optimizer", state, opt_text), Term("activations", act_fwd, act_text),
+        "forward end": [grads_fwd, Term("optimizer", state, opt_text), Term("activations", act[0], act_text),
                         Term("logits", logits_fwd, f"{tokens:,} tokens x {vocab:,} vocab: {dtype} logits + fp32 copy + fp32 log-probs")],
         "backward start": [Term("gradients", grads_bwd, grads_bwd_text), Term("optimizer", state, opt_text),
-                           Term("activations", act_bwd, act_text),
+                           Term("activations", act[2], act_text),
                            Term("logits", logits_bwd, f"{tokens:,} tokens x {vocab:,} vocab: {dtype} logits + fp32 log-probs + two fp32 gradients")],
         "optimizer step": [Term("gradients", grads_all, "fp32 gradients of every trainable parameter"),
                            Term("optimizer", state + update_tmp, opt_text + (" + one fp32 buffer per parameter during the update" if update_tmp else "")),
                            Term("activations", 0.0, "freed after backward"), Term("logits", 0.0, "freed after backward")],
     }
+    if settings.objective in REFERENCE_OBJECTIVES:
+        # after the policy's forward: what it saved for backward stays while the reference runs
+        kept_text = (f"{layers} layer inputs" if settings.gradient_checkpointing else f"{layers} layers x {_kib(per_layer_token)} KiB per token") + \
+            (" + the head's autocast copy" if parts.copies_head else "")
+        phases["reference forward"] = [grads_fwd, Term("optimizer", state, opt_text),
+                                       Term("activations", act[1], f"{'chosen answers: ' if pairs else ''}what the policy's forward saved for "
+                                                                   f"backward ({kept_text}), held while the reference runs"),
+                                       Term("logits", logits_fwd, f"{tokens:,} tokens x {vocab:,} vocab: {dtype} logits + fp32 copy + fp32 log-probs")]
     best_phase, best_terms, best_total = "", [], -1.0
+    totals = []
     for phase, terms in phases.items():
-        dynamic = sum(t.bytes for t in terms if t.key in ("activations", "logits")) + (update_tmp if phase == "optimizer step" else 0)
+        terms = terms + extra[phase]
+        dynamic = (sum(t.bytes for t in terms if t.key in ("activations", "logits")) + (update_tmp if phase == "optimizer step" else 0)
+                   + (ref_work if phase == "reference forward" else 0))
         overhead = Term("overhead", calibration.cuda_context_gib * GIB + calibration.allocator_slack * dynamic,
                         f"CUDA context {calibration.cuda_context_gib:g} GiB + allocator slack {calibration.allocator_slack:.0%} of the temporary memory")
-        all_terms = [weights, trainable_term, *terms, overhead]
+        all_terms = [weights, trainable_term, *resident, *terms, overhead]
         peak = sum(t.bytes for t in all_terms)
+        totals.append((phase, peak))
         if peak > best_total:
             best_phase, best_terms, best_total = phase, all_terms, peak
     assumptions.append(f"CUDA context {calibration.cuda_context_gib:g} GiB and allocator slack {calibration.allocator_slack:.0%}; "
@@ -348,7 +505,7 @@ def estimate_memory(spec: ModelSpec, settings: TrainSettings, calibration: Calib
                        "saved activations match autograd within 5% (measured on CPU); the peak itself "
                        "(allocator, CUDA context, temporaries) is not yet calibrated on a GPU")
     ordered = tuple(sorted(best_terms, key=lambda t: BREAKDOWN_KEYS.index(t.key)))
-    return MemoryEstimate(spec.name, settings, total, trainable, best_phase, ordered, tuple(assumptions))
+    return MemoryEstimate(spec.name, settings, total, trainable, best_phase, ordered, tuple(assumptions), tuple(totals))
 
 
 def _n(count: float) -> str:
@@ -370,14 +527,36 @@ def settings_from_run_config(config: RunConfig, bf16_available: bool | None = No
     """The estimator's settings for a validated run config, so `estimate --config` matches `train`.
 
     precision 'auto' becomes bf16 where the GPU has it (or when no GPU is known), else fp16.
+    Training on from an adapter ([model] adapter, a folder once preflight resolved it) trains
+    that adapter: its own rank and layers, read from its adapter_config.json when there.
     """
     precision = config.training.precision
     if precision == "auto":
         precision = "bf16" if bf16_available in (True, None) else "fp16"
+    lora_r, targets = config.method.lora_r, tuple(config.method.target_modules)
+    adapter = config.model.adapter and config.method.name != "full"
+    if adapter:
+        lora_r, targets = _adapter_shape(config.model.adapter) or (lora_r, targets)
     return TrainSettings(
         method=config.method.name, seq_len=config.training.max_seq_length, batch_size=config.training.micro_batch_size,
         grad_accum=config.training.gradient_accumulation_steps, gradient_checkpointing=config.training.gradient_checkpointing,
         optimizer=config.training.optimizer, precision=precision, attention=config.training.attention,
-        lora_r=config.method.lora_r, lora_targets=tuple(config.method.target_modules), lora_dropout=config.method.lora_dropout,
-        quant_type=config.method.quant_type, double_quant=config.method.double_quant, padded=not config.data.packing,
+        lora_r=lora_r, lora_targets=targets, lora_dropout=config.method.lora_dropout,
+        quant_type=config.method.quant_type, double_quant=config.method.double_quant,
+        padded=not (config.data.packing and config.method.objective == "sft"),  # the preference trainers pad, never pack
+        objective=config.method.objective, loss_type=config.method.loss_type, reference_adapter=bool(adapter),
     )
+
+
+def _adapter_shape(folder: str) -> tuple[int, tuple[str, ...]] | None:
+    """(rank, target layers) from a LoRA adapter's adapter_config.json; None when it is not there or not plain LoRA."""
+    try:
+        data = json.loads((Path(folder) / "adapter_config.json").read_text())
+    except (OSError, ValueError):
+        return None  # a run id not yet resolved, or no readable config: the [method] section's values stand
+    r, targets = data.get("r"), data.get("target_modules")
+    if isinstance(targets, str):
+        targets = [targets] if targets == "all-linear" else None
+    if not isinstance(r, int) or r < 1 or not targets or not all(isinstance(t, str) for t in targets):
+        return None
+    return r, tuple(sorted(targets))

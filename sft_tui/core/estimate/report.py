@@ -7,7 +7,7 @@ from sft_tui.core.units import GIB
 
 BAR = 24
 STACK = 48
-FILL = {"weights": "█", "trainable": "▓", "gradients": "▒", "optimizer": "░", "activations": "▚", "logits": "▞", "overhead": "·"}
+FILL = {"weights": "█", "trainable": "▓", "gradients": "▒", "optimizer": "░", "activations": "▚", "logits": "▞", "reference": "▄", "overhead": "·"}
 
 
 def stacked_bar(memory) -> str:
@@ -30,6 +30,12 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+def _other_phases(memory) -> str:
+    """'; reference forward 30.12 GiB' for the objectives with a reference forward: its cost shows even when it is not the peak."""
+    others = [(phase, size) for phase, size in memory.phase_bytes if phase != memory.phase and phase == "reference forward"]
+    return "".join(f"; {phase} {size / GIB:.2f} GiB" for phase, size in others)
+
+
 def render_estimate(e: Estimate, config: str = "CONFIG") -> str:
     """The readable report: settings, a bar per term with its reason, fit, room on this box now, limits, time, suggestions.
 
@@ -37,7 +43,7 @@ def render_estimate(e: Estimate, config: str = "CONFIG") -> str:
     """
     m, s = e.memory, e.memory.settings
     lines = [
-        f"{m.model} · {s.method} · seq {s.seq_len} · micro-batch {s.batch_size} (accumulation {s.grad_accum}) · "
+        f"{m.model} · {s.objective} · {s.method} · seq {s.seq_len} · micro-batch {s.batch_size} (accumulation {s.grad_accum}) · "
         f"checkpointing {'on' if s.gradient_checkpointing else 'off'} · {s.precision} · {s.attention} · {s.optimizer}",
         f"{m.params / 1e9:.2f}B params, {m.trainable_params / 1e6:.1f}M trainable ({100 * m.trainable_params / m.params:.2f}%)"
         + (f", LoRA r={s.lora_r} on {', '.join(s.lora_targets)}" if s.method != "full" else ""),
@@ -45,12 +51,13 @@ def render_estimate(e: Estimate, config: str = "CONFIG") -> str:
     ]
     peak = m.peak_gib
     lines.append(f"  {stacked_bar(m)}")
-    lines.append("  " + "  ".join(f"{FILL[t.key]} {t.key}" for t in m.terms if t.bytes > 0))
+    lines.append("  " + "  ".join(f"{FILL[key]} {key}" for key in dict.fromkeys(t.key for t in m.terms if t.bytes > 0)))
     lines.append("")
     for term in m.terms:
         gib = term.bytes / GIB
-        lines.append(f"  {term.key:<12}{gib:8.2f} GiB  {_bar(gib, peak)}  {term.explanation}")
-    lines.append(f"  {'peak':<12}{peak:8.2f} GiB  (at the {m.phase})")
+        named = f"{term.label}: " if term.label else ""
+        lines.append(f"  {term.key:<12}{gib:8.2f} GiB  {_bar(gib, peak)}  {named}{term.explanation}")
+    lines.append(f"  {'peak':<12}{peak:8.2f} GiB  (at the {m.phase}{_other_phases(m)})")
     lines.append("")
     if e.gpu is None:
         lines.append("GPU: no NVIDIA GPU detected; pass --gpu NAME (e.g. A100-80GB, 4090) or --gpu-gib N to check the fit")
@@ -66,6 +73,8 @@ def render_estimate(e: Estimate, config: str = "CONFIG") -> str:
             t = e.time
             eta = f"; {_duration(t.eta_s)} for the given tokens" if t.eta_s is not None else " (--tokens N gives an ETA)"
             lines.append(f"time: about {t.tokens_per_s:,.0f} tokens/s, assuming {t.utilisation:.0%} of {t.peak_tflops:g} TFLOP/s{eta}")
+            if t.objective_note:
+                lines.append(f"  {t.objective_note.removeprefix('; ')}, per example")
     for note in e.notes:
         lines.append(f"note: {note}")
     if e.suggestions:

@@ -93,6 +93,15 @@ def preflight(config_path: Path, overrides: list[str], force: bool, note: Callab
     if config.data.eval:
         line += f", {len(load_for_objective(Path(config.data.eval), config.data.format, objective).examples)} eval rows"
     note(line)
+    if objective == "kto" and config.method.loss_type in ("", "kto") and config.training.micro_batch_size < 2:
+        # TRL refuses it too, but only after the model has loaded: KTO's KL term pairs each prompt with another row's answer
+        raise UserError("KTO needs training.micro_batch_size >= 2 (its KL estimate pairs prompts with other rows' answers)",
+                        resolved.origins.get("training.micro_batch_size", "training.micro_batch_size"),
+                        "set training.micro_batch_size = 2 (and halve gradient_accumulation_steps), or method.loss_type = 'apo_zero_unpaired'")
+    lr_origin = resolved.origins.get("training.lr", "default")
+    if objective != "sft" and config.training.lr > 1e-4 and (lr_origin == "default" or "/recipes/" in lr_origin):
+        note(f"note: training.lr = {config.training.lr:g} ({lr_origin}) is a rate for SFT; preference tuning usually runs far lower "
+             f"(TRL's DPO default 1e-6; LoRA 5e-6..5e-5): set training.lr in the config")
     for told in train.notes:  # labelled or pairwise data in an SFT run: what is trained on, said before it starts
         note(f"note: {told}")
     files = find_model_files(config.model.name)

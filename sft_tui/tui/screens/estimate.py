@@ -37,7 +37,7 @@ NO_GPU = "none"  # the GPU choice when nothing was detected and none was picked
 _FIELD_LABELS = {"--method": "method", "--optimizer": "optimizer", "--precision": "precision", "--seq-len": "seq len",
                  "--batch-size": "micro-batch", "--grad-accum": "accumulation", "--lora-r": "LoRA rank", "--lora-targets": "LoRA on"}
 _SUFFIXES = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
-_FILL = {"weights": "█", "trainable": "▓", "gradients": "▒", "optimizer": "░", "activations": "▚", "logits": "▞", "overhead": "▪"}
+_FILL = {"weights": "█", "trainable": "▓", "gradients": "▒", "optimizer": "░", "activations": "▚", "logits": "▞", "reference": "▄", "overhead": "▪"}
 
 
 def parse_token_count(text: str) -> float | None:
@@ -181,7 +181,7 @@ def breakdown_lines(outcome: FormOutcome) -> list[tuple[str, str]]:
         gib = term.bytes / GIB
         filled = round(12 * gib / m.peak_gib) if m.peak_gib else 0
         out.append((f"{term.key:<12}{gib:7.2f} GiB {_FILL[term.key] * filled}{'·' * (12 - filled)}", "head"))
-        out.append((f"[dim]{escape(term.explanation)}[/]", "item"))
+        out.append((f"[dim]{escape(f'{term.label}: ' if term.label else '')}{escape(term.explanation)}[/]", "item"))
     if e.suggestions:
         out += [("", ""), ("[b]to make it fit[/]", "head")]
         out += [(f"{'[green]fits[/]' if x.fits else 'no  '} {x.peak_gib:6.2f} GiB  {escape(x.change)}", "item") for x in e.suggestions]
