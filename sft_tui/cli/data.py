@@ -12,7 +12,7 @@ from sft_tui.core.errors import UserError
 
 data_app = typer.Typer(help="Inspect, deduplicate, select, convert and split datasets.", no_args_is_help=True)
 
-FORMAT_HELP = "Row format: auto, alpaca, messages, sharegpt, prompt_completion or text."
+FORMAT_HELP = "Row format: auto, alpaca, messages, sharegpt, prompt_completion, text or pairwise."
 FORCE_HELP = "Overwrite existing output files (the input is never touched)."
 
 
@@ -38,7 +38,7 @@ def data_inspect(
     fmt: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Format, invalid rows, lengths, truncation, duplicates, refusals and openings of a dataset."""
+    """Format and kind, invalid rows, lengths, truncation, duplicates, refusals, tool calls and openings of a dataset."""
     from sft_tui.cli.progress import progress_reporter
     from sft_tui.core.data.inspect import inspect_dataset
     from sft_tui.core.data.tokens import model_token_counter
@@ -127,12 +127,13 @@ def data_select(
 def data_convert(
     file: Annotated[Path, typer.Argument(help="Dataset to convert.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Converted dataset.")],
-    to: Annotated[str, typer.Option("--to", help="messages, alpaca or sharegpt.")] = "messages",
+    to: Annotated[str, typer.Option("--to", help="messages (OpenAI, tool_calls/tool), alpaca, sharegpt (LLaMA-Factory, function_call/observation); "
+                                                 "for preference rows pairwise (TRL, messages), pairwise-strings (TRL), pairwise-sharegpt (LLaMA-Factory) or kto (TRL).")] = "messages",
     fmt: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "auto",
     force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Convert alpaca, messages, ShareGPT, prompt/completion rows to messages, alpaca or ShareGPT."""
+    """Convert rows to messages, alpaca or ShareGPT (tool calls kept), or preference rows between TRL's and LLaMA-Factory's formats."""
     from sft_tui.core.data.convert import convert_file
 
     report = convert_file(file, output, to, fmt, force)

@@ -4,6 +4,11 @@ Conversations become TRL's conversational prompt/completion: everything before t
 assistant turn is the prompt, that turn is the completion. With completion_only_loss
 (the default) the loss then covers only the answer, and the chat template closes it with
 the end-of-turn token, so the model learns to stop.
+
+Tool-calling conversations (any row that declares tools or calls one) are tokenized here
+instead (tool_rows.py): the tools go to the chat template, the loss covers every assistant
+turn (each call and the answer) but not the user or the tool results, and a template that
+cannot show tools stops the run with the fix.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sft_tui.core.config.schema import RunConfig
-from sft_tui.core.data.formats import Example, load_examples
+from sft_tui.core.data.formats import Example, load_examples, uses_tools
 
 
 @dataclass(frozen=True)
@@ -74,8 +79,24 @@ def build_datasets(config: RunConfig, tokenizer):
     from datasets import Dataset
 
     fmt, train, evaluation, skipped = split_examples(config)
+    if any(uses_tools(e) for e in train + evaluation):
+        return _tool_datasets(config, tokenizer, fmt, train, evaluation, skipped)
     truncated = count_truncated(train, tokenizer, config.training.max_seq_length)
     report = DataReport(fmt, len(train), len(evaluation), skipped, truncated)
     train_ds = Dataset.from_list([to_trl_row(e) for e in train])
     eval_ds = Dataset.from_list([to_trl_row(e) for e in evaluation]) if evaluation else None
     return train_ds, eval_ds, report
+
+
+def _tool_datasets(config: RunConfig, tokenizer, fmt: str, train: list[Example], evaluation: list[Example], skipped: tuple):
+    """build_datasets for tool-calling rows: token ids and loss masks made here, the template checked first."""
+    from datasets import Dataset
+
+    from sft_tui.trainer.tool_rows import check_tool_template, tokenized_rows
+
+    check_tool_template(tokenizer, config.model.name)
+    train_rows = [row for e in train for row in tokenized_rows(e, tokenizer)]
+    eval_rows = [row for e in evaluation for row in tokenized_rows(e, tokenizer)]
+    truncated = sum(len(row["input_ids"]) > config.training.max_seq_length for row in train_rows)
+    report = DataReport(fmt, len(train_rows), len(eval_rows), skipped, truncated)
+    return Dataset.from_list(train_rows), (Dataset.from_list(eval_rows) if eval_rows else None), report

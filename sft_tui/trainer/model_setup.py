@@ -14,17 +14,37 @@ import torch
 
 from sft_tui.core.config.schema import RunConfig
 
+# The default templates render tools too (tool-calling rows): the declared tools before the conversation,
+# an assistant's calls as <tool_call>{"name": ..., "arguments": ...}</tool_call> after its text, a tool's
+# result as its own turn. Conversations without tools render exactly as they did before tools existed.
+_CALLS = (
+    "{% for call in message['tool_calls'] %}{% set call = call['function'] if call['function'] is defined else call %}"
+    "{% if not loop.first or message['content'] %}{{ '\\n' }}{% endif %}"
+    "{{ '<tool_call>{\"name\": ' + call['name'] | tojson + ', \"arguments\": ' }}"
+    "{% if call['arguments'] is string %}{{ call['arguments'] }}{% else %}{{ call['arguments'] | tojson }}{% endif %}"
+    "{{ '}</tool_call>' }}{% endfor %}"
+)
+_TOOLS = "{% for tool in tools %}{{ (tool | tojson) + '\\n' }}{% endfor %}"
+
 # ChatML, for tokenizers that already know <|im_start|>/<|im_end|>
 CHATML_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}"
+    "{% if tools %}{{ '<|im_start|>system\\n' }}{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] + '\\n\\n' }}{% endif %}"
+    "{{ 'You may call these tools; write each call as <tool_call>{\"name\": ..., \"arguments\": {...}}</tool_call>.\\n' }}"
+    + _TOOLS + "{{ '<|im_end|>\\n' }}{% endif %}"
+    "{% for message in messages %}{% if not (tools and loop.first and message['role'] == 'system') %}"  # merged into the tools block
+    "{{ '<|im_start|>' + message['role'] + '\\n' + (message['content'] or '') }}"
+    "{% if message['tool_calls'] %}" + _CALLS + "{% endif %}{{ '<|im_end|>' + '\\n' }}{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 # A plain template for base models without one: no new tokens (they would be untrained under LoRA); the
-# assistant turn ends with the tokenizer's own EOS so generation stops.
+# assistant turn ends with the tokenizer's own EOS so generation stops (after a call too: the caller runs the tool).
 PLAIN_TEMPLATE = (
+    "{% if tools %}{{ '### Tools:\\n' }}" + _TOOLS + "{{ '\\n' }}{% endif %}"
     "{% for message in messages %}{% if message['role'] == 'system' %}{{ message['content'] + '\\n\\n' }}"
     "{% elif message['role'] == 'user' %}{{ '### User:\\n' + message['content'] + '\\n\\n' }}"
-    "{% else %}{{ '### Assistant:\\n' + message['content'] + eos_token + '\\n\\n' }}{% endif %}{% endfor %}"
+    "{% elif message['role'] == 'tool' %}{{ '### Tool result:\\n' + message['content'] + '\\n\\n' }}"
+    "{% else %}{{ '### Assistant:\\n' + (message['content'] or '') }}{% if message['tool_calls'] %}" + _CALLS + "{% endif %}"
+    "{{ eos_token + '\\n\\n' }}{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}{{ '### Assistant:\\n' }}{% endif %}"
 )
 

@@ -91,3 +91,58 @@ def test_convert_keeps_labels_and_never_turns_a_pair_into_one_answer(tmp_path):
     pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b"}])
     with pytest.raises(Exception, match="a pairwise row has a chosen and a rejected answer"):
         convert_file(pairs, tmp_path / "out2.jsonl", "messages")
+
+
+def test_objective_metrics_are_read_on_log_lines_and_refusals_name_the_objective_that_fits(tmp_path):
+    from sft_tui.core.data.preference import load_for_objective
+    from sft_tui.core.runs.logtext import format_objective_metrics
+
+    assert format_objective_metrics({"rewards/margins": 0.41234, "rewards/accuracies": 0.75, "logps/chosen": -3.0}) == "  margin +0.412  acc 75%"
+    assert format_objective_metrics({"kl": 0.0125, "rewards/chosen": 1.0}) == "  kl 0.013"
+    assert format_objective_metrics({}) == ""
+    labelled = kto_file(tmp_path)
+    with pytest.raises(DataError) as refused:
+        load_for_objective(labelled, "auto", "dpo")
+    assert "holds unpaired-labelled rows" in refused.value.what and "'kto'" in refused.value.fix
+    kto = load_for_objective(labelled, "auto", "kto")
+    assert (len(kto.examples), kto.undesirable) == (300, 150)  # KTO keeps both labels: it learns from the bad ones too
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "q", "chosen": "good", "rejected": "bad"}] * 4)
+    unpaired = load_for_objective(pairs, "auto", "kto")
+    assert [(e.response, e.label) for e in unpaired.examples[:2]] == [("good", True), ("bad", False)] and len(unpaired.examples) == 8
+    plain = write_jsonl(tmp_path / "plain.jsonl", [{"prompt": "q", "completion": "a"}])
+    with pytest.raises(DataError) as refused:
+        load_for_objective(plain, "auto", "kto")
+    assert "has no 'label' field" in refused.value.what
+    half = write_jsonl(tmp_path / "half.jsonl", [{"prompt": "q", "completion": "a", "label": True}, {"prompt": "q", "completion": "b"}])
+    with pytest.raises(DataError) as refused:
+        load_for_objective(half, "auto", "kto")
+    assert refused.value.where.endswith(":2")
+
+
+def test_convert_goes_between_trl_and_llama_factory_pairs_and_to_trl_kto_rows(tmp_path):
+    from sft_tui.core.data.convert import convert_file
+    from sft_tui.core.errors import UserError
+
+    factory = write_jsonl(tmp_path / "factory.jsonl", [
+        {"conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "2+2?"}],
+         "chosen": {"from": "gpt", "value": "4"}, "rejected": {"from": "gpt", "value": "5"}},
+        {"conversations": [{"from": "human", "value": "3+3?"}], "chosen": {"from": "gpt", "value": "6"}, "rejected": {"from": "gpt", "value": "7"}}])
+    convert_file(factory, tmp_path / "trl.jsonl", "pairwise")
+    assert json.loads((tmp_path / "trl.jsonl").read_text().splitlines()[0]) == {
+        "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}],
+        "chosen": [{"role": "assistant", "content": "4"}], "rejected": [{"role": "assistant", "content": "5"}]}
+    convert_file(tmp_path / "trl.jsonl", tmp_path / "back.jsonl", "pairwise-sharegpt")
+    assert [json.loads(x) for x in (tmp_path / "back.jsonl").read_text().splitlines()] == [json.loads(x) for x in factory.read_text().splitlines()]
+    strings = convert_file(factory, tmp_path / "strings.jsonl", "pairwise-strings")  # a system message has no place in a string prompt
+    assert strings.written == 1 and "the prompt has 2 messages (system, user); a string prompt holds one user message" in strings.left_out_rows[0]
+    assert json.loads((tmp_path / "strings.jsonl").read_text()) == {"prompt": "3+3?", "chosen": "6", "rejected": "7"}
+    assert load_examples(tmp_path / "strings.jsonl").examples[0].rejected == "7"
+
+    convert_file(kto_file(tmp_path, n=2), tmp_path / "kto_trl.jsonl", "kto")
+    assert json.loads((tmp_path / "kto_trl.jsonl").read_text().splitlines()[1]) == {
+        "prompt": [{"role": "user", "content": "Give the capital of country 1."}],
+        "completion": [{"role": "assistant", "content": "I will not say, country 1."}], "label": False}
+    with pytest.raises(UserError, match="a pairwise format needs a chosen and a rejected one"):
+        convert_file(kto_file(tmp_path, n=2), tmp_path / "no.jsonl", "pairwise")
+    kto_rows = load_examples(tmp_path / "kto_trl.jsonl")
+    assert [(e.response, e.label) for e in kto_rows.examples] == [("City 0.", True)] and kto_rows.undesirable == 1

@@ -4,7 +4,9 @@ Recognised: alpaca (instruction / input / output), messages (OpenAI role/content
 sharegpt (conversations with from/value), prompt_completion (two strings), text, and
 pairwise preference rows (prompt / chosen / rejected, as strings or message lists: TRL's
 format, and LLaMA-Factory's ShareGPT with chosen/rejected messages). Any row may carry a
-boolean `label` (KTO's unpaired preference data: is this answer desirable?).
+boolean `label` (KTO's unpaired preference data: is this answer desirable?). Conversations
+may call tools (tool_calls.py): ShareGPT `function_call`/`observation` messages or OpenAI
+`tool_calls`/`tool` messages, with the declared `tools` kept on the example.
 Every row becomes an `Example`: chat turns with roles, or plain text. A row that does
 not fit its format raises `DataError` with the file:line and what is wrong.
 """
@@ -17,25 +19,24 @@ from pathlib import Path
 from typing import Any
 
 from sft_tui.core.data.readers import RowError, iter_rows
+from sft_tui.core.data.tool_calls import BadToolData, ToolCall, openai_calls, parse_tools, sharegpt_calls, sharegpt_value
 from sft_tui.core.errors import UserError
 
 FORMATS = ("alpaca", "messages", "sharegpt", "prompt_completion", "text", "pairwise")
-KINDS = ("sft", "pairwise", "unpaired-labelled")  # what the rows are for: examples, better/worse pairs, thumbs up/down
-ROLES = ("system", "user", "assistant")
-_SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant", "bing": "assistant"}
+# what the rows are for: examples, better/worse pairs, thumbs up/down, conversations that call tools
+KINDS = ("sft", "pairwise", "unpaired-labelled", "tool-calling")
+ROLES = ("system", "user", "assistant", "tool")
+_SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
+                   "bing": "assistant", "function_call": "assistant", "observation": "tool", "tool": "tool"}
+# OpenAI's roles, plus its older "function" role and LLaMA-Factory's tags for messages-style rows
+_MESSAGE_ROLES = {r: r for r in ROLES} | {"function": "tool", "function_call": "assistant", "observation": "tool"}
+
+
+# ToolCall (imported above) is one of this module's shapes; it lives in tool_calls, which must not import this module
 
 
 class DataError(UserError):
     """A dataset row that cannot be used: where = file:line."""
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    """One function call an assistant turn makes: the tool's name and its arguments as JSON text (kept as written,
-    so a call that is not valid JSON can be reported, not lost)."""
-
-    name: str
-    arguments: str
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,15 @@ class Example:
             return self.text
         if self.completion is not None:
             return self.completion
-        return self.turns[-1].content
+        last = self.turns[-1]
+        if last.tool_calls and not last.content.strip():
+            return sharegpt_value(last.tool_calls)  # a turn that only calls a tool: the call is what is learnt
+        return last.content
+
+
+def uses_tools(example: Example) -> bool:
+    """Whether the example declares tools or makes a tool call."""
+    return example.tools is not None or any(turn.tool_calls for turn in example.turns)
 
 
 def detect_format(row: dict[str, Any]) -> str | None:
@@ -101,16 +110,30 @@ def _string(row: dict[str, Any], key: str, where: str, required: bool = True) ->
 def _turns(items: Any, where: str, role_key: str, content_key: str, role_map: dict[str, str]) -> tuple[Turn, ...]:
     if not isinstance(items, list) or not items:
         raise DataError("the conversation must be a non-empty list of messages", where, "fix the row")
-    turns = []
+    turns: list[Turn] = []
     for index, item in enumerate(items):
-        if not isinstance(item, dict) or role_key not in item or content_key not in item:
+        calling = isinstance(item, dict) and (item.get("tool_calls") is not None or isinstance(item.get("function_call"), dict))
+        if not isinstance(item, dict) or role_key not in item or (content_key not in item and not calling):
             raise DataError(f"message {index + 1} must be an object with {role_key!r} and {content_key!r}", where, "fix the row")
-        role = role_map.get(str(item[role_key]).lower())
+        name = str(item[role_key]).lower()
+        role = role_map.get(name)
         if role is None:
             raise DataError(f"message {index + 1} has role {item[role_key]!r}; expected one of {', '.join(sorted(role_map))}", where, "fix the role")
-        if not isinstance(item[content_key], str):
+        content = item.get(content_key)
+        if content is None and calling:
+            content = ""  # OpenAI: an assistant message that only calls tools has null content
+        if not isinstance(content, str):
             raise DataError(f"message {index + 1} content must be a string", where, "fix the row")
-        turns.append(Turn(role, item[content_key]))
+        try:
+            calls = sharegpt_calls(content) if name == "function_call" else openai_calls(item, index) if role == "assistant" else ()
+        except BadToolData as exc:
+            raise DataError(str(exc), where, "fix the row") from None
+        if name == "function_call":
+            if turns and turns[-1].role == "assistant" and not turns[-1].tool_calls:
+                turns[-1] = Turn("assistant", turns[-1].content, calls)  # ShareGPT's answer text, then its call: one turn
+                continue
+            content = ""
+        turns.append(Turn(role, content, calls))
     if turns[-1].role != "assistant":
         raise DataError("the last message must be from the assistant (it is what the model learns)", where, "end each conversation with an assistant reply")
     return tuple(turns)
@@ -161,6 +184,13 @@ def _label(row: dict[str, Any], where: str) -> bool | None:
     raise DataError(f"'label' must be true or false (is this answer desirable?), got {value!r}", where, "fix the row")
 
 
+def _tools(row: dict[str, Any], where: str) -> str | None:
+    try:
+        return parse_tools(row.get("tools"))
+    except BadToolData as exc:
+        raise DataError(str(exc), where, "fix the row") from None
+
+
 def to_example(row: dict[str, Any], fmt: str, where: str) -> Example:
     """Normalise one row of format `fmt`; DataError names file:line and the problem."""
     example = _to_example(row, fmt, where)
@@ -173,15 +203,18 @@ def _to_example(row: dict[str, Any], fmt: str, where: str) -> Example:
         turns = _prompt_turns(row, where) + (Turn("assistant", _answer(row.get("chosen"), "chosen", where)),)
         return Example(where, turns, rejected=_answer(row.get("rejected"), "rejected", where))
     if fmt == "messages":
-        example = Example(where, _turns(row.get("messages"), where, "role", "content", {r: r for r in ROLES}))
+        example = Example(where, _turns(row.get("messages"), where, "role", "content", _MESSAGE_ROLES), tools=_tools(row, where))
     elif fmt == "sharegpt":
-        example = Example(where, _turns(row.get("conversations"), where, "from", "value", _SHAREGPT_ROLES))
+        example = Example(where, _turns(row.get("conversations"), where, "from", "value", _SHAREGPT_ROLES), tools=_tools(row, where))
     elif fmt == "alpaca":
         instruction, extra = _string(row, "instruction", where), _string(row, "input", where, required=False)
         system = _string(row, "system", where, required=False)
         user = f"{instruction}\n\n{extra}" if extra.strip() else instruction
         turns = ((Turn("system", system),) if system.strip() else ()) + (Turn("user", user), Turn("assistant", _string(row, "output", where)))
         example = Example(where, turns)
+    elif fmt == "prompt_completion" and isinstance(row.get("prompt"), list) and isinstance(row.get("completion"), list):
+        # TRL's conversational prompt/completion (and its KTO rows): two message lists, one conversation
+        example = Example(where, _turns(row["prompt"] + row["completion"], where, "role", "content", _MESSAGE_ROLES), tools=_tools(row, where))
     elif fmt == "prompt_completion":
         example = Example(where, prompt=_string(row, "prompt", where), completion=_string(row, "completion", where))
     elif fmt == "text":
@@ -246,16 +279,19 @@ class LoadedData:
     format: str
     examples: tuple[Example, ...]
     skipped: tuple[tuple[str, str], ...]  # (where, why): empty responses teach the model to say nothing
-    kind: str = "sft"  # sft | pairwise | unpaired-labelled
+    kind: str = "sft"  # one of KINDS
     undesirable: int = 0  # rows labelled false, left out of supervised fine-tuning
     notes: tuple[str, ...] = ()  # what was done with the rows that a person must be told
 
 
 def data_kind(fmt: str, examples: list[Example] | tuple[Example, ...]) -> str:
-    """What the rows are for: pairwise (better/worse answers), unpaired-labelled (answers marked good or bad), or sft."""
+    """What the rows are for: pairwise (better/worse answers), unpaired-labelled (answers marked good or bad),
+    tool-calling (any row declares tools or calls one), or sft."""
     if fmt == "pairwise":
         return "pairwise"
-    return "unpaired-labelled" if any(e.label is not None for e in examples) else "sft"
+    if any(e.label is not None for e in examples):
+        return "unpaired-labelled"
+    return "tool-calling" if any(uses_tools(e) for e in examples) else "sft"
 
 
 def load_examples(path: Path, fmt: str = "auto") -> LoadedData:

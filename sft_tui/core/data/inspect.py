@@ -3,7 +3,9 @@
 Reports the format, invalid rows with file:line, empty and very short answers, token
 lengths (the model's tokenizer when given, else a stated approximation), the share that
 would be truncated, exact and near duplicates, refusal-like answers, turn counts and the
-most common instruction openings.
+most common instruction openings. Tool-calling rows add how many calls there are, and the
+calls whose arguments are not valid JSON or that name no declared tool; every kind adds the
+conversations with no user turn.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sft_tui.core.data.duplicates import DuplicateFinder
-from sft_tui.core.data.formats import Example, iter_records
+from sft_tui.core.data.formats import Example, iter_records, uses_tools
 from sft_tui.core.data.text import approx_tokens, example_text, is_short, looks_like_refusal, opening, user_turns
+from sft_tui.core.data.tool_calls import arguments_are_json, declared_names
 
 MAX_LISTED = 10  # invalid rows listed one by one; the rest are counted
 Progress = Callable[[str, int], None]
@@ -60,6 +63,15 @@ class InspectReport:
     chosen_longer: int = 0  # pairwise: chosen longer than rejected (a share near 100% teaches "longer is better")
     chosen_chars_mean: float | None = None
     rejected_chars_mean: float | None = None
+    no_user_turn: int = 0  # conversations where the user never speaks (the answer replies to nothing asked)
+    first_no_user_turn: str = ""  # file:line of the first
+    rows_with_calls: int = 0  # tool-calling: rows with at least one tool call
+    rows_with_tools: int = 0  # rows that declare tools
+    tool_calls: int = 0  # calls in all
+    invalid_calls: int = 0  # calls whose arguments are not a valid JSON object
+    first_invalid_call: str = ""  # "file:line: name(arguments)" of the first
+    undeclared_calls: int = 0  # calls naming no tool the row declares
+    first_undeclared_call: str = ""
 
     @property
     def truncated_share(self) -> float | None:
@@ -82,6 +94,33 @@ class InspectReport:
         return out
 
 
+class _ToolCounts:
+    """Tool declarations and calls over the rows, with where the first bad call of each kind is."""
+
+    def __init__(self) -> None:
+        self.any = False
+        self.rows_with_calls = self.rows_with_tools = self.calls = self.invalid = self.undeclared = 0
+        self.first_invalid = self.first_undeclared = ""
+
+    def add(self, example: Example) -> None:
+        if not uses_tools(example):
+            return
+        self.any = True
+        self.rows_with_tools += example.tools is not None
+        declared = declared_names(example.tools)
+        calls = [call for turn in example.turns for call in turn.tool_calls]
+        self.rows_with_calls += bool(calls)
+        self.calls += len(calls)
+        for call in calls:
+            shown = f"{example.where}: {call.name or '(no name)'}({call.arguments[:40]})"
+            if not arguments_are_json(call):
+                self.invalid += 1
+                self.first_invalid = self.first_invalid or shown
+            if call.name not in declared:
+                self.undeclared += 1
+                self.first_undeclared = self.first_undeclared or shown
+
+
 def _percentile(sorted_values: list[int], share: float) -> int:
     return sorted_values[min(len(sorted_values) - 1, int(round(share * (len(sorted_values) - 1))))]
 
@@ -102,6 +141,8 @@ def inspect_dataset(path: Path, fmt: str = "auto", max_seq_len: int | None = Non
     chosen_chars: list[int] = []
     rejected_chars: list[int] = []
     identical = 0
+    tools = _ToolCounts()
+    no_user, first_no_user = 0, ""
     for record in iter_records(path, fmt):
         detected = record.format or detected
         if progress and record.index % 1000 == 0:
@@ -113,6 +154,10 @@ def inspect_dataset(path: Path, fmt: str = "auto", max_seq_len: int | None = Non
             continue
         example = record.example
         response = example.response
+        if example.turns and not any(t.role == "user" for t in example.turns):
+            no_user += 1
+            first_no_user = first_no_user or example.where
+        tools.add(example)
         if example.label is not None:
             labels[example.label] += 1
         if example.rejected is not None:
@@ -144,11 +189,14 @@ def inspect_dataset(path: Path, fmt: str = "auto", max_seq_len: int | None = Non
         truncated=truncated, exact_duplicates=sum(d.kind == "exact" for d in duplicates),
         near_duplicates=sum(d.kind == "near" for d in duplicates), refusals=refusals, turns=dict(turns),
         top_openings=tuple(openings.most_common(10)),
-        kind="pairwise" if detected == "pairwise" else "unpaired-labelled" if labels else "sft",
+        kind="pairwise" if detected == "pairwise" else "unpaired-labelled" if labels else "tool-calling" if tools.any else "sft",
         desirable=labels[True], undesirable=labels[False], identical_pairs=identical,
         chosen_longer=sum(c > r for c, r in zip(chosen_chars, rejected_chars)),
         chosen_chars_mean=round(sum(chosen_chars) / len(chosen_chars), 1) if chosen_chars else None,
         rejected_chars_mean=round(sum(rejected_chars) / len(rejected_chars), 1) if rejected_chars else None,
+        no_user_turn=no_user, first_no_user_turn=first_no_user, rows_with_calls=tools.rows_with_calls,
+        rows_with_tools=tools.rows_with_tools, tool_calls=tools.calls, invalid_calls=tools.invalid,
+        first_invalid_call=tools.first_invalid, undeclared_calls=tools.undeclared, first_undeclared_call=tools.first_undeclared,
     )
 
 
@@ -175,6 +223,18 @@ def report_rows(report: InspectReport) -> list[tuple[str, str, str]]:
              f"mean {report.chosen_chars_mean:,.0f} vs {report.rejected_chars_mean:,.0f} characters; near 100% teaches 'longer is better'"
              if report.chosen_chars_mean is not None else ""),
         ]
+    if report.kind == "tool-calling":
+        preference += [
+            ("tool calls", f"{report.tool_calls:,} in {report.rows_with_calls:,} rows",
+             f"{report.rows_with_tools:,} rows declare tools; the calls are learnt, the results are not"),
+            ("calls not valid JSON", f"{report.invalid_calls:,}",
+             f"the trainer refuses these rows; first: {report.first_invalid_call}" if report.invalid_calls else ""),
+            ("calls to undeclared tools", f"{report.undeclared_calls:,}",
+             f"teaches calls to tools that do not exist; first: {report.first_undeclared_call}" if report.undeclared_calls else ""),
+        ]
+    if report.no_user_turn:  # shown only when it happens: a warning, not a statistic
+        preference.append(("conversations with no user turn", f"{report.no_user_turn:,}",
+                           f"first at {report.first_no_user_turn}; those answers reply to nothing asked"))
     return preference + [
         ("empty answers", f"{report.empty_responses:,}", "skipped by the trainer" if report.empty_responses else ""),
         ("answers of 1-2 words", f"{report.short_responses:,}", "fine for labels; worrying if most look like this"),
@@ -190,7 +250,8 @@ def report_rows(report: InspectReport) -> list[tuple[str, str, str]]:
 
 def summary_line(report: InspectReport) -> str:
     """The one-line headline: file, format (and what the rows are for, when not plain SFT), usable and invalid rows."""
-    kind = {"pairwise": " (pairwise preferences: chosen/rejected)", "unpaired-labelled": " (answers labelled desirable or not: KTO's format)"}
+    kind = {"pairwise": " (pairwise preferences: chosen/rejected)", "unpaired-labelled": " (answers labelled desirable or not: KTO's format)",
+            "tool-calling": " (tool-calling)"}
     return f"{report.file}: {report.format}{kind.get(report.kind, '')}, {report.records:,} usable rows, {report.invalid:,} invalid"
 
 
