@@ -7,6 +7,10 @@ touches the run or its jobs: they run in their own sessions.
 Laid out for 80x24 first. The chart takes what is left; the side panel always shows loss,
 eval, lr, grad norm, tokens/s and the GPU (or one line saying there is none); the log pane
 shrinks and then goes when rows run out (on_resize), before anything in the side panel.
+
+A preference run (DPO, ORPO, KTO; its config's objective) names its loss ("DPO loss"), adds
+its own metrics to the side panel (accuracy or KL, margin, chosen/rejected rewards) and its
+own charts right after the loss in the `c` cycle (preference_views.py).
 """
 
 from __future__ import annotations
@@ -31,10 +35,20 @@ from sft_tui.core.units import GIB, format_eta
 from sft_tui.tui.messages import RunWatched, SystemSampled
 from sft_tui.tui.screens.base import CockpitScreen
 from sft_tui.tui.widgets.loss_chart import LossChart
-from sft_tui.tui.widgets.series_chart import SeriesChart, chart_views
+from sft_tui.tui.widgets.preference_views import (
+    LOSS_LABELS,
+    SIDE_WIDTH,
+    fit,
+    objective_of,
+    preference_lines,
+    preference_views,
+)
+from sft_tui.tui.widgets.series_chart import ChartView, SeriesChart, chart_views
 
 RESUMABLE = ("stopped", "failed", "crashed")
-CHARTS = ("loss", "speed", "memory", "gpu", "grad", "lr")  # `c` cycles; gpu only when the run used one
+# `c` cycles; gpu only when the run used one; accuracy (DPO, ORPO), kl (KTO) and rewards only for a preference run
+CHARTS = ("loss", "accuracy", "kl", "rewards", "speed", "memory", "gpu", "grad", "lr")
+PREFERENCE_CHARTS = ("accuracy", "kl", "rewards")  # smoothed like the loss, with the same `m`
 
 
 def job_line(job: JobOverview) -> str:
@@ -76,17 +90,24 @@ def title_line(run: RunDir, snapshot: RunSnapshot, now: float | None = None) -> 
     return " · ".join(parts)
 
 
-def numbers_lines(snapshot: RunSnapshot) -> list[str]:
-    """Loss, eval, lr, grad norm and tokens/s of the newest rows (nothing before the first row)."""
+def numbers_lines(snapshot: RunSnapshot, objective: str = "sft", width: int = SIDE_WIDTH) -> list[str]:
+    """Loss, eval, lr, grad norm and tokens/s of the newest rows (nothing before the first row).
+
+    A preference run's loss is named ("DPO loss", three decimals to fit the panel), and its own metrics follow the best eval.
+    """
     if not snapshot.train and not snapshot.evals:
         return []
     last = snapshot.train[-1] if snapshot.train else None
     evals = [(r.step, r.eval_loss) for r in snapshot.evals if r.eval_loss is not None]
-    loss = f"{last.loss:.4f}" if last and last.loss is not None else "-"
-    lines = [f"loss {loss}" + (f"  eval {evals[-1][1]:.4f}" if evals else "")]
+    label = LOSS_LABELS.get(objective, "loss")
+    digits = 4 if label == "loss" else 3
+    loss = f"{last.loss:.{digits}f}" if last and last.loss is not None else "-"
+    held = [f"eval {evals[-1][1]:.{digits}f}"] if evals else []
+    lines = [fit([f"{label} {loss}", *held], [f"{label.split()[0]} {loss}", *held], width=width)]  # narrow: "DPO 0.062"
     if evals:
         best_step, best = min(evals, key=lambda e: e[1])
-        lines.append(f"best eval {best:.4f} @ {best_step}")
+        lines.append(f"best eval {best:.{digits}f} @ {best_step}")
+    lines += preference_lines(snapshot, objective, width)
     lr = f"{last.learning_rate:.1e}" if last and last.learning_rate is not None else "-"
     grad = f"{last.grad_norm:.3f}" if last and last.grad_norm is not None else "-"
     lines.append(f"lr {lr}  grad {grad}")
@@ -163,7 +184,12 @@ class MonitorScreen(CockpitScreen):
         super().__init__()
         self.run = run
         self.watcher = RunWatcher(run)
+        try:
+            self.objective = objective_of(run.read_config_text())  # written once when the run was made
+        except (OSError, UnicodeDecodeError):
+            self.objective = "sft"  # the rows' own metrics still bring the preference charts (preference_family)
         self._ticks = 0
+        self._text_width = SIDE_WIDTH
         self._sample: SystemSampled | None = None
 
     def compose(self) -> ComposeResult:
@@ -182,6 +208,7 @@ class MonitorScreen(CockpitScreen):
 
     def on_mount(self) -> None:
         self.query_one("#series").display = False
+        self.query_one(LossChart).set_loss_label(LOSS_LABELS.get(self.objective, "loss"))
         self.poll()
         self.set_interval(self.app.poll_s, self.poll)
 
@@ -192,7 +219,11 @@ class MonitorScreen(CockpitScreen):
         rows = 8 if height >= 34 else 4 if height >= 24 else 2 if height >= 21 else 0
         log.display = rows > 0
         log.styles.height = rows + 1  # + its top border
-        self.query_one("#side").styles.width = 32 if width >= 100 else 28 if width >= 72 else 26
+        side = 32 if width >= 100 else 28 if width >= 72 else 26
+        self.query_one("#side").styles.width = side
+        if side - 2 != self._text_width:  # numbers lines fit the panel (a preference run's single-spaces when narrow)
+            self._text_width = side - 2  # - its padding
+            self._draw_numbers()
 
     @work(thread=True, exclusive=True, exit_on_error=False, name="watching the run")
     def poll(self) -> None:
@@ -212,8 +243,8 @@ class MonitorScreen(CockpitScreen):
             return
         if old is None or new.train is not old.train or new.evals is not old.evals:
             self.query_one(LossChart).set_rows(new.train, new.evals)
-            self._set_lines("#numbers", numbers_lines(new))
-        if old is None or new.train is not old.train or new.system is not old.system:
+            self._draw_numbers()
+        if old is None or new.train is not old.train or new.evals is not old.evals or new.system is not old.system:
             self._draw_chart()
         if old is None or old.state != new.state:
             self.refresh_bindings()  # stop/resume/eval/chat/merge follow the state
@@ -221,8 +252,12 @@ class MonitorScreen(CockpitScreen):
         self._draw_status(new)
         self._draw_jobs(old, new)
 
+    def _draw_numbers(self) -> None:
+        if self.snapshot is not None:
+            self._set_lines("#numbers", numbers_lines(self.snapshot, self.objective, self._text_width))
+
     def watch_chart(self) -> None:
-        self.refresh_bindings()  # smoothing and log scale belong to the loss chart
+        self.refresh_bindings()  # log scale belongs to the loss chart, smoothing to it and the preference charts
         self.query_one(LossChart).display = self.chart == "loss"
         self.query_one("#series").display = self.chart != "loss"
         self._draw_chart()
@@ -230,16 +265,22 @@ class MonitorScreen(CockpitScreen):
     def _draw_chart(self) -> None:
         if self.chart == "loss" or self.snapshot is None:
             return
-        views = {view.name: view for view in chart_views(self.snapshot)}
+        views = {view.name: view for view in self._views()}
         view = views.get(self.chart) or views["speed"]
         self.query_one(SeriesChart).show(view)
 
+    def _views(self) -> tuple[ChartView, ...]:
+        snapshot = self.snapshot
+        smoothed = self.query_one(LossChart).smoothing  # one `m` for the loss and the preference charts
+        return preference_views(snapshot, self.objective, smoothed) + chart_views(snapshot) if snapshot else ()
+
     def _charts(self) -> list[str]:
-        names = {view.name for view in chart_views(self.snapshot)} if self.snapshot else set()
+        names = {view.name for view in self._views()}
         return [name for name in CHARTS if name == "loss" or name in names]
 
     def action_next_chart(self) -> None:
-        """Loss, tokens/s, memory, GPU utilisation/temperature/power, grad norm, learning rate, then loss again."""
+        """Loss, (a preference run's accuracy or KL, and rewards,) tokens/s, memory, GPU utilisation/temperature/power,
+        grad norm, learning rate, then loss again."""
         charts = self._charts()
         self.chart = charts[(charts.index(self.chart) + 1) % len(charts)] if self.chart in charts else "loss"
 
@@ -300,8 +341,9 @@ class MonitorScreen(CockpitScreen):
         widget.styles.height = len(lines)
 
     def action_smoothing(self) -> None:
-        """Raw loss <-> smoothed."""
+        """Raw loss <-> smoothed (a preference run's accuracy, KL and rewards too)."""
         self.query_one(LossChart).toggle_smoothing()
+        self._draw_chart()
 
     def action_log_scale(self) -> None:
         """Linear <-> log loss axis."""
@@ -348,7 +390,9 @@ class MonitorScreen(CockpitScreen):
             return self.run.eval_markdown_path.is_file()
         if action == "open_job_log":
             return bool(self.snapshot and self.snapshot.jobs)
-        if action in ("smoothing", "log_scale"):
+        if action == "smoothing":
+            return self.chart in ("loss", *PREFERENCE_CHARTS)
+        if action == "log_scale":
             return self.chart == "loss"
         return True
 

@@ -31,6 +31,7 @@ class LossChart(PlotextPlot):
         super().__init__(**kwargs)
         self.smoothing = True
         self.log_scale = False
+        self.loss_label = "loss"  # "DPO loss" etc.: a preference run's loss is its objective's, not next-token loss
         self._train: tuple[TrainRow, ...] = ()
         self._evals: tuple[EvalRow, ...] = ()
         self._runs: tuple[RunCurve, ...] | None = None  # several runs instead of one run's rows
@@ -40,6 +41,12 @@ class LossChart(PlotextPlot):
         """Replace the data (the run's snapshot keeps the rows) and redraw."""
         self._train, self._evals = train, evals
         self.redraw()
+
+    def set_loss_label(self, label: str) -> None:
+        """Name the one run's loss on the title and y axis ("DPO loss": it starts near ln 2, not where a language-model loss does)."""
+        if label != self.loss_label:
+            self.loss_label = label
+            self.refresh()
 
     def set_runs(self, runs: Sequence[RunCurve]) -> None:
         """Draw several runs' train loss (at most len(RUN_MARKERS)), each with its own marker, and redraw."""
@@ -115,10 +122,10 @@ class LossChart(PlotextPlot):
     def _plot_rows(self, xs: list[float], ys: list[float], exs: list[float], eys: list[float]) -> None:
         """One run: train loss and eval points."""
         plt = self.plt
-        title = "loss" + (" (smoothed)" if self.smoothing else "") + (" log scale" if self.log_scale else "")
+        title = self.loss_label + (" (smoothed)" if self.smoothing else "") + (" log scale" if self.log_scale else "")
         plt.title(title)
         plt.xlabel("step")
-        plt.ylabel("loss")
+        plt.ylabel(self.loss_label)
         if self.log_scale:
             plt.yscale("log")
         if xs:

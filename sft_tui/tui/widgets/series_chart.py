@@ -1,4 +1,5 @@
-"""Charts of a run over time besides the loss: speed, memory, GPU, grad norm, learning rate.
+"""Charts of a run over time besides the loss: speed, memory, GPU, grad norm, learning rate
+(and a preference run's accuracy, KL and rewards: preference_views.py builds those views).
 
 A view is plain data (frozen dataclasses) built from a RunSnapshot by `chart_views()`, so
 what a chart shows is tested without a terminal; `SeriesChart` only draws a view. Every
@@ -13,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
 from sft_tui.core.runs.schema import SystemRow, TrainRow
@@ -28,6 +30,7 @@ class Series:
     xs: tuple[float, ...]
     ys: tuple[float, ...]
     marker: str
+    points_only: bool = False  # a few scattered points (eval rows), not a line
 
 
 @dataclass(frozen=True)
@@ -113,11 +116,11 @@ class SeriesChart(PlotextPlot):
         plt.clear_data()
         plt.clear_figure()
         points = [s for s in view.series if s.xs]
-        plt.title(view.title if points else f"{view.title}: {view.empty}")
         plt.xlabel(view.xlabel)
         plt.ylabel(view.ylabel)
         for series in points:
-            plt.plot(list(series.xs), list(series.ys), label=series.label if len(points) > 1 else None, marker=series.marker)
+            draw = plt.scatter if series.points_only else plt.plot
+            draw(list(series.xs), list(series.ys), label=series.label if len(points) > 1 else None, marker=series.marker)
         if points:
             low, high = min(min(s.xs) for s in points), max(max(s.xs) for s in points)
             xticks = whole_ticks(low, high) if view.xlabel == "step" else [low + (high - low) * i / 4 for i in range(5)]
@@ -130,3 +133,21 @@ class SeriesChart(PlotextPlot):
             yticks = [ceiling * i / 4 for i in range(5)]
             plt.yticks(yticks, tick_labels(yticks))
         self.refresh()
+
+    def title_for(self, width: int) -> str:
+        """The view's title for a chart `width` wide: plotext draws no title at all when it runs past the axes,
+        so a narrow chart gets the part before the colon (the legend names the series), or a cut one."""
+        view = self.view
+        if view is None:
+            return ""
+        title = view.title if any(s.xs for s in view.series) else f"{view.title}: {view.empty}"
+        room = width - 8  # the y axis's labels take about that much of the row the title is centred over
+        for candidate in (title, title.split(":")[0]):
+            if len(candidate) <= room:
+                return candidate
+        return title[: max(room - 1, 1)] + "…"
+
+    def render(self) -> RenderResult:
+        """The plot with its title fitted to the width the chart has now."""
+        self.plt.title(self.title_for(self.size.width))
+        return super().render()
