@@ -23,8 +23,8 @@ def progress_line(row: MetricsRow, max_steps: int, eta_s: float | None) -> str:
     speed = f"{row.tokens_per_s:,.0f} tok/s" if row.tokens_per_s else "- tok/s"
     memory = f"{row.gpu_reserved_gib:.1f} GiB" if row.gpu_reserved_gib is not None else "cpu"
     loss = f"{row.loss:.4f}" if row.loss is not None else "nan"
-    return (f"step {row.step:>6}/{max_steps or '?'}  loss {loss}  lr {row.learning_rate or 0:.2e}  {speed}  {memory}  ETA {format_eta(eta_s)}"
-            + format_objective_metrics(row.objective_metrics))
+    return (f"step {row.step:>6}/{max_steps or '?'}  loss {loss}{format_objective_metrics(row.objective_metrics)}  "
+            f"lr {row.learning_rate or 0:.2e}  {speed}  {memory}  ETA {format_eta(eta_s)}")
 
 
 def exit_code(state: str | None) -> int:

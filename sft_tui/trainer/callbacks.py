@@ -111,7 +111,7 @@ class RunCallback(TrainerCallback):
             wall_s=round(self.wall_s(), 2), gpu_mem_gib=allocated, gpu_reserved_gib=reserved, objective_metrics=objective_metrics(logs))
         self.run.append_metric(row)
         self._print(state, format_step_line(row.step, state.max_steps, row.loss, row.learning_rate, row.grad_norm,
-                                            row.tokens_per_s, self.reporter.eta_s()) + format_objective_metrics(row.objective_metrics))
+                                            row.tokens_per_s, self.reporter.eta_s(), row.objective_metrics))
 
     @staticmethod
     def _print(state, line: str) -> None:

@@ -30,6 +30,7 @@ class DataReport:
     eval_rows: int
     skipped: tuple[tuple[str, str], ...]
     truncated: int  # training examples longer than max_seq_length
+    notes: tuple[str, ...] = ()  # what train.log should say about how the rows are used
 
 
 def to_trl_row(example: Example) -> dict:
@@ -98,5 +99,8 @@ def _tool_datasets(config: RunConfig, tokenizer, fmt: str, train: list[Example],
     train_rows = [row for e in train for row in tokenized_rows(e, tokenizer)]
     eval_rows = [row for e in evaluation for row in tokenized_rows(e, tokenizer)]
     truncated = sum(len(row["input_ids"]) > config.training.max_seq_length for row in train_rows)
-    report = DataReport(fmt, len(train_rows), len(eval_rows), skipped, truncated)
+    calls = sum(len(t.tool_calls) for e in train for t in e.turns)
+    note = (f"tool-calling rows: {calls} tool calls in {len(train)} conversations; the loss covers every call and answer "
+            f"the assistant makes, not the tool results or the user" + (f" ({len(train_rows)} sequences)" if len(train_rows) != len(train) else ""))
+    report = DataReport(fmt, len(train_rows), len(eval_rows), skipped, truncated, (note,))
     return Dataset.from_list(train_rows), (Dataset.from_list(eval_rows) if eval_rows else None), report

@@ -55,6 +55,10 @@ def preference_row(example: Example, objective: str) -> dict:
     if example.text is not None:
         raise DataError("a text row has no prompt to prefer answers for", example.where,
                         "use conversations, prompt/completion, or prompt/chosen/rejected rows")
+    if example.tools or any(t.tool_calls or t.role == "tool" for t in example.turns):
+        # the rows below carry role/content only: the calls would be dropped without a word
+        raise DataError("preference tuning on tool-calling rows is not supported yet", example.where,
+                        "train tool calling with method.objective = 'sft'")
     if objective == "kto":
         if example.completion is not None:
             return {"prompt": example.prompt, "completion": example.completion, "label": bool(example.label)}

@@ -129,8 +129,8 @@ def _train(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusRep
         train_ds, eval_ds, report = build_datasets(config, tokenizer)
     else:
         train_ds, eval_ds, report = build_preference_datasets(config, tokenizer)
-        for note in report.notes:
-            _log(note)
+    for note in report.notes:
+        _log(note)
     _log(f"data: {report.format}, {report.train_rows} training rows, {report.eval_rows} eval rows, "
          f"{len(report.skipped)} skipped (empty responses), {report.truncated} longer than {config.training.max_seq_length} tokens (truncated)")
     for where, why in report.skipped[:5]:

@@ -31,7 +31,8 @@ def test_dpo_stops_and_resumes_with_its_metrics_on_every_row(make_run):
     evals = list(run.read_new_rows().evals)
     assert evals and evals[-1].objective_metrics["rewards/accuracies"] >= 0.8
     log = (run.path / "train.log").read_text()
-    assert "lora DPO on" in log and "reference model: the base with the adapter switched off" in log and "  margin +" in log
+    assert "lora DPO on" in log and "reference model: the base with the adapter switched off" in log
+    assert f"step 60/60  loss {rows[-1].loss:.3f}  margin +" in log  # the margin right after the loss: never cut at 80 columns
     assert [e.event for e in events(run)] == ["started", "stopped", "resumed", "completed"]
     assert (run.adapter_dir / "adapter_model.safetensors").is_file()
 
@@ -96,3 +97,15 @@ def test_a_mismatched_file_or_adapter_is_refused_in_one_line_before_anything_sta
     result = cli("train", str(config), "--set", f"model.name={tiny_model}", "--set", "method.loss_type=kto")
     assert result.code == 2 and "method.loss_type = 'kto' is a kto loss, but method.objective is 'dpo'" in result.err
     assert not (runs_home / "runs").exists() or not any((runs_home / "runs").iterdir())
+
+
+def test_preference_rows_with_tool_calls_are_refused_not_stripped():
+    import pytest
+
+    from sft_tui.core.data.formats import DataError, Example, ToolCall, Turn
+    from sft_tui.trainer.objectives import preference_row
+
+    calling = Example("f.jsonl:3", (Turn("user", "weather?"), Turn("assistant", "", (ToolCall("get_weather", "{}"),))), rejected="no")
+    with pytest.raises(DataError) as refused:
+        preference_row(calling, "dpo")
+    assert refused.value.where == "f.jsonl:3" and "method.objective = 'sft'" in refused.value.fix

@@ -106,6 +106,20 @@ def test_a_tool_calling_run_trains_and_saves(make_run, tmp_path):
     proc = run_trainer(run)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "data: sharegpt, 18 training rows, 6 eval rows" in proc.stdout
+    assert "tool-calling rows: " in proc.stdout and "the loss covers every call and answer the assistant makes, not the tool results" in proc.stdout
     summary = run.read_summary()
     assert (summary.state, summary.steps) == ("completed", 3) and summary.final_loss is not None
     assert (run.adapter_dir / "adapter_config.json").is_file()
+
+
+def test_preflight_refuses_tool_rows_for_a_template_that_never_reads_tools(runs_home, tiny_model, tmp_path, cli):
+    from tests.trainer.conftest import DEMO
+
+    plain = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    config = tmp_path / "run.toml"
+    config.write_text((DEMO / "demo.toml").read_text())
+    data = sharegpt_tool_file(tmp_path, n=12, calling=6)
+    result = cli("train", str(config), "--set", f"model.name={tiny_model}", "--set", f"data.train={data}", "--set", "data.eval=",
+                 "--set", f"model.chat_template={plain}")
+    assert result.code == 2 and "the data calls tools but the chat template of" in result.err and "never reads `tools`" in result.err
+    assert len(result.err.strip().splitlines()[-1:]) == 1 and not (runs_home / "runs").exists()

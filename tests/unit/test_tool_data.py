@@ -190,3 +190,22 @@ def test_convert_refuses_what_a_target_cannot_hold(tmp_path):
     with pytest.raises(UserError, match="no row could be converted to alpaca .*:1: alpaca holds no tool calls or tool results"):
         convert_file(source, tmp_path / "a.jsonl", "alpaca")  # the second row declares tools: alpaca would drop them
     assert not (tmp_path / "a.jsonl").exists()
+
+
+def test_rows_that_differ_only_in_their_calls_are_not_duplicates_and_calls_count_as_tokens(tmp_path):
+    from sft_tui.core.data.dedup import deduplicate
+    from sft_tui.core.data.formats import load_examples
+    from sft_tui.core.data.text import approx_tokens
+
+    def row(city: str, unit: str) -> dict:
+        return {"conversations": [{"from": "human", "value": "Weather please, in the usual city."},
+                                  {"from": "function_call", "value": json.dumps({"name": "get_weather", "arguments": {"city": city, "unit": unit}})},
+                                  {"from": "observation", "value": "fine"}, {"from": "gpt", "value": "It is fine."}],
+                "tools": json.dumps([WEATHER])}
+
+    path = write_jsonl(tmp_path / "calls.jsonl", [row("Oslo", "C"), row("Lima", "F"), row("Oslo", "C")])
+    report = deduplicate(path, tmp_path / "out.jsonl")
+    assert (report.kept, report.exact_removed, report.near_removed) == (2, 1, 0)  # only the true copy goes
+    with_calls = load_examples(path).examples[0]
+    without = type(with_calls)(with_calls.where, tuple(type(t)(t.role, t.content) for t in with_calls.turns))
+    assert approx_tokens(with_calls) > approx_tokens(without) + len(json.dumps([WEATHER])) // 4 - 1

@@ -34,7 +34,16 @@ def example_text(example: Example) -> str:
         return example.text
     if example.completion is not None:
         return f"{example.prompt}\n{example.completion}"
-    return "\n".join(f"{turn.role}: {turn.content}" for turn in example.turns)
+    return "\n".join(_turn_text(turn) for turn in example.turns) + (f"\ntools: {example.tools}" if example.tools else "")
+
+
+def _turn_text(turn) -> str:
+    """A turn with its calls: two answers that call different tools, or with other arguments, are not duplicates."""
+    if not turn.tool_calls:
+        return f"{turn.role}: {turn.content}"
+    from sft_tui.core.data.tool_calls import sharegpt_value
+
+    return f"{turn.role}: {turn.content}\ncalls: {sharegpt_value(turn.tool_calls)}"
 
 
 def fields_text(row: dict[str, Any], fields: list[str]) -> str:
@@ -54,7 +63,9 @@ def normalise(text: str) -> str:
 def approx_tokens(example: Example) -> int:
     """A tokenizer-free token count: characters / 4, plus a few tokens per chat turn."""
     if example.turns:
-        return sum(len(t.content) // CHARS_PER_TOKEN + TOKENS_PER_TURN for t in example.turns)
+        calls = sum(len(c.name) + len(c.arguments) for t in example.turns for c in t.tool_calls)
+        tools = len(example.tools or "")  # the chat template renders the tool definitions into the prompt
+        return sum(len(t.content) // CHARS_PER_TOKEN + TOKENS_PER_TURN for t in example.turns) + (calls + tools) // CHARS_PER_TOKEN
     return len(example_text(example)) // CHARS_PER_TOKEN + 1
 
 

@@ -43,7 +43,7 @@ def render_estimate(e: Estimate, config: str = "CONFIG") -> str:
     """
     m, s = e.memory, e.memory.settings
     lines = [
-        f"{m.model} · {s.objective} · {s.method} · seq {s.seq_len} · micro-batch {s.batch_size} (accumulation {s.grad_accum}) · "
+        f"{m.model} · {s.objective + ' · ' if s.objective != 'sft' else ''}{s.method} · seq {s.seq_len} · micro-batch {s.batch_size} (accumulation {s.grad_accum}) · "
         f"checkpointing {'on' if s.gradient_checkpointing else 'off'} · {s.precision} · {s.attention} · {s.optimizer}",
         f"{m.params / 1e9:.2f}B params, {m.trainable_params / 1e6:.1f}M trainable ({100 * m.trainable_params / m.params:.2f}%)"
         + (f", LoRA r={s.lora_r} on {', '.join(s.lora_targets)}" if s.method != "full" else ""),

@@ -46,6 +46,21 @@ def _describe(folder: Path, repo: str) -> ModelFiles:
     return ModelFiles(folder, repo, has_tokenizer, template)
 
 
+def chat_template_text(folder: Path) -> str:
+    """The model's own chat template source ('' when it has none): chat_template.jinja, or tokenizer_config.json's
+    (a list of named templates is joined: any of them may be the one used)."""
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8", errors="replace")
+    try:
+        value = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8")).get("chat_template")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    if isinstance(value, list):
+        return "\n".join(str(item.get("template", "")) for item in value if isinstance(item, dict))
+    return value if isinstance(value, str) else ""
+
+
 def find_model_files(name: str) -> ModelFiles:
     """The local folder with weights for `name` (path, preset, or cached repo id); UserError says how to get it."""
     path = Path(name).expanduser()

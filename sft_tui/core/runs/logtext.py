@@ -76,10 +76,13 @@ def metric_dict(line: str) -> dict[str, object] | None:
 
 
 def format_step_line(step: int, max_steps: int | None, loss: float | None, lr: float | None = None, grad_norm: float | None = None,
-                     tokens_per_s: float | None = None, eta_s: float | None = None) -> str:
-    """'step 120/300  loss 1.234  lr 1.9e-04  grad 0.81  4,100 tok/s  ETA 3:05': the trainer's line per logged step."""
+                     tokens_per_s: float | None = None, eta_s: float | None = None, objective: dict[str, float] | None = None) -> str:
+    """'step 120/300  loss 1.234  lr 1.9e-04  grad 0.81  4,100 tok/s  ETA 3:05': the trainer's line per logged step.
+
+    A preference run's margin and accuracy (or KL) follow the loss: the part an 80-column pane never cuts.
+    """
     where = f"{step:>{len(str(max_steps))}}/{max_steps}" if max_steps else str(step)  # padded: the columns line up
-    parts = [f"step {where}", f"loss {loss:.3f}" if loss is not None else "loss -"]
+    parts = [f"step {where}", (f"loss {loss:.3f}" if loss is not None else "loss -") + format_objective_metrics(objective or {})]
     if lr is not None:
         parts.append(f"lr {_rate(lr)}")
     if grad_norm is not None:

@@ -21,7 +21,7 @@ from sft_tui.core.errors import UserError
 from sft_tui.core.estimate.fit import build_estimate, detected_gpus
 from sft_tui.core.estimate.memory import estimate_memory, settings_from_run_config
 from sft_tui.core.estimate.report import render_estimate
-from sft_tui.core.models.files import check_weight_files, find_model_files
+from sft_tui.core.models.files import chat_template_text, check_weight_files, find_model_files
 from sft_tui.core.models.modelspec import resolve_model
 from sft_tui.core.runs.files import free_bytes
 from sft_tui.core.runs.jobs import launch
@@ -107,6 +107,12 @@ def preflight(config_path: Path, overrides: list[str], force: bool, note: Callab
     files = find_model_files(config.model.name)
     if not files.has_tokenizer:
         raise UserError("no tokenizer files next to the weights", str(files.folder), "use a complete model folder (tokenizer.json or tokenizer.model)")
+    template = config.model.chat_template or chat_template_text(files.folder)
+    if train.kind == "tool-calling" and template and "tools" not in template:
+        # a cheap early look (the trainer renders a probe conversation to be sure): a template that never reads `tools`
+        raise UserError(f"the data calls tools but the chat template of {config.model.name} never reads `tools`",
+                        "model.chat_template", "set model.chat_template to a template that renders tools (e.g. the instruct "
+                        "model's), or train on rows without tools")
     weights = check_weight_files(files.folder)
     note(f"model: {files.folder}, {weights} weight file(s) checked" + ("" if files.has_chat_template or config.model.chat_template else " (no chat template: a default one is set and saved with the output)"))
     target = max(detected_gpus(sampler), key=lambda g: g.memory_gib, default=None)  # can it ever fit? (room now: start_run)
