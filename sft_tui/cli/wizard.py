@@ -22,7 +22,12 @@ def ask(spec) -> dict[str, Any]:
     for number, q in enumerate(spec.questions, 1):
         options = f" ({'/'.join(q.choices)})" if q.choices else " (yes/no)" if q.kind == "bool" else ""
         default = "" if q.default is None else (" [yes]" if q.default is True else " [no]" if q.default is False else f" [{q.default}]")
-        print(f"\n{number}/{len(spec.questions)} {q.text}{options}{default}\n    {q.help}\n    why it matters: {q.why}")
+        described = q.choice_descriptions()
+        width = max(map(len, described), default=0)
+        help_lines = ([f"{n} {name:<{width}}  {described[name]}" for n, name in enumerate(q.choices, 1)]
+                      if len(described) == len(q.choices) > 0 else [q.help])
+        print(f"\n{number}/{len(spec.questions)} {q.text}{options}{default}\n" + "".join(f"    {line}\n" for line in help_lines)
+              + f"    why it matters: {q.why}")
         while True:
             text = input("> ").strip()
             if not text:
@@ -33,7 +38,10 @@ def ask(spec) -> dict[str, Any]:
                 break
             except (ValueError, UserError) as exc:
                 raw.pop(q.key, None)
-                print(f"    {exc.line() if isinstance(exc, UserError) else exc}; try again")
+                if q.kind == "choice":  # the help is on screen already: the line says only what is allowed
+                    print(f"    answer one of {', '.join(q.choices)}, or its number (1-{len(q.choices)}); try again")
+                else:
+                    print(f"    {exc.line() if isinstance(exc, UserError) else exc}; try again")
     return validate_answers(raw, spec)
 
 
@@ -87,13 +95,13 @@ def run_wizard(answers_path: Path | None, as_json: bool, record: Path | None, co
 
 
 def wizard(
-    answers: Annotated[Optional[Path], typer.Option("--answers", help="TOML file with answers; without it the questions are asked.")] = None,
+    answers: Annotated[Optional[Path], typer.Option("--answers", help="TOML file with answers (keys as in presets/wizard.toml, e.g. data_kind = \"pairs\"); without it the questions are asked.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the recommendation as JSON.")] = False,
     record: Annotated[Optional[Path], typer.Option("--record", help="Write a Markdown decision record the team can commit.")] = None,
     config_out: Annotated[Optional[Path], typer.Option("--config-out", help="Write a starter run config when fine-tuning is recommended.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --record / --config-out files.")] = False,
 ) -> None:
-    """Decide between prompting/ICL, RAG, LoRA/QLoRA and full fine-tuning, with reasons."""
+    """Decide between prompting/ICL, RAG, LoRA/QLoRA and full fine-tuning, and SFT or SFT then DPO/KTO, with reasons."""
     run_wizard(answers, as_json, record, config_out, force)
 
 

@@ -87,7 +87,7 @@ async def test_a_typed_answer_moves_on_with_enter_and_a_bad_one_stays(store):  #
     app, _ = make(store)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_wizard(pilot)
-        await pilot.press("enter", "enter", "enter", "enter")
+        await pilot.press("enter", "enter", "enter", "enter", "enter")
         await settle(pilot)
         assert key(screen) == "labeled_examples" and screen.focused is screen.query_one("#value")
         await pilot.press("8", "0", "0", "enter")  # the default 0 is selected on focus: typing replaces it

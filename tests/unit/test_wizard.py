@@ -55,6 +55,16 @@ SCENARIOS = [
      dict(goal="task", labeled_examples=3000, model="gemma2-9b", gpu_gib=24.0, seq_len=4096), "finetune", "qlora", "qwen3-8b", "not even QLoRA fits"),
     ("team with both skills, style, 1,000 examples, Qwen2.5 7B on 80 GB",
      dict(goal="style", labeled_examples=1000, team_expertise="both", model="qwen2.5-7b", gpu_gib=80.0), "finetune", "lora", "qwen2.5-7b", "lora fits"),
+    ("support replies: 2,000 examples plus pairs of better/worse answers: SFT, then DPO",
+     dict(goal="style", labeled_examples=2000, data_kind="examples+pairs"), "finetune", "lora", None, "the order InstructGPT, Zephyr and Tulu use"),
+    ("chat product: 500 examples plus thumbs up/down: SFT, then KTO",
+     dict(goal="task", labeled_examples=500, data_kind="examples+thumbs"), "finetune", "lora", None, "KTO needs some thumbs-down answers"),
+    ("only pairs, 3,000 of them: SFT on the better answers, then DPO, or ORPO in one stage",
+     dict(goal="style", labeled_examples=3000, data_kind="pairs"), "finetune", "lora", None, "ORPO (Hong et al. 2024)"),
+    ("only thumbs up/down, 1,200 thumbs-up answers: SFT on them, then KTO",
+     dict(goal="task", labeled_examples=1200, data_kind="thumbs"), "finetune", "lora", None, "KTO straight away works"),
+    ("pairs, but prompting meets the bar",
+     dict(goal="style", labeled_examples=3000, data_kind="pairs", prompting_meets_bar=True), "icl", None, None, "prompting already meets the bar"),
 ]
 
 

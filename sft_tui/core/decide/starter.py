@@ -10,6 +10,12 @@ set (uncommented) lines, each saying which answer it came from:
     gpu_gib   -> training.micro_batch_size  (the largest the estimator fits, at most the recipe's)
                  training.gradient_accumulation_steps (keeps the recipe's effective batch)
                  training.optimizer         (the one the method was estimated with)
+    data_kind -> method.objective           (stage 1's: sft before dpo/kto; only when the plan is more than SFT)
+
+With pairs or thumbs up/down the plan has two stages: this file is stage 1 (SFT), and its
+header says how to run stage 2 from the same file once stage 1 has finished:
+`sft-tui train run.toml --set method.objective=dpo --set model.adapter=RUN ...` (a run id
+is known only after stage 1 starts, so stage 2 cannot be a finished file now).
 
 A required field the wizard was not given (model, data) is written commented out under
 a TODO saying what to put there: the loader then stops on it in one line
@@ -25,7 +31,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +42,7 @@ from sft_tui.core.config.tomlfile import parse_toml_text
 from sft_tui.core.decide.wizard import (
     METHOD_OPTIMIZER,
     Recommendation,
+    TrainingStage,
     WizardSpec,
     decision_record,
     load_spec,
@@ -52,6 +59,9 @@ TODO = {
     "model.name": "the wizard was given no model: put a preset (sft-tui models list), a model folder or a cached repo id here and uncomment it",
     "data.train": "the wizard was given no data path: put your training file here (JSONL, JSON, CSV or Parquet) and uncomment it",
 }
+# the learning rate of a preference stage: the Zephyr recipes' DPO rates (alignment-handbook: 5e-6 with QLoRA, 5e-7 full);
+# SFT's 2e-4 (LoRA) would move the model far from its reference in a few steps
+PREFERENCE_LR = {"full": 5e-7, "lora": 5e-6, "qlora": 5e-6}
 
 
 @dataclass(frozen=True)
@@ -72,24 +82,33 @@ class StarterConfig:
     missing: tuple[str, ...]  # required fields (section.key) written commented out, with a TODO
     text: str
     peak_gib: float | None = None  # the estimate at the micro-batch written (None: not sized, no model or GPU)
+    later_stages: tuple[str, ...] = ()  # the command of each stage after this file's (stage 2: DPO/KTO from stage 1's run)
+    placeholders: tuple[str, ...] = ()  # what the commands' capitals stand for ("RUN is stage 1's run id (sft-tui runs)")
 
     def value(self, path: str) -> Any:
         """The value set for `section.key`, or None when the wizard did not set it."""
         return next((s.value for s in self.settings if s.path == path), None)
 
-    def summary_lines(self) -> list[str]:
-        """One line per field set or left to fill in, for the decision record and the screen."""
+    def summary_lines(self, width: int | None = None) -> list[str]:
+        """One line per field set or left to fill in, for the decision record and the screen.
+
+        With `width` (a screen's columns), a row too long for it (a long data path) keeps its
+        setting and drops its why, and the others stay aligned: no row wraps into two.
+        """
         rows = [(f"recipe = {toml_value(self.recipe)}", "the recommended method")]
         rows += [(f"{s.path} = {toml_value(s.value)}", s.why) for s in self.settings]
         rows += [(f"{path}: TODO", "not given: fill it in") for path in self.missing]
-        width = max(len(left) for left, _ in rows)
-        return [f"{left:<{width}}  {why}" for left, why in rows]
+        fitting = [left for left, why in rows if width is None or len(left) + 2 + len(why) <= width]
+        column = max(map(len, fitting), default=0)
+        return [f"{left:<{column}}  {why}" if len(left) <= column and (width is None or column + 2 + len(why) <= width) else left
+                for left, why in rows]
 
     def next_step(self, path: Path | str) -> str:
         """What to do after the file is written, in one line."""
+        then = f"; stage 2 when it has finished: see the header of {path}" if self.later_stages else ""
         if self.missing:
-            return f"next: fill in {' and '.join(self.missing)} in {path} (marked TODO), then sft-tui train {path}"
-        return f"next: sft-tui train {path}"
+            return f"next: fill in {' and '.join(self.missing)} in {path} (marked TODO), then sft-tui train {path}{then}"
+        return f"next: sft-tui train {path}{then}"
 
 
 @dataclass(frozen=True)
@@ -149,15 +168,20 @@ def _set_line(lines: list[str], section: str, key: str, new: str) -> None:
     lines.insert(header + 1, new)
 
 
-def _sized_training(model: str, recipe: str, seq_len: int, gpu_gib: float) -> tuple[list[ConfigSetting], str, float]:
-    """Micro-batch, accumulation and optimizer for this GPU, a header line saying what the estimate found, and the peak."""
+def _sized_training(model: str, recipe: str, seq_len: int, gpu_gib: float, objective: str = "sft",
+                    adapter: str = "") -> tuple[list[ConfigSetting], str, float]:
+    """Micro-batch, accumulation and optimizer for this GPU, a header line saying what the estimate found, and the peak.
+
+    `objective` and `adapter` size a later stage: DPO runs both answers of a pair and a
+    reference forward, so its micro-batch is often smaller than SFT's on the same GPU.
+    """
     from sft_tui.core.estimate.fit import largest_batch
     from sft_tui.core.estimate.memory import estimate_memory, settings_from_run_config
     from sft_tui.core.models.modelspec import resolve_model
 
     optimizer = METHOD_OPTIMIZER[recipe]
-    data = {"recipe": recipe, "model": {"name": model}, "data": {"train": PLACEHOLDER["data.train"]},
-            "training": {"max_seq_length": seq_len, "optimizer": optimizer}}
+    data = {"recipe": recipe, "model": {"name": model, "adapter": adapter}, "data": {"train": PLACEHOLDER["data.train"]},
+            "method": {"objective": objective}, "training": {"max_seq_length": seq_len, "optimizer": optimizer}}
     config = resolve_layers(data, None, "wizard", None).config
     spec = resolve_model(model)
     settings = settings_from_run_config(config)
@@ -179,12 +203,68 @@ def _sized_training(model: str, recipe: str, seq_len: int, gpu_gib: float) -> tu
     ], header, peak
 
 
+def later_stage_overrides(stages: tuple[TrainingStage, ...], number: int, method: str, settings: list[ConfigSetting],
+                          sized: list[ConfigSetting] = ()) -> tuple[list[str], list[str]]:
+    """(the --set overrides, what their placeholders mean) for stage `number` (2 or more): the stage-1 config changed.
+
+    It starts from the stage before (its adapter, or its model folder after full fine-tuning),
+    reads another file when the plan says so, and trains at a preference rate. `sized` is
+    the stage's own micro-batch and accumulation for the GPU (empty: not sized): set where
+    they differ from stage 1's.
+    """
+    stage, before = stages[number - 1], stages[number - 2]
+    run = f"RUN{number - 1}" if number > 2 else "RUN"
+    sets = [f"method.objective={stage.objective}"]
+    if method == "full":
+        sets.append(f"model.name={run}_MODEL")
+        meaning = [f"{run}_MODEL is the model/ folder of stage {number - 1}'s run (full fine-tuning leaves a model, not an adapter)"]
+    else:
+        sets.append(f"model.adapter={run}")
+        meaning = [f"{run} is stage {number - 1}'s run id, from sft-tui runs"]
+    mantissa, exponent = f"{PREFERENCE_LR[method]:.0e}".split("e")
+    sets.append(f"training.lr={mantissa}e{int(exponent)}")  # 5e-6, as a person writes it
+    if stage.data_file != before.data_file:
+        sets.append(f"data.train={stage.data_file.upper()}_FILE")
+        meaning.append(f"{stage.data_file.upper()}_FILE the file of {stage.trains_on}")
+    first = {s.path: s.value for s in settings}
+    sets += [f"{s.path}={s.value}" for s in sized if s.path.startswith("training.") and first.get(s.path) != s.value]
+    return sets, meaning
+
+
+def _plan_header(stages: tuple[TrainingStage, ...], method: str, config_name: str, settings: list[ConfigSetting],
+                 size_stage: Callable[[str], tuple[list[ConfigSetting], str, float]] | None = None,
+                 ) -> tuple[list[str], tuple[str, ...], tuple[str, ...]]:
+    """The comment lines saying this file is stage 1 of N and how to run the later stages, their commands and placeholders.
+
+    `size_stage(objective)` sizes a later stage for the GPU (None: no model or GPU to size with).
+    """
+    if len(stages) < 2:
+        return [], (), ()
+    lines = [f"# Stage 1 of {len(stages)}: {stages[0].describe(1, method)} (this file as written)."]
+    commands, placeholders = [], []
+    for number in range(2, len(stages) + 1):
+        sized, sized_line = size_stage(stages[number - 1].objective)[:2] if size_stage else ([], "")
+        sets, meaning = later_stage_overrides(stages, number, method, settings, sized)
+        commands.append(f"sft-tui train {config_name} " + " ".join(f"--set {s}" for s in sets))
+        placeholders += meaning
+        lines += [f"# Stage {number}, once stage {number - 1} has finished: {stages[number - 1].describe(number, method)}:",
+                  f"# this file with these changes, where {' and '.join(meaning)}:",
+                  f"#   sft-tui train {config_name} \\"]
+        lines += [f"#     --set {s}" + (" \\" if i < len(sets) - 1 else "") for i, s in enumerate(sets)]  # pastes as one command
+        if sized_line:
+            lines.append(sized_line.replace("# ", f"# stage {number}: ", 1))
+    lines.append("# (in the TUI: Launch this file with the same section.key=value pairs as its overrides)")
+    return lines, tuple(commands), tuple(dict.fromkeys(placeholders))
+
+
 def starter_config(answers: dict[str, Any], rec: Recommendation, config_dir: Path | None = None,
-                   cwd: Path | None = None) -> StarterConfig | None:
+                   cwd: Path | None = None, config_name: str = "run.toml") -> StarterConfig | None:
     """The starter run config for validated answers and their recommendation (None when not fine-tuning).
 
     Paths typed in the answers are relative to `cwd` (default: the current folder) and
-    are written relative to `config_dir`, the folder the config file goes in.
+    are written relative to `config_dir`, the folder the config file goes in. A plan of
+    several stages writes stage 1 and says in the header how to run the others
+    (`sft-tui train CONFIG_NAME --set ...`).
     """
     if rec.method is None:
         return None
@@ -206,12 +286,23 @@ def starter_config(answers: dict[str, Any], rec: Recommendation, config_dir: Pat
         missing.append("data.train")
     settings.append(ConfigSetting("training.max_seq_length", answers["seq_len"], "seq_len answered"))
     header = []
-    peak = None
+    peak = size_stage = None
     if rec.model and rec.gpu_gib:
         local = cwd / Path(rec.model).expanduser()
-        sized, line, peak = _sized_training(str(local) if local.exists() else rec.model, rec.method, answers["seq_len"], rec.gpu_gib)
+        sizing = (str(local) if local.exists() else rec.model, rec.method, answers["seq_len"], rec.gpu_gib)
+        sized, line, peak = _sized_training(*sizing)
         settings += sized
         header.append(line)
+
+        def size_stage(objective: str) -> tuple[list[ConfigSetting], str, float]:  # a later stage, from stage 1's adapter
+            return _sized_training(*sizing, objective=objective, adapter="" if rec.method == "full" else "RUN")
+    stages = rec.stages or (TrainingStage("sft", "the examples", "base"),)
+    if len(stages) > 1 or stages[0].objective != "sft":
+        why = (f"stage 1 of {len(stages)}, then {', '.join(s.objective for s in stages[1:])}" if len(stages) > 1
+               else f"data_kind = {answers.get('data_kind')}")
+        settings.append(ConfigSetting("method.objective", stages[0].objective, why))
+    plan_lines, later, placeholders = _plan_header(stages, rec.method, config_name, settings, size_stage)
+    header += plan_lines
     text = starter_config_text(model=rec.model or PLACEHOLDER["model.name"], recipe=rec.method,
                                data=next((s.value for s in settings if s.path == "data.train"), PLACEHOLDER["data.train"]))
     lines = text.splitlines()
@@ -220,6 +311,9 @@ def starter_config(answers: dict[str, Any], rec: Recommendation, config_dir: Pat
         section, key = s.path.split(".")
         setting = f"{key} = {toml_value(s.value)}"
         _set_line(lines, section, key, f"{setting:<40} # wizard: {s.why}")
+    if later and rec.method != "full":  # the field stage 2 sets: shown where a reader of [model] looks for it
+        commented = '# adapter = "RUN"'
+        _set_line(lines, "model", "adapter", f"{commented:<40} # wizard: stage 2 starts from stage 1's run (see the top)")
     for path in missing:
         section, key = path.split(".")
         _set_line(lines, section, key, f"# {key} = {toml_value(PLACEHOLDER[path])}")
@@ -228,7 +322,7 @@ def starter_config(answers: dict[str, Any], rec: Recommendation, config_dir: Pat
     text = "\n".join(lines) + "\n"
     # what sft-tui writes must load: shape and types checked now (required fields are the TODOs)
     resolve_layers(parse_toml_text(text, "starter config"), text, "starter config", None, check_contradictions=not missing)
-    return StarterConfig(rec.method, tuple(settings), tuple(missing), text, peak)
+    return StarterConfig(rec.method, tuple(settings), tuple(missing), text, peak, later, placeholders)
 
 
 def wizard_files(answers: dict[str, Any], rec: Recommendation, spec: WizardSpec | None = None,
@@ -243,11 +337,16 @@ def wizard_files(answers: dict[str, Any], rec: Recommendation, spec: WizardSpec 
     from sft_tui.core.estimate.fit import room_now
 
     spec = spec or load_spec()
-    config = starter_config(answers, rec, config_dir, cwd)
+    config = starter_config(answers, rec, config_dir, cwd, config_name)
     record = decision_record(answers, rec, spec)
     room = None
     if config is not None:
         record += "\n## Run config\n\n" + "\n".join(f"- {line}" for line in config.summary_lines()) + "\n"
+        if config.later_stages:
+            record += (f"\nThis config is stage 1 ({config.value('method.objective') or 'sft'}). "
+                       + " ".join(f"Stage {n}, once stage {n - 1} has finished: `{command}`"
+                                  for n, command in enumerate(config.later_stages, 2))
+                       + f" ({'; '.join(config.placeholders)}).\n")
         room = room_now(config.peak_gib or 0.0, rooms)
     files = WizardFiles(record, config, room)
     if room is not None:

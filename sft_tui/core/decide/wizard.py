@@ -6,20 +6,22 @@ needed: RAG for knowledge, fine-tuning for behaviour, both when both are needed,
 prompting (ICL) when neither is, or when fine-tuning is blocked (the bar is met, or
 there is too little data). The method comes from the estimator when a model and a GPU
 are known: full only when it fits, data is plentiful and forgetting is acceptable, else
-LoRA when it fits, else QLoRA, else a smaller model.
+LoRA when it fits, else QLoRA, else a smaller model. What fine-tuning learns from (the
+plan) follows the data the team has: SFT on examples; with pairs or thumbs up/down, SFT
+first and then DPO or KTO from the SFT adapter (the recipes' usual order).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sft_tui.core.models import presets
-from sft_tui.core.errors import UserError, did_you_mean
+from sft_tui.core.config.schema import OBJECTIVES
 from sft_tui.core.config.tomlfile import key_line, load_toml_file
-
+from sft_tui.core.errors import UserError, did_you_mean
+from sft_tui.core.models import presets
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,15 @@ class Question:
     min: float | None = None
     max: float | None = None
 
+    def choice_descriptions(self) -> dict[str, str]:
+        """'knowledge: know facts...; style: a voice...' in the help -> {choice: description} (choices described there)."""
+        found = {}
+        for part in self.help.rstrip(".").split("; "):
+            name, _, text = part.partition(": ")
+            if name in self.choices and text:
+                found[name] = text
+        return found
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -49,6 +60,10 @@ class Rule:
     caution: str = ""
     next_step: str = ""
     reason: str = ""
+    plan: tuple[str, ...] = ()  # objectives stage by stage (sft, dpo, kto, orpo)
+    trains_on: tuple[str, ...] = ()  # each stage's data, in words
+    data_files: tuple[str, ...] = ()  # each stage's file, by a short name: a new name is a file other than the stage before's
+    finetune_only: bool = False  # a caution or next step that matters only when fine-tuning is recommended
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,26 @@ class MethodStep:
 
 
 @dataclass(frozen=True)
+class TrainingStage:
+    """One stage of the training plan: its [method] objective, what it trains on, what it starts from."""
+
+    objective: str  # sft | dpo | kto | orpo
+    trains_on: str
+    start_from: str  # "base" (the model) or "previous" (the stage before's adapter: model.adapter = that run)
+    data_file: str = "data"  # a short name of the file it reads (data.train); differs from the stage before's when it is another file
+
+    def describe(self, number: int, method: str | None = None) -> str:
+        """`DPO on the pairs, from stage 1's adapter (model.adapter = stage 1's run id)` for stage `number`."""
+        if self.start_from == "base":
+            start = "from the model"
+        elif method == "full":  # full fine-tuning saves a model, not an adapter
+            start = f"from stage {number - 1}'s model (model.name = its model/ folder)"
+        else:
+            start = f"from stage {number - 1}'s adapter (model.adapter = its run id)"
+        return f"{self.objective.upper()} on {self.trains_on}, {start}"
+
+
+@dataclass(frozen=True)
 class Recommendation:
     """What the wizard recommends and why."""
 
@@ -91,10 +126,24 @@ class Recommendation:
     method_steps: tuple[MethodStep, ...] = ()
     fired: tuple[str, ...] = field(default=())
     gpu_gib: float | None = None  # the memory budget the method was checked against (answered or detected)
+    stages: tuple[TrainingStage, ...] = ()  # the training plan when fine-tuning (empty otherwise)
+
+    @property
+    def objective(self) -> str | None:
+        """What the plan ends with (sft, dpo, kto, orpo), or None when fine-tuning is not recommended."""
+        return self.stages[-1].objective if self.stages else None
+
+    def outcome(self) -> str:
+        """`finetune with lora on qwen2.5-7b: SFT, then DPO` (the stages only when the plan is more than SFT)."""
+        text = self.approach + (f" with {self.method}" if self.method else "") + (f" on {self.model}" if self.model and self.method else "")
+        if [s.objective for s in self.stages] not in ([], ["sft"]):
+            text += ": " + ", then ".join(s.objective.upper() for s in self.stages)
+        return text
 
     def to_json(self) -> dict[str, Any]:
         """The `sft-tui wizard --json` object."""
-        return {"approach": self.approach, "method": self.method, "reasons": list(self.reasons), "cautions": list(self.cautions),
+        return {"approach": self.approach, "method": self.method, "objective": self.objective,
+                "stages": [s.__dict__ for s in self.stages], "reasons": list(self.reasons), "cautions": list(self.cautions),
                 "next_steps": list(self.next_steps), "estimate": self.estimate, "model": self.model,
                 "method_steps": [s.__dict__ for s in self.method_steps], "rules_fired": list(self.fired)}
 
@@ -107,12 +156,16 @@ def load_spec(path: Path | None = None) -> WizardSpec:
     keys = {q.key for q in questions}
     rules = []
     for raw in data["rules"]:
-        rule = Rule(**raw)
+        rule = Rule(**{k: tuple(v) if k in ("plan", "trains_on", "data_files") else v for k, v in raw.items()})
         unknown = set(rule.when) - keys
         if unknown:
             raise UserError(f"rule {rule.id} tests unknown answers {sorted(unknown)}", str(path), f"answers are {', '.join(sorted(keys))}")
-        if sum(bool(x) for x in (rule.need, rule.block, rule.caution, rule.next_step)) != 1:
-            raise UserError(f"rule {rule.id} must have exactly one of need, block, caution, next_step", str(path))
+        if sum(bool(x) for x in (rule.need, rule.block, rule.caution, rule.next_step, rule.plan)) != 1:
+            raise UserError(f"rule {rule.id} must have exactly one of need, block, caution, next_step, plan", str(path))
+        if rule.plan and (set(rule.plan) - set(OBJECTIVES) or len(rule.trains_on) != len(rule.plan)
+                          or len(rule.data_files) not in (0, len(rule.plan)) or not rule.reason):
+            raise UserError(f"rule {rule.id}: plan must list objectives ({', '.join(OBJECTIVES)}) with one trains_on each, and a reason",
+                            str(path))
         rules.append(rule)
     method = data.get("method", {})
     return WizardSpec(questions, tuple(rules), int(method.get("full_min_examples", 10000)), int(method.get("batch_size", 1)),
@@ -183,7 +236,7 @@ def _describe_trigger(rule: Rule, answers: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _next_steps(approach: str, method: str | None, model: str | None) -> list[str]:
+def _next_steps(approach: str, method: str | None, model: str | None, stages: tuple[TrainingStage, ...] = ()) -> list[str]:
     steps = []
     if approach == "icl":
         steps += ["write a system prompt and 5-20 of your best examples into it", "measure it on 50+ held-out cases before changing anything"]
@@ -194,8 +247,13 @@ def _next_steps(approach: str, method: str | None, model: str | None) -> list[st
         steps += ["curate the examples: sft-tui data inspect / dedup / select (quality beats quantity)",
                   "hold out 10% of them to compare the tuned model with the base model"]
         if model and method:
-            steps.append(f"check the run fits: sft-tui estimate {model} --method {method}")
-        steps.append("write the run config (--config-out run.toml) and start it: sft-tui train run.toml")
+            steps.append(f"check the run fits: sft-tui estimate {model} --method {method}"
+                         + "".join(f" (stage {n}: add --objective {s.objective})" for n, s in enumerate(stages[1:], 2)))
+        steps.append("write the run config (--config-out run.toml) and start it: sft-tui train run.toml"
+                     + (f" (stage 1, {stages[0].objective.upper()})" if len(stages) > 1 else ""))
+        for number, stage in enumerate(stages[1:], 2):
+            steps.append(f"when stage {number - 1} has finished, stage {number}: {stage.objective.upper()} on {stage.trains_on}, "
+                         "starting from it (the run config's header has the command)")
     return steps
 
 
@@ -204,8 +262,14 @@ def _next_steps(approach: str, method: str | None, model: str | None) -> list[st
 METHOD_OPTIMIZER = {"full": "adamw_8bit", "lora": "adamw_torch", "qlora": "paged_adamw_8bit"}
 
 
-def choose_method(answers: dict[str, Any], spec: WizardSpec, gpu_gib: float | None, reasons: list[str]) -> tuple[str, str | None, tuple[MethodStep, ...], dict | None]:
-    """(method, model, steps, estimate json): full -> lora -> qlora -> smaller model, checked by the estimator."""
+def choose_method(answers: dict[str, Any], spec: WizardSpec, gpu_gib: float | None, reasons: list[str],
+                  stages: tuple[TrainingStage, ...] = ()) -> tuple[str, str | None, tuple[MethodStep, ...], dict | None]:
+    """(method, model, steps, estimate json): full -> lora -> qlora -> smaller model, checked by the estimator.
+
+    A method fits when every stage of the plan fits: DPO runs both answers of a pair and a
+    reference forward, so stage 2 can need more memory than the SFT stage. The estimate
+    returned is stage 1's (the run config written).
+    """
     from sft_tui.core.estimate.fit import GpuTarget, build_estimate, smaller_models
     from sft_tui.core.estimate.memory import TrainSettings, estimate_memory
     from sft_tui.core.models.modelspec import resolve_model
@@ -224,25 +288,37 @@ def choose_method(answers: dict[str, Any], spec: WizardSpec, gpu_gib: float | No
                          lora_dropout=0.05)
     steps = []
     order = (["full"] if full_allowed else []) + ["lora", "qlora"]
+    stages = stages or (TrainingStage("sft", "the examples", "base"),)
+
+    def stage_settings(settings: TrainSettings, stage: TrainingStage) -> TrainSettings:  # a later stage trains on from an adapter
+        return replace(settings, objective=stage.objective, reference_adapter=stage.start_from == "previous" and settings.method != "full")
+
+    def heaviest(model_spec, settings: TrainSettings) -> tuple[float, TrainingStage]:
+        return max(((estimate_memory(model_spec, stage_settings(settings, s)).peak_gib, s) for s in stages), key=lambda x: x[0])
+
     for method in order:
         settings = TrainSettings(**{**base.__dict__, "method": method, "optimizer": METHOD_OPTIMIZER[method]})
-        peak = estimate_memory(spec_model, settings).peak_gib
+        peak, stage = heaviest(spec_model, settings)
         fits = peak <= gpu_gib
-        steps.append(MethodStep(method, model, round(peak, 2), fits, f"{method} on {model}: {peak:.1f} GiB of {gpu_gib:g} GiB"))
+        which = f" ({stage.objective.upper()} stage)" if len(stages) > 1 else ""
+        heavy = f", its {stage.objective.upper()} stage" if len(stages) > 1 else ""
+        steps.append(MethodStep(method, model, round(peak, 2), fits, f"{method} on {model}: {peak:.1f} GiB of {gpu_gib:g} GiB{which}"))
         if fits:
-            reasons.append(f"model = {model}, gpu_gib = {gpu_gib:g}: {method} fits ({peak:.1f} GiB peak)"
+            reasons.append(f"model = {model}, gpu_gib = {gpu_gib:g}: {method} fits ({peak:.1f} GiB peak{heavy})"
                            + (f"; {', '.join(s.method for s in steps[:-1])} did not ({', '.join(f'{s.peak_gib:.1f}' for s in steps[:-1])} GiB)" if len(steps) > 1 else ""))
             estimate = build_estimate(spec_model, settings, GpuTarget(f"{gpu_gib:g} GiB GPU", gpu_gib, None, "wizard")).to_json()
             return method, model, tuple(steps), estimate
     qlora = TrainSettings(**{**base.__dict__, "method": "qlora", "optimizer": METHOD_OPTIMIZER["qlora"]})
-    smaller = smaller_models(spec_model, qlora, gpu_gib)
+    heavy_stage = heaviest(spec_model, qlora)[1]
+    heavy = f", its {heavy_stage.objective.upper()} stage" if len(stages) > 1 else ""
+    smaller = smaller_models(spec_model, stage_settings(qlora, heavy_stage), gpu_gib)
     if not smaller:
         reasons.append(f"model = {model}, gpu_gib = {gpu_gib:g}: not even QLoRA fits ({steps[-1].peak_gib:.1f} GiB) and no smaller preset does")
         return "qlora", model, tuple(steps), None
     pick = smaller[0]
     steps.append(MethodStep("qlora", pick.model, round(pick.peak_gib, 2), True, f"qlora on {pick.model}: {pick.peak_gib:.1f} GiB"))
     reasons.append(f"model = {model}, gpu_gib = {gpu_gib:g}: not even QLoRA fits ({steps[-2].peak_gib:.1f} GiB); "
-                   f"the largest smaller preset that fits is {pick.model} ({pick.peak_gib:.1f} GiB with QLoRA)")
+                   f"the largest smaller preset that fits is {pick.model} ({pick.peak_gib:.1f} GiB with QLoRA{heavy})")
     estimate = build_estimate(resolve_model(pick.model), qlora, GpuTarget(f"{gpu_gib:g} GiB GPU", gpu_gib, None, "wizard")).to_json()
     return "qlora", pick.model, tuple(steps), estimate
 
@@ -253,8 +329,12 @@ def recommend(answers: dict[str, Any], spec: WizardSpec | None = None, detected_
     needs: dict[str, list[str]] = {"rag": [], "finetune": []}
     blocks: dict[str, list[str]] = {"finetune": []}
     cautions, next_steps, fired = [], [], []
+    later: list[Rule] = []  # plan rules and finetune_only ones: they count once fine-tuning is decided
     for rule in spec.rules:
         if not all(_holds(condition, answers.get(key)) for key, condition in rule.when.items()):
+            continue
+        if rule.plan or rule.finetune_only:
+            later.append(rule)
             continue
         fired.append(rule.id)
         trigger = _describe_trigger(rule, answers)
@@ -277,29 +357,51 @@ def recommend(answers: dict[str, Any], spec: WizardSpec | None = None, detected_
                        if blocks["finetune"] else "nothing calls for retrieval or fine-tuning: start simple with prompting and in-context examples")
     method = model = estimate = gpu_gib = None
     steps: tuple[MethodStep, ...] = ()
+    stages: tuple[TrainingStage, ...] = ()
     if finetune:
+        stages = _plan(answers, [r for r in later if r.plan], reasons, fired)
+        for rule in (r for r in later if not r.plan):
+            fired.append(rule.id)
+            (cautions if rule.caution else next_steps).append(rule.caution or rule.next_step)
         gpu_gib = answers.get("gpu_gib") or detected_gpu_gib
-        method, model, steps, estimate = choose_method(answers, spec, gpu_gib, reasons)
+        method, model, steps, estimate = choose_method(answers, spec, gpu_gib, reasons, stages)
         if method == "full":
             cautions.append("full fine-tuning can win on the target task but loses general abilities (catastrophic forgetting) and needs far more memory")
+            if len(stages) > 1:
+                cautions.append(f"full fine-tuning leaves a model, not an adapter: stage 2 starts from stage 1's model folder, and "
+                                f"{stages[-1].objective.upper()} keeps a frozen copy of it as its reference (the weights' memory twice)")
     else:
         model = answers.get("model")
-    next_steps = _next_steps(approach, method, model) + next_steps
+    next_steps = _next_steps(approach, method, model, stages) + next_steps
     return Recommendation(approach, method, tuple(reasons), tuple(dict.fromkeys(cautions)), tuple(dict.fromkeys(next_steps)),
-                          estimate, model, steps, tuple(fired), gpu_gib)
+                          estimate, model, steps, tuple(fired), gpu_gib, stages)
+
+
+def _plan(answers: dict[str, Any], plan_rules: list[Rule], reasons: list[str], fired: list[str]) -> tuple[TrainingStage, ...]:
+    """The training stages from the first plan rule that fired (SFT on the examples when none did); its reason joins the why."""
+    if not plan_rules:
+        return (TrainingStage("sft", "the examples", "base"),)
+    rule = plan_rules[0]
+    fired.append(rule.id)
+    reasons.append(f"{_describe_trigger(rule, answers)}: {rule.reason}")
+    files = rule.data_files or ("data",) * len(rule.plan)
+    return tuple(TrainingStage(objective, data, "base" if i == 0 else "previous", file)
+                 for i, (objective, data, file) in enumerate(zip(rule.plan, rule.trains_on, files)))
 
 
 def decision_record(answers: dict[str, Any], rec: Recommendation, spec: WizardSpec | None = None) -> str:
     """A Markdown decision record a team can commit: answers, outcome, reasons, cautions, next steps, estimate."""
     spec = spec or load_spec()
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    outcome = rec.approach + (f" with {rec.method}" if rec.method else "") + (f" on {rec.model}" if rec.model and rec.method else "")
+    outcome = rec.outcome()
     lines = [f"# Adaptation decision: {outcome}", "", f"Made with `sft-tui wizard` on {stamp}.", "", "## Answers", "",
              "| question | answer |", "| --- | --- |"]
     for q in spec.questions:
         value = answers.get(q.key)
         lines.append(f"| {q.text} | {'-' if value is None else str(value).lower() if isinstance(value, bool) else value} |")
     lines += ["", "## Recommendation", "", f"**{outcome}**", "", "## Why", ""] + [f"- {r}" for r in rec.reasons]
+    if len(rec.stages) > 1:
+        lines += ["", "## Training plan", ""] + [f"{i}. {s.describe(i, rec.method)}" for i, s in enumerate(rec.stages, 1)]
     if rec.method_steps:
         lines += ["", "## Method, checked against memory", ""] + [f"- {s.note}{'' if s.fits else ' (does not fit)'}" for s in rec.method_steps]
     if rec.cautions:
@@ -315,8 +417,9 @@ def decision_record(answers: dict[str, Any], rec: Recommendation, spec: WizardSp
 
 def render_recommendation(rec: Recommendation) -> str:
     """The readable recommendation."""
-    outcome = rec.approach + (f" with {rec.method}" if rec.method else "") + (f" on {rec.model}" if rec.model and rec.method else "")
-    lines = [f"recommendation: {outcome}", "", "why:"] + [f"  - {r}" for r in rec.reasons]
+    lines = [f"recommendation: {rec.outcome()}", "", "why:"] + [f"  - {r}" for r in rec.reasons]
+    if len(rec.stages) > 1:
+        lines += ["", "training plan:"] + [f"  {i}. {s.describe(i, rec.method)}" for i, s in enumerate(rec.stages, 1)]
     if rec.method_steps:
         lines += ["", "memory check:"] + [f"  {'fits' if s.fits else 'no  '}  {s.note}" for s in rec.method_steps]
     if rec.cautions:
@@ -326,7 +429,9 @@ def render_recommendation(rec: Recommendation) -> str:
 
 
 def parse_answer(question: Question, text: str) -> Any:
-    """A typed answer from what a person typed (yes/no, numbers, text); ValueError when it does not parse."""
+    """A typed answer from what a person typed (yes/no, numbers, text, a choice or its number); ValueError when it does not parse."""
+    if question.kind == "choice" and text.isdigit() and 1 <= int(text) <= len(question.choices):
+        return question.choices[int(text) - 1]
     if question.kind == "bool":
         if text.lower() in ("y", "yes", "true", "1"):
             return True

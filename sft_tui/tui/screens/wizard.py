@@ -6,7 +6,9 @@ answer, so the first key counts. From the recommendation, `enter` writes run.tom
 decision.md into the current folder (never overwriting) and opens Launch; both files
 come from core.decide.starter.wizard_files, the same function `sft-tui wizard` uses.
 With a detected GPU, the recommendation also says how much is free on it now and whether
-the run would start now or wait in the queue (as `sft-tui wizard` does).
+the run would start now or wait in the queue (as `sft-tui wizard` does). With pairs or
+thumbs up/down the plan has two stages: run.toml is stage 1 (SFT), and the screen says
+what stage 2 is (DPO or KTO from this run's adapter; the command is in run.toml's header).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from textual.widgets import Button, Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from sft_tui.core.decide.wizard import (
-    Question,
     Recommendation,
     WizardSpec,
     load_spec,
@@ -37,16 +38,6 @@ from sft_tui.core.runs.rundir import DECISION_NAME
 from sft_tui.tui.screens.base import CockpitScreen
 
 CONFIG_NAME = "run.toml"
-
-
-def choice_descriptions(question: Question) -> dict[str, str]:
-    """'knowledge: know facts...; style: a voice...' in a question's help -> {choice: description}."""
-    found = {}
-    for part in question.help.rstrip(".").split("; "):
-        name, _, text = part.partition(": ")
-        if name in question.choices and text:
-            found[name] = text
-    return found
 
 
 class AnswerChoices(OptionList):
@@ -149,7 +140,7 @@ class WizardScreen(CockpitScreen):
     async def show_question(self) -> None:
         """Put the current question and an input for its kind on screen, focused."""
         q = self.spec.questions[self.index]
-        descriptions = choice_descriptions(q) if q.kind == "choice" else {}
+        descriptions = q.choice_descriptions() if q.kind == "choice" else {}
         text = f"[b]{self.index + 1}/{len(self.spec.questions)}  {q.text}[/b]"
         if len(descriptions) < len(q.choices) or q.kind != "choice":
             text += f"\n{q.help}"
@@ -266,7 +257,12 @@ class WizardScreen(CockpitScreen):
             if files.room is not None:
                 summary.append(self._room_markup(files))
             if config is not None:
-                summary += [f"{CONFIG_NAME} will set:"] + [f"  {line}" for line in config.summary_lines()]
+                # rows fit the screen (2 columns of indent, 1 of padding each side): a row with a long path drops its why
+                summary += [f"{CONFIG_NAME} will set:"] + [f"  {line}" for line in config.summary_lines(self.size.width - 4)]
+                for number, stage in enumerate(self.recommendation.stages[1:], 2):  # the file is stage 1: say what comes after it
+                    after = "this run" if number == 2 else f"stage {number - 1}"
+                    summary.append(f"then stage {number}: {stage.objective.upper()} from {after}'s "
+                                   f"{'model' if config.recipe == 'full' else 'adapter'} (command in {CONFIG_NAME}'s header)")
                 summary.append(f"[dim]enter writes {CONFIG_NAME} and {DECISION_NAME} here, then opens Launch[/dim]")
             else:
                 summary.append(f"[dim]no run config: fine-tuning is not recommended · w: write {DECISION_NAME} · esc: back[/dim]")
