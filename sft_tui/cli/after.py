@@ -6,9 +6,11 @@ and `sft-tui runs` shows it and its result.
 
 from __future__ import annotations
 
+import shutil
 import sys
+import textwrap
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -55,13 +57,13 @@ def _end_or_exit(job, status, reason: str) -> None:
 
 def eval_(
     run: Annotated[str, typer.Argument(help=RUN_HELP)],
-    data: Annotated[Optional[Path], typer.Option("--data", help="Held-out file (any format `data inspect` reads); default: the run's eval split.")] = None,
-    n: Annotated[Optional[int], typer.Option("--n", min=1, help="Number of examples (default: eval.examples of the run config, 50).")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Held-out file (any format `data inspect` reads); default: the run's eval split.")] = None,
+    n: Annotated[int | None, typer.Option("--n", min=1, help="Number of examples (default: eval.examples of the run config, 50).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     detach: Annotated[bool, typer.Option("--detach", help=DETACH_HELP)] = False,
 ) -> None:
-    """Evaluate a run against its base model: answer loss, task checks, stopping, forgetting."""
-    from sft_tui.core.evaluate.report import metric_rows
+    """Evaluate a run against its base model: answer loss, preference accuracy, task and tool-call checks, stopping, forgetting."""
+    from sft_tui.core.evaluate.report import metric_rows, preference_lines
     from sft_tui.core.runs.jobs import check_run_config, job_request, start_job
     from sft_tui.core.runs.store import RunStore
 
@@ -84,7 +86,11 @@ def eval_(
         return
     print_table(["metric", "base", "tuned", ""], metric_rows(report),
                 title=f"{found.id}: {report.get('examples')} examples from {report.get('data')} ({report.get('device')})")
-    print(f"report: {found.eval_markdown_path} (answers side by side), {found.eval_report_path}; model card: {found.model_card_path}")
+    notes = ([f"base: {report.get('base_model')}"] if report.get("base_adapter") else []) + preference_lines(report)
+    notes.append(f"report: {found.eval_markdown_path} (answers side by side), {found.eval_report_path}; model card: {found.model_card_path}")
+    width = max(40, shutil.get_terminal_size().columns - 1) if sys.stdout.isatty() else 10_000  # piped: one line each, for grep
+    for line in notes:  # wrapped between words (a terminal wraps mid-word), paths kept whole
+        print(textwrap.fill(line, width=width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False))
 
 
 def merge(

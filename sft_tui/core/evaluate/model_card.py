@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sft_tui.core.config.tomlfile import parse_toml_text
-from sft_tui.core.evaluate.report import metric_rows
+from sft_tui.core.evaluate.report import metric_rows, preference_lines
 from sft_tui.core.runs.codec import SchemaError
 from sft_tui.core.runs.rundir import RunDir
 
@@ -29,15 +29,20 @@ def render_model_card(run: RunDir) -> str:
         summary = run.read_summary()
     except SchemaError:
         summary = None
+    objective = method.get("objective", "sft")
+    trainer = {"sft": "SFTTrainer", "dpo": "DPOTrainer", "kto": "KTOTrainer", "orpo": "ORPOTrainer"}.get(objective, "?")
     lines = [f"# {run.id}", "",
-             f"A {method.get('name', '?')} fine-tune of `{model.get('name', '?')}`, trained with sft-tui (TRL SFTTrainer"
-             + (", peft" if method.get("name") != "full" else "") + ").", ""]
+             f"A {method.get('name', '?')} fine-tune of `{model.get('name', '?')}`, trained with sft-tui (TRL {trainer}"
+             + (", peft" if method.get("name") != "full" else "") + ")"
+             + (f", on from the adapter {model['adapter']}" if model.get("adapter") else "") + ".", ""]
     if config.get("output", {}).get("notes"):
         lines += [config["output"]["notes"], ""]
     lines += ["## Training", "", "| setting | value |", "| --- | --- |",
               f"| base model | `{(summary.base_model if summary else '') or model.get('name', '?')}` |",
               f"| method | {method.get('name', '?')}" + (f", rank {method.get('lora_r')}, alpha {method.get('lora_alpha')}, targets "
                                                             f"{', '.join(method.get('target_modules', []))}" if method.get("name") != "full" else "") + " |",
+              f"| objective | {objective}" + (f", beta {_fmt(method.get('beta', 0.1))}" + (f", loss {method['loss_type']}" if method.get("loss_type") else "")
+                                            if objective != "sft" else "") + " |",
               f"| data | `{data.get('train', '?')}` ({data.get('format', 'auto')}), eval: "
               + (f"`{data['eval']}`" if data.get("eval") else f"{data.get('eval_fraction', 0):.0%} held out") + " |",
               f"| learning rate, schedule | {_fmt(training.get('lr'))}, {training.get('lr_scheduler', '?')} |",
@@ -62,6 +67,10 @@ def render_model_card(run: RunDir) -> str:
                   "Details and answers side by side: `eval/report.md`.", "", "| metric | base | tuned | |", "| --- | ---: | ---: | --- |"]
         lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in metric_rows(report)]
         lines.append("")
+        if report.get("base_model"):
+            lines += [f"Base column: {report['base_model']}.", ""]
+        lines += [f"{line[0].upper()}{line[1:]}." for line in preference_lines(report)]
+        lines += [""] if preference_lines(report) else []
     else:
         lines += ["## Evaluation", "", f"Not evaluated yet: `sft-tui eval {run.id}`.", ""]
     decision = run.read_decision()
