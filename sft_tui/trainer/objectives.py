@@ -159,7 +159,10 @@ def build_trainer(config: RunConfig, model, tokenizer, train_ds, eval_ds, common
     if objective == "dpo":
         from trl import DPOConfig, DPOTrainer
 
-        args = DPOConfig(**common, max_length=max_length, beta=method.beta, loss_type=[method.loss_type or "sigmoid"])
+        losses, weights = [method.loss_type or "sigmoid"], None
+        if method.sft_weight > 0:  # TRL's multi-loss form: the preference loss plus a weighted NLL on the chosen answers
+            losses, weights = losses + ["sft"], [1.0, method.sft_weight]
+        args = DPOConfig(**common, max_length=max_length, beta=method.beta, loss_type=losses, loss_weights=weights)
         return DPOTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
                           peft_config=peft_config, callbacks=callbacks)
     if objective == "kto":

@@ -85,3 +85,10 @@ def test_preflight_refuses_kto_at_micro_batch_one_and_notes_an_sft_learning_rate
     assert result.code == 2 and "KTO needs training.micro_batch_size >= 2" in result.err and "run.toml:9:" in result.err
     result = cli("train", str(config), "--set", "training.micro_batch_size=2")
     assert "is a rate for SFT; preference tuning usually runs far lower" in result.err  # (then: no model files here)
+
+
+def test_sft_weight_belongs_to_dpo(tmp_path):
+    assert config(tmp_path, 'objective = "dpo"\nsft_weight = 1.0\n').config.method.sft_weight == 1.0
+    with pytest.raises(UserError) as refused:
+        config(tmp_path, 'objective = "kto"\nsft_weight = 1.0\n')
+    assert "adds an SFT loss to DPO, but method.objective is 'kto'" in refused.value.what

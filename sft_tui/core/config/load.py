@@ -227,6 +227,9 @@ def _check_required_and_contradictions(values: dict[str, dict[str, Any]], origin
             origins["method.loss_type"], f"use one of {', '.join(LOSS_TYPES[objective])}" if objective in LOSS_TYPES
             else "remove method.loss_type (it applies to dpo and kto only)",
         )
+    if values["method"]["sft_weight"] > 0 and objective != "dpo":
+        raise UserError(f"method.sft_weight adds an SFT loss to DPO, but method.objective is {objective!r}",
+                        origins["method.sft_weight"], "remove method.sft_weight (ORPO has its own SFT term; KTO has none)")
     if values["data"]["eval"] and origins["data.eval_fraction"] != "default" and values["data"]["eval_fraction"] > 0:
         raise UserError(
             f"data.eval (a held-out file) and data.eval_fraction (set at {origins['data.eval_fraction']}) both choose the eval split",

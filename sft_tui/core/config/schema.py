@@ -62,6 +62,8 @@ class MethodSection:
                          choices=OBJECTIVES)
     beta: float = opt(0.1, "dpo/kto/orpo: how far the model may move from the reference (higher = stays closer); TRL's default 0.1",
                       min=0.0, max=100.0, min_exclusive=True)
+    sft_weight: float = opt(0.0, "dpo: weight of an SFT loss on the chosen answers added to the DPO loss (RPO); keeps DPO from "
+                            "lowering the chosen answers' likelihood too; 0 = pure DPO, 1.0 is usual", min=0.0, max=100.0)
     loss_type: str = opt("", "dpo/kto loss variant (dpo: sigmoid, ipo, hinge, robust, ...; kto: kto, apo_zero_unpaired); empty = TRL's default",
                          choices=("",) + LOSS_TYPES["dpo"] + LOSS_TYPES["kto"])
     lora_r: int = opt(16, "LoRA rank: size of the low-rank update; 8-64 is usual", min=1, max=4096)
