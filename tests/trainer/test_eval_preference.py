@@ -135,14 +135,24 @@ def test_labelled_rows_report_how_good_and_bad_answers_moved(dpo_run, tmp_path):
     assert report["tuned"]["undesirable_loss"] - report["tuned"]["desirable_loss"] > report["base"]["undesirable_loss"] - report["base"]["desirable_loss"]
 
 
-def test_a_run_from_an_sft_adapter_is_compared_with_that_adapter(make_run):
+def test_dpo_from_an_sft_run_starts_from_and_is_compared_with_that_adapter(make_run, cli):
+    """SFT then DPO, as a user types it: the run id becomes the adapter folder in the run's config, the reference is
+    that adapter (the first step's loss is ln 2), the output holds no reference copy, and eval's base is the SFT run."""
+    from sft_tui.core.runs.store import RunStore
     from sft_tui.trainer.evaluate import evaluate_run
 
     sft = make_run("training.max_steps=30", "training.lr=1e-3")
     assert run_trainer(sft).returncode == 0
-    dpo = make_run(*PREFS, "method.objective=dpo", f"model.adapter={sft.adapter_dir}", "training.max_steps=6", "training.lr=1e-3")
-    done = run_trainer(dpo)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = cli("train", str(DEMO / "demo_dpo.toml"), "--set", f"model.name={sft.read_summary().base_model}", "--set", f"model.adapter={sft.id}",
+                 "--set", "method.sft_weight=0", "--set", "training.max_steps=6", "--set", "training.logging_steps=1", "--follow")
+    assert result.code == 0, result.err
+    dpo = next(r for r in RunStore().run_dirs() if r.id != sft.id)
+    assert f'adapter = "{sft.adapter_dir}"' in dpo.read_config_text()
+    log = (dpo.path / "train.log").read_text()
+    assert f"from the adapter {sft.adapter_dir}" in log and "the SFT adapter it started from, frozen" in log
+    first = dpo.read_new_rows().train[0]  # policy == reference at the first step only if the reference is the SFT adapter
+    assert abs(first.loss - 0.6931) < 0.01 and first.objective_metrics["rewards/margins"] == 0.0
+    assert not (dpo.adapter_dir / "ref").exists() and (dpo.adapter_dir / "adapter_model.safetensors").is_file()
     pairs = DEMO / "prefs_eval.jsonl"
     on_sft, on_dpo = evaluate_run(sft, data=pairs, n=6), evaluate_run(dpo, data=pairs, n=6)
     assert on_dpo["base_adapter"] == str(sft.adapter_dir) and on_dpo["base_model"] == f"the adapter this run started from (run {sft.id})"

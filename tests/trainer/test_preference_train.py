@@ -66,25 +66,6 @@ def test_kto_on_labelled_rows_and_orpo_on_pairs_complete_with_their_metrics(make
     assert "reference model" not in result.stdout  # ORPO has none
 
 
-def test_dpo_from_an_sft_run_uses_that_adapter_as_the_start_and_the_reference(make_run, cli):
-    sft = make_run("training.max_steps=10")
-    assert run_trainer(sft).returncode == 0
-    config = DEMO / "demo_dpo.toml"
-    result = cli("train", str(config), "--set", f"model.name={sft.read_summary().base_model}", "--set", f"model.adapter={sft.id}",
-                 "--set", "training.max_steps=6", "--set", "training.logging_steps=1", "--follow")
-    assert result.code == 0, result.err
-    from sft_tui.core.runs.store import RunStore
-
-    run = next(r for r in RunStore().run_dirs() if r.id != sft.id)
-    assert f'adapter = "{sft.adapter_dir}"' in run.read_config_text()  # the run id became the folder it really used
-    log = (run.path / "train.log").read_text()
-    assert f"from the adapter {sft.adapter_dir}" in log and "the SFT adapter it started from, frozen" in log
-    # the reference is the SFT adapter, not the bare base: at the first step policy == reference, so the loss is ln 2
-    first = train_rows(run)[0]
-    assert abs(first.loss - 0.6931) < 0.01 and first.objective_metrics["rewards/margins"] == 0.0
-    assert not (run.adapter_dir / "ref").exists() and (run.adapter_dir / "adapter_model.safetensors").is_file()
-
-
 def test_a_mismatched_file_or_adapter_is_refused_in_one_line_before_anything_starts(runs_home, tiny_model, tmp_path, cli):
     config = DEMO / "demo_dpo.toml"
     kto = _kto_file(tmp_path)
