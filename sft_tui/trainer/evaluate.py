@@ -146,7 +146,7 @@ def _attach_start_adapter(loaded: LoadedRun) -> tuple[str, str]:
         return f"`{name}` without adapters (the adapter the run started from, {start}, is no longer there)", ""
     loaded.tuned.load_adapter(start, adapter_name=START_ADAPTER, is_trainable=False)
     folder = Path(start)
-    if folder.name == "adapter" and (folder.parent / "config.toml").is_file():  # another run's output: name the run
+    if folder.name == "adapter" and RunDir(folder.parent).config_path.is_file():  # another run's output: name the run
         return f"the adapter this run started from (run {folder.parent.name})", start
     return f"the adapter this run started from ({start})", start
 

@@ -12,8 +12,8 @@ PREFS = (f"data.train={DEMO / 'prefs_train.jsonl'}", f"data.eval={DEMO / 'prefs_
 
 
 def test_dpo_stops_and_resumes_with_its_metrics_on_every_row(make_run):
-    run = make_run(*PREFS, "method.objective=dpo", "training.lr=1e-3", "training.max_steps=60", "training.logging_steps=1",
-                   "training.save_steps=1000", "training.eval_steps=30")
+    run = make_run(*PREFS, "method.objective=dpo", "training.lr=1e-3", "training.max_steps=30", "training.logging_steps=1",
+                   "training.save_steps=1000", "training.eval_steps=15")
     launch(run)
     wait_for(lambda: (run.read_status().step or 0) >= 8, START_S, "eight DPO steps")
     request_stop(run)
@@ -23,7 +23,7 @@ def test_dpo_stops_and_resumes_with_its_metrics_on_every_row(make_run):
     launch(run, resume=True)
     assert wait_until_inactive(run, FINISH_S) == "completed", (run.path / "train.log").read_text()[-2000:]
     rows = train_rows(run)
-    assert [r.step for r in rows] == list(range(1, 61)), "every step once across the resume"
+    assert [r.step for r in rows] == list(range(1, 31)), "every step once across the resume"
     assert all({"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"} <= set(r.objective_metrics) for r in rows)
     # DPO's loss starts at ln 2 (policy == reference) and the margin grows as it learns the pairs
     assert abs(rows[0].loss - 0.6931) < 0.01 and rows[0].objective_metrics["rewards/margins"] == 0.0
@@ -32,7 +32,7 @@ def test_dpo_stops_and_resumes_with_its_metrics_on_every_row(make_run):
     assert evals and evals[-1].objective_metrics["rewards/accuracies"] >= 0.8
     log = (run.path / "train.log").read_text()
     assert "lora DPO on" in log and "reference model: the base with the adapter switched off" in log
-    assert f"step 60/60  loss {rows[-1].loss:.3f}  margin +" in log  # the margin right after the loss: never cut at 80 columns
+    assert f"step 30/30  loss {rows[-1].loss:.3f}  margin +" in log  # the margin right after the loss: never cut at 80 columns
     assert [e.event for e in events(run)] == ["started", "stopped", "resumed", "completed"]
     assert (run.adapter_dir / "adapter_model.safetensors").is_file()
 
