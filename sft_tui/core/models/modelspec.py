@@ -16,6 +16,7 @@ from typing import Any
 
 from sft_tui.core.models import hf_cache
 from sft_tui.core.models import presets
+from sft_tui.core.models.moe import MoeShape
 from sft_tui.core.errors import UserError, did_you_mean
 
 
@@ -101,6 +102,7 @@ class ModelSpec:
     mlp_bias: bool
     hf_repo: str = ""
     license_note: str = ""
+    moe: MoeShape | None = None  # mixture-of-experts models: the sparse MLP (None = dense)
 
     @property
     def traits(self) -> FamilyTraits:

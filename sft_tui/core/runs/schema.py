@@ -213,7 +213,10 @@ class TrainSummary(Record):
     wall_time_s: float | None = None  # across resumes
     train_runtime_s: float | None = None  # transformers' own clock for the last session's train() call
     tokens_per_s: float | None = None
-    peak_gpu_reserved_gib: float | None = None  # measured (CUDA only)
+    peak_gpu_reserved_gib: float | None = None  # measured peak reserved by torch's allocator (CUDA only)
+    measured_peak_allocated_gib: float | None = None  # measured peak allocated by tensors (CUDA only)
+    measured_peak_phase: str = ""  # where the peak happened: forward, backward, optimizer, eval, save (CUDA only)
+    gpu_name: str = ""  # the GPU it ran on (calibration groups runs by GPU model)
     estimated_peak_gib: float | None = None  # what the estimator said before the run
     device: str = ""
     precision: str = ""
