@@ -152,6 +152,9 @@ async def test_the_estimator_recomputes_as_fields_change(store):
         # the form recomputes once typing pauses (a debounce timer): wait for the report to change, not for a time
         await until(pilot, lambda: "seq 8192" in screen.report and "8 GiB GPU" in screen.report, "the estimate to recompute")
         assert "does NOT fit" in screen.report and "to make it fit:" in screen.report
+        screen.query_one("#objective").value = "dpo"  # chosen and rejected answers and a reference forward: more memory
+        await until(pilot, lambda: "qwen2.5-1.5b · dpo · lora · seq 8192" in screen.report, "the DPO estimate")
+        assert "rejected answers' activations" in screen.report and "reference forward" in screen.report
         screen.query_one("#model").value = "no-such-model"
         await until(pilot, lambda: "unknown model 'no-such-model'" in screen.report, "the estimate to recompute")
         await pilot.press("escape")

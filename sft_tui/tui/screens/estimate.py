@@ -24,7 +24,7 @@ from textual.reactive import reactive
 from textual.suggester import SuggestFromList
 from textual.widgets import Checkbox, Footer, Input, Label, OptionList, Select, Static
 
-from sft_tui.core.config.schema import METHODS, OPTIMIZERS
+from sft_tui.core.config.schema import METHODS, OBJECTIVES, OPTIMIZERS
 from sft_tui.core.errors import UserError
 from sft_tui.core.estimate.fit import Estimate, GpuTarget, RoomNow
 from sft_tui.core.runs.placement import GpuRoom
@@ -289,6 +289,7 @@ class EstimateScreen(CockpitScreen):
                 yield _field("GPU", Select(gpu_choices, value=gpu_choices[0][1], allow_blank=False, id="gpu", compact=True))
                 yield _field("tokens", Input("", id="tokens", compact=True, placeholder="e.g. 10M for a time"))
                 yield _field("method", Select([(m, m) for m in METHODS], value="lora", allow_blank=False, id="method", compact=True))
+                yield _field("objective", Select([(o, o) for o in OBJECTIVES], value="sft", allow_blank=False, id="objective", compact=True))
                 yield _field("seq len", Input("2048", id="seq_len", type="integer", compact=True))
                 yield _field("micro-batch", Input("1", id="batch_size", type="integer", compact=True))
                 yield _field("accumulation", Input("1", id="grad_accum", type="integer", compact=True))
@@ -399,7 +400,8 @@ class EstimateScreen(CockpitScreen):
         numbers = {name: self._whole_number(name, label) for name, label in
                    (("seq_len", "seq len"), ("batch_size", "micro-batch"), ("grad_accum", "accumulation"), ("lora_r", "LoRA rank"))}
         targets = tuple(t.strip() for t in self._value("lora_targets").split(",") if t.strip()) or ("all-linear",)
-        settings = TrainSettings(method=self._value("method"), optimizer=self._value("optimizer"), precision=self._value("precision"),
+        settings = TrainSettings(method=self._value("method"), objective=self._value("objective"), optimizer=self._value("optimizer"),
+                                 precision=self._value("precision"),
                                  gradient_checkpointing=bool(self.query_one("#gradient_checkpointing", Checkbox).value),
                                  lora_targets=targets, **numbers)
         tokens = parse_token_count(self._value("tokens"))
