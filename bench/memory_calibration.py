@@ -13,8 +13,8 @@ counters, and an out-of-memory that cannot take the harness down.
     python bench/memory_calibration.py --report              estimator vs measurements (median / worst error)
     python bench/memory_calibration.py --dry-run             CPU: runs every code path on tiny models, no numbers
 
-Until the trainer lands, the step below stands in for it (the same recipe choices);
-when it does, switch `_build` to the trainer's own model-building code.
+The measuring itself lives in sft_tui/trainer/calibrate.py, shared with `sft-tui calibrate`
+(which stores its points as calibration records in $SFT_TUI_HOME rather than this CSV).
 """
 
 from __future__ import annotations
@@ -27,163 +27,47 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sft_tui.core.estimate.memory import TrainSettings, estimate_memory  # noqa: E402
-from sft_tui.core.units import GIB  # noqa: E402
-from sft_tui.core.models.modelspec import spec_from_preset  # noqa: E402
-from sft_tui.core.models.presets import load_model_preset  # noqa: E402
+from sft_tui.core.estimate.memory import TrainSettings, estimate_memory
+from sft_tui.core.models.modelspec import spec_from_preset
+from sft_tui.core.units import GIB
+from sft_tui.trainer.calibrate import BENCH_MODELS, measure_point, settings_of, versions
+from sft_tui.trainer.calibrate import grid as calibration_grid
 
 CSV_PATH = ROOT / "bench" / "results" / "memory_calibration.csv"
 FIELDS = ["gpu", "driver", "torch", "transformers", "peft", "bitsandbytes", "model", "method", "seq_len", "batch_size",
           "grad_accum", "gradient_checkpointing", "optimizer", "lora_r", "status", "peak_reserved_gib", "peak_allocated_gib",
           "cuda_context_gib", "measured_peak_gib", "estimate_gib", "tokens_per_s", "seconds"]
-MODELS = ["qwen2.5-0.5b", "qwen2.5-1.5b", "llama3.2-3b", "llama3.1-8b"]
-OPTIMIZER = {"full": "adamw_torch", "lora": "adamw_torch", "qlora": "paged_adamw_8bit"}
+MODELS = list(BENCH_MODELS)
 
 
 def grid(kind: str) -> list[dict]:
     """Settings to measure: 'quick' covers each model x method at three shapes; 'full' is the whole cross product."""
-    points = []
-    shapes = [(2048, 1, True), (512, 4, False), (8192, 1, True)] if kind == "quick" else \
-        [(seq, batch, ckpt) for seq in (512, 2048, 8192) for batch in (1, 4) for ckpt in (True, False)]
-    for model in MODELS:
-        for method in ("full", "lora", "qlora"):
-            for seq, batch, ckpt in shapes:
-                points.append(dict(model=model, method=method, seq_len=seq, batch_size=batch, grad_accum=1,
-                                   gradient_checkpointing=ckpt, optimizer=OPTIMIZER[method], lora_r=16))
-    return points
+    return calibration_grid(kind)
 
 
 def _settings(point: dict) -> TrainSettings:
-    return TrainSettings(method=point["method"], seq_len=int(point["seq_len"]), batch_size=int(point["batch_size"]),
-                         grad_accum=int(point["grad_accum"]), gradient_checkpointing=str(point["gradient_checkpointing"]) in ("True", "true", "1"),
-                         optimizer=point["optimizer"], lora_r=int(point["lora_r"]), lora_dropout=0.05)
-
-
-def _tiny_architecture(model: str) -> dict:
-    """A scaled-down architecture of the same family, for --dry-run on the CPU."""
-    family = load_model_preset(model)["family"]
-    return dict(model_type=family, hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                intermediate_size=352, vocab_size=512, max_position_embeddings=4096, tie_word_embeddings=False,
-                pad_token_id=0, bos_token_id=1, eos_token_id=2)
-
-
-def _build(point: dict, device: str, architecture: dict):
-    """The model and optimizer as the recipe loads them (random weights)."""
-    import peft
-    import torch
-    import transformers
-
-    s = _settings(point)
-    config = transformers.AutoConfig.for_model(**architecture)
-    dtype = torch.float32 if s.method == "full" else torch.bfloat16
-    if s.method == "qlora":
-        import bitsandbytes as bnb
-
-        model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)  # on the CPU, then quantised on the move
-        layers = model.get_decoder().layers
-        for layer in layers:
-            for name, module in list(layer.named_modules()):
-                if isinstance(module, torch.nn.Linear):
-                    parent = layer.get_submodule(name.rsplit(".", 1)[0]) if "." in name else layer
-                    quantised = bnb.nn.Linear4bit(module.in_features, module.out_features, bias=module.bias is not None,
-                                                  compute_dtype=torch.bfloat16, quant_type="nf4", compress_statistics=True)
-                    quantised.weight = bnb.nn.Params4bit(module.weight.data, requires_grad=False, quant_type="nf4", compress_statistics=True)
-                    if module.bias is not None:
-                        quantised.bias = module.bias
-                    setattr(parent, name.rsplit(".", 1)[-1], quantised)
-        model = model.to(device)
-        model.is_loaded_in_4bit = True
-        model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=s.gradient_checkpointing)
-    else:
-        with torch.device(device):
-            model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype)
-    if s.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
-    if s.method != "full":
-        model = peft.get_peft_model(model, peft.LoraConfig(r=s.lora_r, lora_alpha=2 * s.lora_r, lora_dropout=s.lora_dropout, target_modules="all-linear"))
-        if s.gradient_checkpointing:
-            model.enable_input_require_grads()
-    model.config.use_cache = False
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    if s.optimizer == "adamw_torch":
-        optimizer = torch.optim.AdamW(params, lr=1e-5, fused=(device == "cuda"))
-    else:
-        import bitsandbytes as bnb
-
-        optimizer = (bnb.optim.PagedAdamW8bit if s.optimizer.startswith("paged") else bnb.optim.AdamW8bit)(params, lr=1e-5)
-    return model, optimizer
+    return settings_of(point)
 
 
 def measure_one(point: dict, dry_run: bool) -> dict:
-    """Build, train 3 steps, return the measured peaks (run inside a fresh subprocess)."""
-    import torch
-
-    device = "cpu" if dry_run else "cuda"
-    s = _settings(point)
-    architecture = _tiny_architecture(point["model"]) if dry_run else \
-        {**load_model_preset(point["model"])["architecture"], "model_type": load_model_preset(point["model"])["family"]}
-    architecture.pop("torch_dtype", None)
-    if dry_run:
-        s = TrainSettings(**{**asdict(s), "seq_len": 64, "batch_size": 2})
-    baseline = _nvml_used() if not dry_run else 0
-    context = 0.0
-    if not dry_run:
-        torch.zeros(1, device="cuda") @ torch.zeros(1, 1, device="cuda")  # create the context and cuBLAS handle
-        torch.cuda.synchronize()
-        context = (_nvml_used() - baseline) - torch.cuda.memory_reserved()
-        torch.cuda.reset_peak_memory_stats()
-    model, optimizer = _build(point, device, architecture)
-    vocab = architecture["vocab_size"]
-    ids = torch.randint(3, vocab, (s.batch_size, s.seq_len), device=device)
-    mask = torch.ones_like(ids)
-    mask[1:, -max(1, s.seq_len // 10):] = 0  # padded rows, so the mask path runs as in training
-    labels = ids.masked_fill(mask == 0, -100)
-    timings = []
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(s.grad_accum):
-            with torch.autocast(device, dtype=torch.bfloat16):
-                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-            loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if not dry_run:
-            torch.cuda.synchronize()
-        timings.append(time.perf_counter() - start)
-    tokens_per_s = s.batch_size * s.seq_len * s.grad_accum / statistics.mean(timings[1:])
-    if dry_run:
-        return {"status": "dry-run ok", "tokens_per_s": round(tokens_per_s, 1)}
-    reserved = torch.cuda.max_memory_reserved()
-    return {"status": "ok", "peak_reserved_gib": reserved / GIB, "peak_allocated_gib": torch.cuda.max_memory_allocated() / GIB,
-            "cuda_context_gib": context / GIB, "measured_peak_gib": (reserved + context) / GIB, "tokens_per_s": tokens_per_s}
-
-
-def _nvml_used() -> int:
-    import pynvml
-
-    pynvml.nvmlInit()
-    return int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(0)).used)
+    """Build, train 3 steps, return the measured peaks (run inside a fresh subprocess): sft_tui.trainer.calibrate."""
+    return measure_point(point, dry_run)
 
 
 def _versions() -> dict:
-    from importlib import metadata
-
     import pynvml
 
     pynvml.nvmlInit()
     handle = pynvml.nvmlDeviceGetHandleByIndex(0)
     name = pynvml.nvmlDeviceGetName(handle)
-    out = {"gpu": name.decode() if isinstance(name, bytes) else name, "driver": pynvml.nvmlSystemGetDriverVersion()}
-    for package in ("torch", "transformers", "peft", "bitsandbytes"):
-        out[package] = metadata.version(package)
+    driver = pynvml.nvmlSystemGetDriverVersion()
+    out = {"gpu": name, "driver": driver, **versions()}
     return {k: v.decode() if isinstance(v, bytes) else v for k, v in out.items()}
 
 

@@ -30,11 +30,27 @@ def resolve_gpu(gpu: str | None, gpu_gib: float | None, sampler=None):
     return max(detected_gpus(sampler), key=lambda g: g.memory_gib, default=None)  # max keeps the first of equals: GPU 0
 
 
+def calibration_for_target(target, method: str, home: Path | None = None):
+    """What the measurements in `home` (default $SFT_TUI_HOME) say on `target`'s GPU model for `method`; None when the
+    target is no GPU model (--gpu-gib, or no GPU)."""
+    from sft_tui.core.estimate.calibration import calibration_for
+    from sft_tui.core.runs.store import runs_home
+
+    if target is None or (target.source != "detected" and target.info is None):
+        return None
+    return calibration_for(home or runs_home(), target.name, target.info, method)
+
+
 def run_estimate(model: str | None, config: Path | None, overrides: dict[str, Any], gpu: str | None, gpu_gib: float | None,
-                 tokens: float | None, as_json: bool) -> None:
-    """Entry point of the estimate command (options already parsed by Typer)."""
+                 tokens: float | None, as_json: bool, calibrated: bool = True) -> None:
+    """Entry point of the estimate command (options already parsed by Typer).
+
+    On a GPU model with measurements in $SFT_TUI_HOME (finished runs, `sft-tui calibrate`)
+    the report ends with the estimator's error there, and from three measurements on the
+    estimate is corrected with them (unless calibrated is False).
+    """
     from sft_tui.core.estimate.fit import build_estimate, rooms_on_this_box
-    from sft_tui.core.estimate.memory import TrainSettings, settings_from_run_config
+    from sft_tui.core.estimate.memory import DEFAULT_CALIBRATION, TrainSettings, settings_from_run_config
     from sft_tui.core.models.modelspec import resolve_model
     from sft_tui.core.runs.sysmon import SystemSampler
 
@@ -59,11 +75,18 @@ def run_estimate(model: str | None, config: Path | None, overrides: dict[str, An
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     if tokens is not None and tokens <= 0:
         raise UserError(f"--tokens must be more than 0, got {tokens:g}", "--tokens", "give the number of training tokens")
-    estimate = build_estimate(resolve_model(model), settings, target, tokens, rooms=rooms)
+    spec = resolve_model(model)
+    settings.validate()  # a bad --method is named before any measurement is read
+    found = calibration_for_target(target, settings.method) if calibrated else None
+    cal = found.calibration if found else DEFAULT_CALIBRATION
+    estimate = build_estimate(spec, settings, target, tokens, cal=cal, rooms=rooms)
+    here = target is not None and target.source == "detected"
     if as_json:
-        print_json(estimate.to_json())
+        print_json(estimate.to_json() | {"calibration": found.to_json() | {"line": found.line(here)} if found else None})
     else:
         sys.stdout.write(render_estimate(estimate, str(config) if config is not None else "CONFIG"))
+        if found:
+            sys.stdout.write("\n".join(found.lines(here)) + "\n")
 
 
 def estimate(
@@ -87,6 +110,7 @@ def estimate(
     gpu_gib: Annotated[Optional[float], typer.Option("--gpu-gib", help="GPU memory in GiB instead of the detected GPU.")] = None,
     gpu: Annotated[Optional[str], typer.Option("--gpu", help="GPU by name (A100-80GB, H100, 4090, L4, T4, ...) instead of the detected one.")] = None,
     tokens: Annotated[Optional[float], typer.Option("--tokens", help="Training tokens (dataset tokens x epochs; a preference example counts its prompt and one answer) for an ETA.")] = None,
+    calibrated: Annotated[bool, typer.Option("--calibrated/--uncalibrated", help="Correct the estimate with this GPU model's measurements in SFT_TUI_HOME (from 3 on). [default: calibrated]")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Peak GPU memory and time of a run from the model's config alone, against your GPU."""
@@ -95,7 +119,7 @@ def estimate(
                      gradient_checkpointing=gradient_checkpointing, optimizer=optimizer, precision=precision, attention=attention,
                      lora_r=lora_r, lora_targets=targets, lora_dropout=lora_dropout, quant_type=quant_type, double_quant=double_quant,
                      padded=None if packing is None else not packing)
-    run_estimate(model, config, overrides, gpu, gpu_gib, tokens, as_json)
+    run_estimate(model, config, overrides, gpu, gpu_gib, tokens, as_json, calibrated)
 
 
 def register(app: typer.Typer) -> None:

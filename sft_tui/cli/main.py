@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from sft_tui import __version__
-from sft_tui.cli import after, estimate, runs, system, train, wizard
+from sft_tui.cli import after, calibrate, estimate, runs, system, train, wizard
 from sft_tui.cli.config import config_app
 from sft_tui.cli.data import data_app
 from sft_tui.cli.models import models_app
@@ -59,6 +59,7 @@ estimate.register(app)
 runs.register(app)  # runs, watch, stop, resume
 app.add_typer(queue_app, name="queue")
 system.register(app)  # gpu
+calibrate.register(app)  # calibrate
 after.register(app)  # eval, merge, chat
 
 

@@ -17,6 +17,9 @@ REQUIRED = {
     "mistral-7b-v0.3", "qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-3b", "qwen2.5-7b", "qwen2.5-14b",
     "qwen2.5-32b", "qwen2.5-72b", "gemma2-2b", "gemma2-9b", "phi3-mini", "smollm2-135m", "smollm2-360m",
     "smollm2-1.7b", "tinyllama-1.1b",
+    # issue 16: today's families and mixture-of-experts models
+    "qwen3-4b", "qwen3-14b", "qwen3-32b", "qwen3-30b-a3b", "gemma3-1b", "gemma3-4b", "gemma3-12b", "gemma3-27b",
+    "gpt-oss-20b", "mistral-small-24b", "phi-4", "smollm3-3b", "mixtral-8x7b",
 }
 
 
@@ -59,9 +62,29 @@ def test_exact_counts_of_well_known_models():
     # exact totals from the models' safetensors metadata on the Hub
     known = {"llama2-7b": 6_738_415_616, "llama3.1-8b": 8_030_261_248, "mistral-7b-v0.3": 7_248_023_552,
              "qwen2.5-7b": 7_615_616_512, "gemma2-9b": 9_241_705_984, "phi3-mini": 3_821_079_552,
-             "smollm2-135m": 134_515_008, "qwen2.5-0.5b": 494_032_768}
+             "smollm2-135m": 134_515_008, "qwen2.5-0.5b": 494_032_768,
+             # keras-hub's preset metadata (mixtral_presets.py, gemma3_presets.py: gemma3_1b)
+             "mixtral-8x7b": 46_702_792_704, "gemma3-1b": 999_885_952,
+             # Mistral-Small-24B-Instruct-2501's model.safetensors.index.json: total_size 47,144,806,400 bytes in bf16
+             "mistral-small-24b": 47_144_806_400 // 2}
     for name, total in known.items():
         assert modelspec.spec_from_preset(name).count_parameters().total == total, name
+
+
+def test_gemma3_text_counts_match_keras_hub_with_its_smaller_vocabulary():
+    # keras-hub's gemma3_{4b,12b,27b}_text presets use 262144 embedding rows; the Hub checkpoints 262208
+    keras = {"gemma3-4b": 3_880_099_328, "gemma3-12b": 11_765_788_416, "gemma3-27b": 27_009_002_240}
+    for name, total in keras.items():
+        spec = modelspec.spec_from_preset(name)
+        assert spec.count_parameters().total - (262_208 - 262_144) * spec.hidden_size == total, name
+
+
+def test_moe_presets_state_resident_and_active_like_their_model_cards():
+    cards = {"qwen3-30b-a3b": (30.5e9, 3.3e9, True), "mixtral-8x7b": (46.7e9, 12.9e9, True), "gpt-oss-20b": (20.9e9, 3.6e9, False)}
+    for name, (resident, active, with_embedding) in cards.items():
+        spec = modelspec.spec_from_preset(name)
+        assert abs(spec.count_parameters().total - resident) < 0.05e9, name
+        assert abs(spec.active_parameters(input_embedding=with_embedding) - active) < 0.06e9, name  # cards round or cut to 0.1B
 
 
 @pytest.mark.parametrize("name", PRESETS)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from sft_tui.core.estimate import moe_terms
 from sft_tui.core.estimate.memory import (
     DEFAULT_CALIBRATION,
     Calibration,
@@ -180,12 +181,18 @@ class Estimate:
             "suggestions": [{"change": x.change, "peak_gib": round(x.peak_gib, 3), "fits": x.fits, "model": x.model or m.model}
                             for x in self.suggestions],
             "placement": self.room.to_json() if self.room else None,
+            "active_params": m.active_params,
+            "moe": {"resident_params": m.moe.resident, "active_params": m.moe.active, "expert_params": m.moe.experts,
+                    "num_experts": m.moe.num_experts, "experts_per_token": m.moe.experts_per_token, "summary": m.moe.line()}
+                   if m.moe else None,
         }
 
     def _time_assumptions(self) -> list[str]:
         t = self.time
+        active = (f", from the {self.memory.moe.active / 1e9:.2f}B parameters a token goes through, not the "
+                  f"{self.memory.moe.resident / 1e9:.2f}B resident" if self.memory.moe else "")
         return [f"throughput assumes {t.utilisation:.0%} of the GPU's peak {t.peak_tflops:g} TFLOP/s "
-                f"({t.flops_per_token / 1e9:.1f} GFLOP per trained token{t.objective_note}); measure it on your data to know"]
+                f"({t.flops_per_token / 1e9:.1f} GFLOP per trained token{active}{t.objective_note}); measure it on your data to know"]
 
 
 def detected_gpus(sampler=None) -> tuple[GpuTarget, ...]:
@@ -294,11 +301,11 @@ def smaller_models(spec: ModelSpec, s: TrainSettings, budget_gib: float, cal: Ca
     from sft_tui.core.models.modelspec import spec_from_preset
     from sft_tui.core.models.presets import list_model_presets
 
-    size = spec.count_parameters().total
+    size = moe_terms.resident_parameters(spec)
     found = []
     for preset in list_model_presets():
         other = spec_from_preset(preset.name)
-        total = other.count_parameters().total
+        total = moe_terms.resident_parameters(other)
         if total >= size:
             continue
         peak = estimate_memory(other, s, cal).peak_gib
@@ -317,6 +324,9 @@ def _merge_change(current: TrainSettings, changed: TrainSettings, original: Trai
 def training_flops_per_token(spec: ModelSpec, s: TrainSettings) -> float:
     """FLOPs per example token: 2 x weights per matmul pass, attention, head; backward 2x (full) or 1x (frozen base).
 
+    Mixture of experts: the weights a token multiplies with are the active ones (attention,
+    router, its top-k experts, any shared expert), not the resident ones.
+
     Checkpointing adds one more forward of the blocks. Attention counts the causal half
     of QK^T and AV (what flash/SDPA kernels compute). An example's tokens are its prompt and
     one answer: DPO and ORPO train on the rejected answer too (twice the sequences), and DPO
@@ -329,20 +339,30 @@ def training_flops_per_token(spec: ModelSpec, s: TrainSettings) -> float:
     return sequences * _trained_flops_per_token(spec, s) + extra * _forward_flops_per_token(spec, s)
 
 
+def _active_linear(spec: ModelSpec) -> int:
+    """Block weights a token multiplies with: every dense linear; for MoE the router, its top-k experts and any shared expert."""
+    return sum(x.params_per_token for x in moe_terms.block_linears(spec))
+
+
 def _forward_flops_per_token(spec: ModelSpec, s: TrainSettings) -> float:
-    linear = spec.num_layers * sum(x.in_features * x.out_features for x in spec.linear_shapes())
+    linear = _active_linear(spec)
     attention = spec.num_layers * 2 * s.seq_len * spec.num_attention_heads * spec.head_dim
     return 2 * linear + attention + 2 * spec.vocab_size * spec.hidden_size
 
 
 def _trained_flops_per_token(spec: ModelSpec, s: TrainSettings) -> float:
-    linear = spec.num_layers * sum(x.in_features * x.out_features for x in spec.linear_shapes())
+    linear = _active_linear(spec)
     attention = spec.num_layers * 2 * s.seq_len * spec.num_attention_heads * spec.head_dim
     blocks = 2 * linear + attention
     head = 2 * spec.vocab_size * spec.hidden_size
     forward = blocks + head
     backward = 2 * forward if s.method == "full" else forward  # frozen weights: input gradients only
-    lora = 0.0 if s.method == "full" else 6 * spec.num_layers * sum(s.lora_r * (t.in_features + t.out_features) for t in resolve_targets(spec, s.lora_targets))
+    if s.method == "full":
+        lora = 0.0
+    elif spec.moe is not None:  # a token goes through its top-k experts' adapters only
+        lora = 6 * moe_terms.lora_flops_params(spec, s.lora_r, s.lora_targets)
+    else:
+        lora = 6 * spec.num_layers * sum(s.lora_r * (t.in_features + t.out_features) for t in resolve_targets(spec, s.lora_targets))
     recompute = blocks if s.gradient_checkpointing else 0
     return forward + backward + recompute + lora
 
@@ -369,6 +389,13 @@ def objective_time_note(s: TrainSettings) -> str:
     return f"; {s.objective.upper()}: " + " ".join(parts) if parts else ""
 
 
+def peft_dropout_conflict(spec: ModelSpec, s: TrainSettings) -> bool:
+    """Whether peft 0.21.2 would refuse these LoRA settings: dropout on fused experts' adapters (its ParamWrapper)."""
+    if spec.moe is None or s.method == "full" or s.lora_dropout == 0:
+        return False
+    return any(x.fused for x in moe_terms.adapted_linears(spec, s.lora_targets))
+
+
 def build_estimate(spec: ModelSpec, s: TrainSettings, gpu: GpuTarget | None, tokens: float | None = None,
                    cal: Calibration = DEFAULT_CALIBRATION, rooms: Sequence[GpuRoom] = ()) -> Estimate:
     """The full report: memory, fit against `gpu`, limits, suggestions and time.
@@ -379,7 +406,9 @@ def build_estimate(spec: ModelSpec, s: TrainSettings, gpu: GpuTarget | None, tok
     memory = estimate_memory(spec, s, cal)
     cap = max(spec.max_position_embeddings or s.seq_len, s.seq_len)
     if gpu is None:
-        return Estimate(memory, None, None, None, None, None, cap, (), None)
+        early = ("peft cannot put dropout on the experts' LoRA (it raises for lora_dropout > 0 there): set lora_dropout = 0",) \
+            if peft_dropout_conflict(spec, s) else ()
+        return Estimate(memory, None, None, None, None, None, cap, (), None, early)
     budget = gpu.memory_gib
     fits = memory.peak_gib <= budget
     time = estimate_time(spec, s, gpu.info, tokens) if gpu.info else None
@@ -388,6 +417,8 @@ def build_estimate(spec: ModelSpec, s: TrainSettings, gpu: GpuTarget | None, tok
         notes.append(f"{gpu.info.name} has no bf16: train with precision fp16 (same memory)")
     if gpu.info is None:
         notes.append(f"no throughput figures for {gpu.name}: memory fit only, no time estimate")
+    if peft_dropout_conflict(spec, s):
+        notes.append("peft cannot put dropout on the experts' LoRA (it raises for lora_dropout > 0 there): set lora_dropout = 0")
     if kto_has_kl(s) and s.batch_size < 2:
         notes.append("KTO pairs each prompt with another example's answer for its KL term: TRL needs a micro-batch of at least 2")
     if s.seq_len > (spec.max_position_embeddings or s.seq_len):

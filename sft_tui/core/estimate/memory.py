@@ -35,8 +35,10 @@ from pathlib import Path
 
 from sft_tui.core.config.schema import METHODS, OBJECTIVES, OPTIMIZERS, RunConfig
 from sft_tui.core.errors import UserError, did_you_mean
-from sft_tui.core.units import GIB
+from sft_tui.core.estimate import moe_terms
+from sft_tui.core.estimate.moe_terms import MoeCounts
 from sft_tui.core.models.modelspec import LinearShape, ModelSpec
+from sft_tui.core.units import GIB
 
 PRECISIONS = ("bf16", "fp16", "fp32")
 ATTENTIONS = ("sdpa", "flash_attention_2", "eager")
@@ -156,6 +158,12 @@ class MemoryEstimate:
     terms: tuple[Term, ...]
     assumptions: tuple[str, ...]
     phase_bytes: tuple[tuple[str, float], ...] = ()  # every phase's total, in order: the peak is the largest
+    moe: MoeCounts | None = None  # mixture-of-experts: resident vs active-per-token parameters (params is the resident count)
+
+    @property
+    def active_params(self) -> int:
+        """Parameters one token goes through (all of them for a dense model)."""
+        return self.moe.active if self.moe else self.params
 
     @property
     def peak_bytes(self) -> float:
@@ -176,7 +184,14 @@ class MemoryEstimate:
 
 
 def resolve_targets(spec: ModelSpec, targets: tuple[str, ...]) -> tuple[LinearShape, ...]:
-    """The linear layers LoRA adapts: 'all-linear' or names (q, v, q_proj, ...); unknown names raise."""
+    """The linear layers LoRA adapts: 'all-linear' or names (q, v, q_proj, ...); unknown names raise.
+
+    For a mixture-of-experts model: the adapted attention layers (the MLP side, experts and
+    router, is moe_terms.adapted_linears'), after checking every name against the whole block.
+    """
+    if spec.moe is not None:
+        adapted = moe_terms.adapted_linears(spec, targets)
+        return tuple(dict.fromkeys(x.shape for x in adapted if x.shape.input_of in ("attn_in", "attn_out")))
     shapes = spec.linear_shapes()
     if "all-linear" in targets:
         return shapes
@@ -193,13 +208,15 @@ def resolve_targets(spec: ModelSpec, targets: tuple[str, ...]) -> tuple[LinearSh
 
 
 def lora_parameter_count(spec: ModelSpec, settings: TrainSettings) -> int:
-    """Exact LoRA A/B parameter count: r x (in + out) per adapted layer, in every block."""
+    """Exact LoRA A/B parameter count: r x (in + out) per adapted layer, in every block (and every expert)."""
+    if spec.moe is not None:
+        return moe_terms.lora_parameter_count(spec, settings.lora_r, settings.lora_targets)
     return spec.num_layers * sum(settings.lora_r * (s.in_features + s.out_features) for s in resolve_targets(spec, settings.lora_targets))
 
 
 def effective_attention(spec: ModelSpec, settings: TrainSettings) -> str:
-    """The attention kernel the run really gets: transformers 5 has no SDPA path for Gemma 2."""
-    if spec.family == "gemma2" and settings.attention == "sdpa":
+    """The attention kernel the run really gets: transformers 5 has no SDPA path for Gemma 2 or gpt-oss (its attention sinks)."""
+    if spec.family in ("gemma2", "gpt_oss") and settings.attention == "sdpa":
         return "eager"
     return settings.attention
 
@@ -233,6 +250,10 @@ def _layer_activation_bytes_per_token(spec: ModelSpec, settings: TrainSettings, 
         attention = 2 * compute_bytes * q + kv_kept + 4 * a + mask
     mlp = 3 * compute_bytes * inter if spec.traits.gated_mlp else compute_bytes * inter
     trained = spec.linear_shapes() if full else targets
+    if spec.moe is not None:  # the MLP side (router, top-k experts, adapters there) averaged over the layers
+        mlp = moe_terms.moe_activations(spec, settings.method, settings.lora_r, settings.lora_targets, settings.lora_dropout > 0,
+                                        compute_bytes).mlp_per_token / spec.num_layers
+        trained = tuple(s for s in trained if s.input_of in ("attn_in", "attn_out"))
     inputs = compute_bytes * sum(t.in_features for t in trained)
     if not full and settings.lora_dropout > 0:
         inputs += sum(t.in_features for t in targets)  # CUDA dropout keeps a one-byte mask per element
@@ -247,6 +268,9 @@ class _ActivationParts:
     copies_blocks: float  # autocast's 16-bit copies of the trained block weights (all layers)
     copies_head: float  # ... of the output head (full fine-tuning)
     head_inputs_per_token: float  # final norm (+ lm_head input when it trains)
+    stacks_per_layer: float = 0.0  # MoE under LoRA: peft's adapter-folded copy of one sparse layer's expert stacks
+    stack_grad: float = 0.0  # ... and the largest stack's gradient in backward
+    sparse_layers: int = 0
 
 
 def _activation_parts(spec: ModelSpec, settings: TrainSettings, targets: tuple[LinearShape, ...], trainable: int) -> _ActivationParts:
@@ -254,7 +278,9 @@ def _activation_parts(spec: ModelSpec, settings: TrainSettings, targets: tuple[L
     full = settings.method == "full"
     h = spec.hidden_size
     autocast = compute_bytes == 2  # 16-bit runs compute under autocast, which casts each trained weight once per forward
-    block_linear = spec.num_layers * sum(x.in_features * x.out_features for x in spec.linear_shapes())
+    block_linear = sum(x.params for x in moe_terms.block_linears(spec) if not x.fused)  # autocast casts nn.Linear weights only
+    stacks = moe_terms.moe_activations(spec, settings.method, settings.lora_r, settings.lora_targets, settings.lora_dropout > 0,
+                                       compute_bytes) if spec.moe is not None and not full else None
     return _ActivationParts(
         per_layer_token=_layer_activation_bytes_per_token(spec, settings, targets, compute_bytes),
         kept_per_token=(4 if full else compute_bytes) * h,  # under fp32 master weights the residual stream is fp32
@@ -262,6 +288,9 @@ def _activation_parts(spec: ModelSpec, settings: TrainSettings, targets: tuple[L
         copies_head=compute_bytes * spec.vocab_size * h if (full and autocast) else 0.0,
         # final norm (+ lm_head input when it trains); Gemma 2's logit soft-capping keeps tanh(logits / cap)
         head_inputs_per_token=4 * h + (4 * h + compute_bytes * h if full else 0) + (compute_bytes * spec.vocab_size if spec.family == "gemma2" else 0),
+        stacks_per_layer=stacks.merged_stacks_per_layer if stacks else 0.0,
+        stack_grad=stacks.merged_grad if stacks else 0.0,
+        sparse_layers=stacks.sparse_layers if stacks else 0,
     )
 
 
@@ -272,11 +301,11 @@ def saved_activation_bytes(spec: ModelSpec, settings: TrainSettings) -> float:
     weight copies, the head's inputs and the fp32 log-probabilities the loss keeps.
     """
     targets = spec.linear_shapes() if settings.method == "full" else resolve_targets(spec, settings.lora_targets)
-    trainable = spec.count_parameters().total if settings.method == "full" else lora_parameter_count(spec, settings)
+    trainable = moe_terms.resident_parameters(spec) if settings.method == "full" else lora_parameter_count(spec, settings)
     parts = _activation_parts(spec, settings, targets, trainable)
     tokens = settings.batch_size * settings.seq_len
     per_token = parts.kept_per_token if settings.gradient_checkpointing else parts.per_layer_token
-    copies = 0.0 if settings.gradient_checkpointing else parts.copies_blocks
+    copies = 0.0 if settings.gradient_checkpointing else parts.copies_blocks + parts.sparse_layers * parts.stacks_per_layer
     return (spec.num_layers * per_token * tokens + copies + parts.copies_head
             + parts.head_inputs_per_token * tokens + 4 * tokens * spec.vocab_size)
 
@@ -290,19 +319,24 @@ def _policy_activations(parts: _ActivationParts, settings: TrainSettings, layers
 
     With checkpointing, autocast's weight copies live only inside the forward (its cache is
     cleared when the forward returns) and one layer's in backward; the dequantised QLoRA
-    weight is a temporary of whichever forward runs.
+    weight is a temporary of whichever forward runs. Under MoE LoRA, peft folds the adapters
+    into a copy of each sparse layer's expert stacks, kept for backward: every layer's
+    without checkpointing, one layer's (with its gradient in backward) with it.
     """
     tokens = batch * settings.seq_len
+    stacks, stack_grad = parts.stacks_per_layer, parts.stack_grad
     bool_mask = batch * settings.seq_len * settings.seq_len if settings.padded else 0  # the model-level boolean mask
     head_inputs = parts.head_inputs_per_token * tokens
     if settings.gradient_checkpointing:
         kept = layers * parts.kept_per_token * tokens
-        fwd = kept + bool_mask + head_inputs + dequant + parts.copies_blocks + parts.copies_head  # autocast's cache at its fullest
+        fwd = kept + bool_mask + head_inputs + dequant + parts.copies_blocks + parts.copies_head + stacks  # autocast's cache at its fullest
         after = kept + bool_mask + head_inputs + parts.copies_head
-        bwd = kept + per_layer_token * tokens + parts.copies_blocks / layers + parts.copies_head + bool_mask + head_inputs + dequant
+        bwd = (kept + per_layer_token * tokens + parts.copies_blocks / layers + parts.copies_head + bool_mask + head_inputs + dequant
+               + stacks + stack_grad)
         return fwd, after, bwd
-    saved = layers * per_layer_token * tokens + parts.copies_blocks + parts.copies_head + bool_mask + head_inputs
-    return saved + dequant, saved, saved + dequant
+    saved = (layers * per_layer_token * tokens + parts.copies_blocks + parts.copies_head + bool_mask + head_inputs
+             + parts.sparse_layers * stacks)
+    return saved + dequant, saved, saved + dequant + stack_grad
 
 
 def _reference_terms(spec: ModelSpec, settings: TrainSettings, trainable: int, block_linear: int, compute_bytes: int,
@@ -324,8 +358,8 @@ def _reference_terms(spec: ModelSpec, settings: TrainSettings, trainable: int, b
     tokens = batch * settings.seq_len
     resident = []
     if full:
-        resident.append(Term("reference", 4.0 * spec.count_parameters().total,
-                             f"a frozen copy of the whole model in fp32, {_n(spec.count_parameters().total)} params x 4 B "
+        resident.append(Term("reference", 4.0 * moe_terms.resident_parameters(spec),
+                             f"a frozen copy of the whole model in fp32, {_n(moe_terms.resident_parameters(spec))} params x 4 B "
                              "(TRL loads it in the policy's dtype; LoRA would need none)", "reference model (frozen fp32 copy)"))
     elif settings.reference_adapter:
         resident.append(Term("reference", 4.0 * trainable, f"TRL's frozen 'ref' copy of the starting adapter, {_n(trainable)} params x 4 B (fp32)",
@@ -336,6 +370,11 @@ def _reference_terms(spec: ModelSpec, settings: TrainSettings, trainable: int, b
     if effective_attention(spec, settings) == "eager":
         attention += (4 + compute_bytes) * a * settings.seq_len  # scores per head (fp32 softmax + its 16-bit copy)
     mlp = compute_bytes * (3 if spec.traits.gated_mlp else 2) * inter
+    if spec.moe is not None:  # a token's top-k experts: gate/up, activation, down output; the router's probabilities
+        moe = spec.moe
+        ce = moe_terms.expert_compute_bytes(spec, settings.method, compute_bytes)
+        mlp = max(mlp if moe_terms.sparse_layer_count(spec) < spec.num_layers else 0,
+                  moe.experts_per_token * ce * (4 * moe.expert_intermediate_size + h) + 4 * moe.num_experts)
     layer = (2 * resid + compute_bytes) * h + max(attention, mlp)
     mask = batch * settings.seq_len * settings.seq_len if settings.padded else 0
     head = min(tokens, FUSED_HEAD_TOKENS) * FUSED_HEAD_VOCAB * compute_bytes + tokens * (resid * h + FUSED_HEAD_STATS)
@@ -366,9 +405,15 @@ def _optimizer_bytes(spec: ModelSpec, settings: TrainSettings, trainable: int, t
         return 0.0, 0.0, "SGD without momentum keeps no state"
     # Adafactor keeps factored second moments: one row and one column vector per matrix
     if settings.method == "full":
-        matrices = [(x.in_features, x.out_features) for x in spec.linear_shapes()] * spec.num_layers
+        # a fused expert stack [E, out, in] keeps a row and a column per expert
+        matrices = [(x.shape.in_features, x.shape.out_features) for x in moe_terms.block_linears(spec) for _ in range(x.layers * x.copies)]
         matrices += [(spec.vocab_size, spec.hidden_size)] * (1 if spec.tie_word_embeddings else 2)  # embedding (+ untied head)
         vectors = trainable - sum(i * o for i, o in matrices)  # norms and biases keep a full second moment
+    elif spec.moe is not None:  # peft's A [in -> r'E] and B [r'E -> out] per adapted matrix
+        matrices = [pair for x in moe_terms.adapted_linears(spec, settings.lora_targets) for _ in range(x.layers)
+                    for pair in ((x.shape.in_features, x.copies * x.rank_factor * settings.lora_r),
+                                 (x.copies * x.rank_factor * settings.lora_r, x.shape.out_features))]
+        vectors = 0
     else:
         matrices = [(t.in_features, settings.lora_r) for t in targets] * spec.num_layers + [(settings.lora_r, t.out_features) for t in targets] * spec.num_layers
         vectors = 0
@@ -382,15 +427,19 @@ def estimate_memory(spec: ModelSpec, settings: TrainSettings, calibration: Calib
     full, qlora = settings.method == "full", settings.method == "qlora"
     compute_bytes = 4 if settings.precision == "fp32" else 2
     dtype = "fp32" if compute_bytes == 4 else settings.precision
-    counts = spec.count_parameters()
-    total = counts.total
+    moe = moe_terms.moe_counts(spec)
+    total = moe.resident if moe else spec.count_parameters().total
     shapes = spec.linear_shapes()
     layers, hidden, vocab = spec.num_layers, spec.hidden_size, spec.vocab_size
-    block_linear = layers * sum(x.in_features * x.out_features for x in shapes)
+    block_linear = moe_terms.quantised_params(spec)  # the nn.Linear weights of the blocks (what bitsandbytes quantises)
     targets = shapes if full else resolve_targets(spec, settings.lora_targets)
     trainable = total if full else lora_parameter_count(spec, settings)
     tokens = settings.batch_size * settings.seq_len
     assumptions = ["steady state (step 2 on): the optimizer state exists"]
+    experts_term = None  # MoE: all experts' weights, resident, as a line of their own
+    if moe:
+        assumptions.append(f"mixture of experts: {moe.line()}; every expert's weights are resident, a token's activations and FLOPs "
+                           "follow its top-k experts and the router")
 
     # weights
     if full:
@@ -399,15 +448,32 @@ def estimate_memory(spec: ModelSpec, settings: TrainSettings, calibration: Calib
     elif qlora:
         constants = block_linear / NF4_BLOCK * (1 + 4 / DQ_BLOCK) if settings.double_quant else block_linear / NF4_BLOCK * 4
         other = total - block_linear
-        weights = Term("weights", 0.5 * block_linear + constants + 4.0 * other,
+        fused = moe.experts if (moe and spec.moe.fused_experts) else 0  # fused expert stacks: not nn.Linear, so not 4-bit
+        weights = Term("weights", 0.5 * block_linear + constants + 4.0 * (other - fused),
                        f"{settings.quant_type.upper()} linears {_n(block_linear)} x 0.5 B + constants {_g(constants)} GiB; "
-                       f"{_n(other)} other params (embeddings, head, norms) in fp32")
+                       f"{_n(other - fused)} other params (embeddings, head, norms{', routers' if moe else ''}) in fp32")
+        if fused:
+            experts_term = Term("weights", 4.0 * fused,
+                                f"all {moe.num_experts} experts x {moe_terms.sparse_layer_count(spec)} layers, {_n(fused)} params x 4 B: "
+                                "fused 3-D tensors that bitsandbytes 4-bit does not quantise (it replaces nn.Linear only); "
+                                "prepare_model_for_kbit_training casts them to fp32", "experts' weights (all resident, fp32)")
+            assumptions.append("QLoRA on fused experts (transformers 5): bitsandbytes leaves the expert stacks unquantised and peft casts "
+                               "them to fp32; quantising them (bitsandbytes' replace_parameter_4bit) would make them 0.5 B a parameter")
+        elif moe:
+            assumptions.append(f"QLoRA: every expert is an nn.Linear, in {settings.quant_type.upper()} like the other linears")
         assumptions.append("QLoRA: peft's prepare_model_for_kbit_training casts every non-4-bit weight to fp32")
+    elif moe:
+        weights = Term("weights", compute_bytes * (total - moe.experts),
+                       f"{dtype} frozen base weights outside the experts (attention, routers, embeddings, head, norms), "
+                       f"{_n(total - moe.experts)} params x {compute_bytes} B")
+        experts_term = Term("weights", compute_bytes * moe.experts,
+                            f"all {moe.num_experts} experts x {moe_terms.sparse_layer_count(spec)} layers, {_n(moe.experts)} params x "
+                            f"{compute_bytes} B: resident although a token uses {moe.experts_per_token}", f"experts' weights (all resident, {dtype})")
     else:
         weights = Term("weights", compute_bytes * total, f"{dtype} frozen base weights, {_n(total)} params x {compute_bytes} B")
     trainable_term = Term("trainable", 0.0 if full else 4.0 * trainable,
                           "none extra: every weight trains (the fp32 weights are the master copy)" if full else
-                          f"LoRA A/B on {len(targets)} layer types x {layers} blocks, r={settings.lora_r}: {_n(trainable)} params x 4 B (fp32)")
+                          f"LoRA A/B on {_adapted_text(spec, settings, targets)}, r={settings.lora_r}: {_n(trainable)} params x 4 B (fp32)")
     if not full:
         assumptions.append("LoRA adapters, their gradients and optimizer state are fp32 (peft upcasts adapters)")
 
@@ -420,7 +486,7 @@ def estimate_memory(spec: ModelSpec, settings: TrainSettings, calibration: Calib
         assumptions.append(f"{spec.family} runs {attention} attention in transformers 5 (no SDPA path): seq x seq scores per head")
     parts = _activation_parts(spec, settings, targets, trainable)
     per_layer_token = parts.per_layer_token * calibration.activation_scale
-    dequant = max(x.in_features * x.out_features for x in shapes) * compute_bytes if qlora else 0  # one weight dequantised at a time
+    dequant = moe_terms.largest_quantised_matrix(spec) * compute_bytes if qlora else 0  # one weight dequantised at a time
     head_params = vocab * hidden
     act = _policy_activations(parts, settings, layers, per_layer_token, dequant, settings.batch_size)
     if settings.gradient_checkpointing:
@@ -432,6 +498,14 @@ def estimate_memory(spec: ModelSpec, settings: TrainSettings, calibration: Calib
         act_text += f" + autocast's {dtype} weight copies {_g(autocast_cache)} GiB"
     if attention == "eager":
         act_text += " (eager attention keeps seq x seq probabilities per head)"
+    if moe:
+        act_text += f"; each token through {moe.experts_per_token} of {moe.num_experts} experts"
+        if parts.stacks_per_layer:
+            kept = "every sparse layer's" if not settings.gradient_checkpointing else "one layer's"
+            act_text += (f" + {kept} LoRA-folded expert copy ({_g(parts.stacks_per_layer)} GiB a layer: peft adds the adapters "
+                         "to a copy of the expert weights each forward)")
+            assumptions.append("peft folds LoRA on fused experts into a copy of each layer's expert weights every forward "
+                               "(kept for backward, with its gradient in backward); it refuses lora_dropout > 0 there")
 
     # logits: the head's output, the fp32 copy the loss makes, log-probs; backward adds their gradients
     upcast = 0 if compute_bytes == 4 else 4
@@ -494,7 +568,7 @@ def estimate_memory(spec: ModelSpec, settings: TrainSettings, calibration: Calib
                    + (ref_work if phase == "reference forward" else 0))
         overhead = Term("overhead", calibration.cuda_context_gib * GIB + calibration.allocator_slack * dynamic,
                         f"CUDA context {calibration.cuda_context_gib:g} GiB + allocator slack {calibration.allocator_slack:.0%} of the temporary memory")
-        all_terms = [weights, trainable_term, *resident, *terms, overhead]
+        all_terms = [weights, *([experts_term] if experts_term else []), trainable_term, *resident, *terms, overhead]
         peak = sum(t.bytes for t in all_terms)
         totals.append((phase, peak))
         if peak > best_total:
@@ -505,7 +579,28 @@ def estimate_memory(spec: ModelSpec, settings: TrainSettings, calibration: Calib
                        "saved activations match autograd within 5% (measured on CPU); the peak itself "
                        "(allocator, CUDA context, temporaries) is not yet calibrated on a GPU")
     ordered = tuple(sorted(best_terms, key=lambda t: BREAKDOWN_KEYS.index(t.key)))
-    return MemoryEstimate(spec.name, settings, total, trainable, best_phase, ordered, tuple(assumptions), tuple(totals))
+    return MemoryEstimate(spec.name, settings, total, trainable, best_phase, ordered, tuple(assumptions), tuple(totals), moe)
+
+
+def _adapted_text(spec: ModelSpec, settings: TrainSettings, targets: tuple[LinearShape, ...]) -> str:
+    """`7 layer types x 32 blocks`, or for MoE what peft adapts: `attention (4 types) + router + every expert's gate_up, down`."""
+    if spec.moe is None:
+        return f"{len(targets)} layer types x {spec.num_layers} blocks"
+    adapted = moe_terms.adapted_linears(spec, settings.lora_targets)
+    parts = [f"attention ({len(targets)} types)"] if targets else []
+    other = [x for x in adapted if x.shape.input_of not in ("attn_in", "attn_out")]
+    if any(not x.expert and x.shape.name == "gate" for x in other):
+        parts.append("router")
+    experts = [x.shape.name for x in other if x.expert]
+    if experts:
+        parts.append(f"every expert's {', '.join(experts)}")
+    dense = [x.shape.name for x in other if not x.expert and x.shape.name != "gate"]
+    if dense:
+        parts.append(f"MLP {', '.join(dense)}")
+    where = " + ".join(parts) or "nothing"
+    if not experts and spec.moe.fused_experts:
+        where += " (not the experts: peft reaches them for mixtral and qwen3_moe only)" if "all-linear" in settings.lora_targets else ""
+    return f"{where} x {spec.num_layers} blocks"
 
 
 def _n(count: float) -> str:
