@@ -21,6 +21,7 @@ from sft_tui.core.runs.reporter import StatusReporter
 from sft_tui.core.runs.rundir import RunDir
 from sft_tui.core.runs.schema import EventRow, TrainRow, TrainSummary
 from sft_tui.trainer.callbacks import RunCallback
+from sft_tui.trainer.cuda_memory import cuda_memory_for
 from sft_tui.trainer.dataset import build_datasets
 from sft_tui.trainer.model_setup import attach_adapter, load_model, load_tokenizer, lora_config, resolve_precision
 from sft_tui.trainer.objectives import build_preference_datasets, build_trainer
@@ -47,8 +48,15 @@ def _every(explicit: int, total: int, count: int) -> int:
     return explicit if explicit > 0 else max(1, total // count)
 
 
-def _estimated_peak_gib(config, folder: Path) -> float | None:
-    """The estimator's peak for this run, kept beside the measured one (a number the user can check on a GPU)."""
+def _estimated_peak_gib(run: RunDir, config, folder: Path) -> float | None:
+    """The estimate the run was launched with (placement.json, what the queue counted), kept beside the measured peak.
+
+    Runs without one (made before the queue, or estimated as unsupported then) get the
+    estimator's figure now, from the same config.
+    """
+    placement = run.read_placement()
+    if placement is not None and placement.estimate_gib is not None:
+        return round(placement.estimate_gib, 3)
     try:
         from sft_tui.core.estimate.memory import estimate_memory, settings_from_run_config
         from sft_tui.core.models.modelspec import resolve_model
@@ -56,6 +64,14 @@ def _estimated_peak_gib(config, folder: Path) -> float | None:
         return round(estimate_memory(resolve_model(str(folder)), settings_from_run_config(config)).peak_gib, 3)
     except Exception:  # an estimate must never stop a run
         return None
+
+
+def memory_fields(callback: RunCallback, run: RunDir, config, folder: Path) -> dict:
+    """The summary's memory fields: the measured peaks (None on the CPU) and the estimate they are compared with."""
+    peak = callback.peak()
+    measured = dict(peak_gpu_reserved_gib=peak.reserved_gib, measured_peak_allocated_gib=peak.allocated_gib,
+                    measured_peak_phase=peak.phase, measured_context_gib=peak.context_gib, gpu_name=peak.gpu_name) if peak else {}
+    return dict(measured, estimated_peak_gib=_estimated_peak_gib(run, config, folder))
 
 
 def loss_line(summary: TrainSummary) -> str:
@@ -165,7 +181,7 @@ def _train(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusRep
         disable_tqdm=True, dataloader_num_workers=0,
     )
     checkpoint, base_wall, resumes = resume_point(run, resume)
-    callback = RunCallback(run, reporter, stop, base_wall_s=base_wall)
+    callback = RunCallback(run, reporter, stop, base_wall_s=base_wall, cuda=cuda_memory_for(device))
     trainer = build_trainer(config, model, tokenizer, train_ds, eval_ds, common, lora_config(config), [callback])
     # transformers prints each log as a raw dict (PrinterCallback, or tqdm bars with ProgressCallback):
     # RunCallback prints a readable line per step instead, so train.log and the Monitor's log pane are readable
@@ -193,8 +209,7 @@ def _train(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusRep
         final_eval_loss=eval_losses[-1] if eval_losses else None, best_eval_loss=min(eval_losses) if eval_losses else None,
         train_rows=report.train_rows, eval_rows=report.eval_rows, skipped_rows=len(report.skipped), truncated_rows=report.truncated,
         tokens=tokens, wall_time_s=round(wall, 1), train_runtime_s=result.metrics.get("train_runtime"), tokens_per_s=round(tokens / wall, 1) if wall > 0 and tokens else None,
-        peak_gpu_reserved_gib=round(callback.peak_reserved_gib, 3) if device == "cuda" else None,
-        estimated_peak_gib=_estimated_peak_gib(config, files.folder),
+        **memory_fields(callback, run, config, files.folder),
         device=device, precision=precision, output=str(output) if output else "", base_model=str(files.folder), resumes=resumes,
     )
     run.write_summary(summary)

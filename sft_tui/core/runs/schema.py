@@ -216,6 +216,7 @@ class TrainSummary(Record):
     peak_gpu_reserved_gib: float | None = None  # measured peak reserved by torch's allocator (CUDA only)
     measured_peak_allocated_gib: float | None = None  # measured peak allocated by tensors (CUDA only)
     measured_peak_phase: str = ""  # where the peak happened: forward, backward, optimizer, eval, save (CUDA only)
+    measured_context_gib: float | None = None  # held outside torch's allocator (CUDA context, workspaces) as NVML sees it; None when NVML cannot say
     gpu_name: str = ""  # the GPU it ran on (calibration groups runs by GPU model)
     estimated_peak_gib: float | None = None  # what the estimator said before the run
     device: str = ""

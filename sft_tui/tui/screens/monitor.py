@@ -5,7 +5,8 @@ the screen keeps it in a reactive and redraws from it. Leaving the screen or the
 touches the run or its jobs: they run in their own sessions.
 
 Laid out for 80x24 first. The chart takes what is left; the side panel always shows loss,
-eval, lr, grad norm, tokens/s and the GPU (or one line saying there is none); the log pane
+eval, lr, grad norm, tokens/s and the GPU (or one line saying there is none), and for a CUDA
+run its measured peak beside the estimate it was launched with (measured_peak.py); the log pane
 shrinks and then goes when rows run out (on_resize), before anything in the side panel.
 
 A preference run (DPO, ORPO, KTO; its config's objective) names its loss ("DPO loss"), adds
@@ -35,6 +36,7 @@ from sft_tui.core.units import GIB, format_eta
 from sft_tui.tui.messages import RunWatched, SystemSampled
 from sft_tui.tui.screens.base import CockpitScreen
 from sft_tui.tui.widgets.loss_chart import LossChart
+from sft_tui.tui.widgets.measured_peak import measured_peak_lines
 from sft_tui.tui.widgets.preference_views import (
     LOSS_LABELS,
     SIDE_WIDTH,
@@ -115,19 +117,23 @@ def numbers_lines(snapshot: RunSnapshot, objective: str = "sft", width: int = SI
     return lines
 
 
-def system_lines(gpu: GpuSnapshot | None, host: HostSample | None, pid: int | None, active: bool, snapshot: RunSnapshot | None) -> list[str]:
+def system_lines(gpu: GpuSnapshot | None, host: HostSample | None, pid: int | None, active: bool, snapshot: RunSnapshot | None,
+                 peak: list[str] | None = None) -> list[str]:
     """The GPU(s) the run uses, then host and trainer; a finished run shows its last recorded sample instead of now.
 
     The run's GPUs are those where NVML lists its trainer, else those it was placed on (status gpus), else all.
+    `peak` (a CUDA run's measured peak beside its estimate: measured_peak.py) follows the GPU lines.
     """
     lines: list[str] = []
+    peak = peak or []
     if not active and snapshot is not None:
         if not snapshot.system:
-            return ["no GPU samples recorded"]  # a run from before the supervisor recorded them
+            return ["no GPU samples recorded", *peak]  # a run from before the supervisor recorded them
         recorded = snapshot.system[-1]
         if recorded.gpu_count:
             lines.append(f"GPU  {recorded.gpu_mem_used_gib or 0:.1f}/{recorded.gpu_mem_total_gib or 0:.1f} GiB at the end")
             lines.append(f"     peak seen {max(r.gpu_mem_used_gib or 0 for r in snapshot.system):.1f} GiB")
+            lines += peak
         else:
             lines.append("GPU  none (a CPU run)")
             lines.append(f"trainer RAM peak {max(r.process_rss_gib or 0 for r in snapshot.system):.2f} GiB")
@@ -151,6 +157,7 @@ def system_lines(gpu: GpuSnapshot | None, host: HostSample | None, pid: int | No
             lines.append(f"     this run holds {sum(held) / GIB:.1f} GiB")
     else:
         lines.append("GPU  none on this machine")  # Home's strip says why (NVML's reason); one line here
+    lines += peak
     lines.append(f"host CPU {host.cpu_percent:.0f}% RAM {host.ram_used_bytes / GIB:.0f}/{host.ram_total_bytes / GIB:.0f}G")
     if host.process_rss_bytes and not (snapshot is not None and snapshot.state == "queued"):  # a queued run's process is its waiter
         lines.append(f"trainer {host.process_rss_bytes / GIB:.1f}G {host.process_cpu_percent or 0:.0f}% CPU")
@@ -191,6 +198,8 @@ class MonitorScreen(CockpitScreen):
         self._ticks = 0
         self._text_width = SIDE_WIDTH
         self._sample: SystemSampled | None = None
+        placement = run.read_placement()  # written once when the run was made: the estimate it was launched with
+        self.estimate_gib = placement.estimate_gib if placement is not None and placement.device == "cuda" else None
 
     def compose(self) -> ComposeResult:
         yield Static(f"{escape(short_name(self.run.id))}", id="run-title")
@@ -224,6 +233,7 @@ class MonitorScreen(CockpitScreen):
         if side - 2 != self._text_width:  # numbers lines fit the panel (a preference run's single-spaces when narrow)
             self._text_width = side - 2  # - its padding
             self._draw_numbers()
+            self._draw_system()
 
     @work(thread=True, exclusive=True, exit_on_error=False, name="watching the run")
     def poll(self) -> None:
@@ -249,6 +259,8 @@ class MonitorScreen(CockpitScreen):
         if old is None or old.state != new.state:
             self.refresh_bindings()  # stop/resume/eval/chat/merge follow the state
             self._draw_system()
+        elif new.summary is not old.summary or (new.train is not old.train and measured_peak_lines(new, self.estimate_gib)):
+            self._draw_system()  # the measured peak moved (a new row), or the summary's came
         self._draw_status(new)
         self._draw_jobs(old, new)
 
@@ -327,7 +339,8 @@ class MonitorScreen(CockpitScreen):
         active = snapshot is not None and snapshot.state in ACTIVE_STATES
         pid = snapshot.status.pid if snapshot and snapshot.status else None
         sample = self._sample
-        self._set_lines("#system", system_lines(sample.gpu if sample else None, sample.host if sample else None, pid, active, snapshot))
+        peak = measured_peak_lines(snapshot, self.estimate_gib, self._text_width)
+        self._set_lines("#system", system_lines(sample.gpu if sample else None, sample.host if sample else None, pid, active, snapshot, peak))
 
     def _set_lines(self, selector: str, lines: list[str]) -> None:
         """Show `lines`, one row each, with the height set to their count.
