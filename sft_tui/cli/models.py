@@ -70,6 +70,13 @@ def models_show(
         ("  embedding", f"{params.embedding:,}"), ("  lm head", f"{params.lm_head:,}" if params.lm_head else "tied"),
         ("  per layer", f"{params.per_layer:,} x {params.num_layers}"),
     ]
+    if spec.moe is not None:  # all experts resident; a token uses its top-k
+        active = spec.active_parameters()
+        lines += [("experts", f"{spec.moe.num_experts} per sparse layer, {spec.moe.experts_per_token} per token "
+                              f"({spec.num_sparse_layers} of {spec.num_layers} layers sparse)"),
+                  ("active per token", f"{active:,} ({_human_count(active)}) of {_human_count(params.total)} resident")]
+    if spec.scope_note:
+        lines.append(("note", spec.scope_note))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         print(f"{key:<{width}}  {value}")

@@ -90,3 +90,4 @@ def test_preference_rows_with_tool_calls_are_refused_not_stripped():
     with pytest.raises(DataError) as refused:
         preference_row(calling, "dpo")
     assert refused.value.where == "f.jsonl:3" and "method.objective = 'sft'" in refused.value.fix
+

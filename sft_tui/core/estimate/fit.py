@@ -405,14 +405,15 @@ def build_estimate(spec: ModelSpec, s: TrainSettings, gpu: GpuTarget | None, tok
     """
     memory = estimate_memory(spec, s, cal)
     cap = max(spec.max_position_embeddings or s.seq_len, s.seq_len)
+    scope = (spec.scope_note,) if spec.scope_note else ()  # e.g. a multimodal model counted without its vision tower
     if gpu is None:
         early = ("peft cannot put dropout on the experts' LoRA (it raises for lora_dropout > 0 there): set lora_dropout = 0",) \
             if peft_dropout_conflict(spec, s) else ()
-        return Estimate(memory, None, None, None, None, None, cap, (), None, early)
+        return Estimate(memory, None, None, None, None, None, cap, (), None, scope + early)
     budget = gpu.memory_gib
     fits = memory.peak_gib <= budget
     time = estimate_time(spec, s, gpu.info, tokens) if gpu.info else None
-    notes = []
+    notes = list(scope)
     if gpu.info and s.precision == "bf16" and not gpu.info.bf16_supported:
         notes.append(f"{gpu.info.name} has no bf16: train with precision fp16 (same memory)")
     if gpu.info is None:

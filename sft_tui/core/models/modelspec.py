@@ -166,9 +166,11 @@ class ModelSpec:
         transformers 5 stores a layer's experts fused, as 3-D parameters holding all
         experts (`mlp.experts.gate_up_proj` [experts, 2 x expert_intermediate, hidden]
         and `mlp.experts.down_proj`; gpt_oss transposed and with biases), so these are
-        not nn.Linear modules: peft's `all-linear` does not reach them, and per-expert
-        LoRA needs peft's `target_parameters`. A token runs through `moe.experts_per_token`
-        of them; all `moe.num_experts` are resident.
+        not nn.Linear modules. peft 0.21 still adapts them under `all-linear` for mixtral and
+        qwen3_moe (it maps its old per-expert names onto the fused parameters: per-expert
+        adapters, no dropout), but not for gpt_oss (attention only); the estimator's
+        `moe_terms.adapted_linears` says exactly what is adapted. A token runs through
+        `moe.experts_per_token` of them; all `moe.num_experts` are resident.
         """
         if self.moe is None:
             return ()
@@ -179,7 +181,8 @@ class ModelSpec:
         """The router of one sparse layer (hidden -> one logit per expert); None for a dense model.
 
         Every token goes through it. Stored as a plain parameter (`mlp.gate.weight`,
-        gpt_oss `mlp.router.weight` + bias), not an nn.Linear, so LoRA leaves it alone.
+        gpt_oss `mlp.router.weight` + bias), not an nn.Linear; peft's `all-linear` still
+        adapts it for mixtral and qwen3_moe (see `moe_terms.adapted_linears`).
         """
         if self.moe is None:
             return None

@@ -18,7 +18,8 @@ from sft_tui.core.config.load import ResolvedConfig, check_precision_against_gpu
 from sft_tui.core.data.formats import load_examples
 from sft_tui.core.data.preference import load_for_objective
 from sft_tui.core.errors import UserError
-from sft_tui.core.estimate.fit import build_estimate, detected_gpus
+from sft_tui.core.estimate.calibration import calibration_for
+from sft_tui.core.estimate.fit import build_estimate, detected_gpus, peft_dropout_conflict
 from sft_tui.core.estimate.memory import estimate_memory, settings_from_run_config
 from sft_tui.core.estimate.report import render_estimate
 from sft_tui.core.models.files import chat_template_text, check_weight_files, find_model_files
@@ -117,13 +118,22 @@ def preflight(config_path: Path, overrides: list[str], force: bool, note: Callab
     note(f"model: {files.folder}, {weights} weight file(s) checked" + ("" if files.has_chat_template or config.model.chat_template else " (no chat template: a default one is set and saved with the output)"))
     target = max(detected_gpus(sampler), key=lambda g: g.memory_gib, default=None)  # can it ever fit? (room now: start_run)
     spec = resolve_model(str(files.folder))
+    if peft_dropout_conflict(spec, settings_from_run_config(config)):  # peft raises at the trainer's start otherwise
+        raise UserError(f"method.lora_dropout = {config.method.lora_dropout:g}: peft puts no dropout on the LoRA of "
+                        f"{spec.name}'s fused experts (it refuses the run)", resolved.origins.get("method.lora_dropout", "method.lora_dropout"),
+                        "set method.lora_dropout = 0, or target attention only (method.target_modules = [\"q_proj\", \"k_proj\", \"v_proj\", \"o_proj\"])")
+    if spec.scope_note:
+        note(f"note: {spec.scope_note}")
     if target is None:
         peak = estimate_memory(spec, settings_from_run_config(config)).peak_gib
         note(f"GPU: none found; training runs on the CPU (fine for tiny models, very slow for real ones); on a GPU this run would peak near {peak:.1f} GiB")
     else:
         settings = settings_from_run_config(config, target.info.bf16_supported if target.info else None)
-        estimate = build_estimate(spec, settings, target)
+        calibrated = calibration_for(home, target.name, target.info, settings.method)  # this box's own measurements, when there are any
+        estimate = build_estimate(spec, settings, target, cal=calibrated.calibration)
         note(f"estimate: {estimate.memory.peak_gib:.1f} GiB peak on {target.name} ({target.memory_gib:.1f} GiB)")
+        if calibrated.count:
+            note(calibrated.line())
         if not estimate.fits and not force:
             note(render_estimate(estimate))
             raise UserError(f"the estimate ({estimate.memory.peak_gib:.1f} GiB) does not fit {target.name} ({target.memory_gib:.1f} GiB)",
