@@ -228,3 +228,15 @@ def test_calibrate_stores_each_measured_point_and_states_the_calibration(runs_ho
     assert lora.error_range(corrected=True) == (pytest.approx(0.0, abs=1e-9), pytest.approx(0.0, abs=1e-9))
     qlora = calibrate_estimator(stored, "rtx4090", RTX4090, "qlora")
     assert qlora.count == 2 and not qlora.corrected  # the OOM left two: not enough to correct
+
+
+def test_a_runs_measured_cuda_context_counts_as_measured(runs_home):
+    from sft_tui.core.estimate.calibration import calibration_for
+    from sft_tui.core.models.gpus import gpu_by_name
+
+    store = RunStore(runs_home)
+    for seq, batch, context in ((512, 1, 0.42), (1024, 1, 0.46), (1024, 2, 0.50)):
+        finished_run(store, seq, batch, measured_context_gib=context)
+    found = calibration_for(runs_home, RTX4090, gpu_by_name("4090"), "lora")
+    assert found.count == 3 and found.context_measured == 3
+    assert found.calibration.cuda_context_gib == pytest.approx(0.46) and "CUDA context 0.46 GiB (measured)" in found.line()

@@ -10,9 +10,10 @@ model and method, states its error there, and (from MIN_RECORDS measurements on)
 a `Calibration` with the two terms we otherwise assume:
 
 - CUDA context: measured, not fitted: the median of what NVML saw beyond torch's reserved
-  memory on this GPU model (any method: the context does not depend on the recipe). Runs
-  do not measure it (their summaries hold torch's peaks only), so without a grid point the
-  assumed value stays and the line says so.
+  memory on this GPU model (any method: the context does not depend on the recipe), from
+  calibrate's grid points and from runs whose summary has `measured_context_gib` (the
+  trainer reads it through NVML where NVML can attribute memory to the process). Without
+  any, the assumed value stays and the line says so.
 - allocator slack (reserved beyond allocated, as a share of the step's temporary memory):
   the value in [0, 50%] that minimises the sum of the absolute relative errors of the
   estimated reserved peak over the measurements (least absolute deviations on a 0.5% grid:
@@ -174,6 +175,7 @@ def record_from_run(run, gpu_key: str | None = None) -> tuple[CalibrationRecord 
         settings = replace(settings, precision=summary.precision)
     record = CalibrationRecord("run", run.id, summary.gpu_name, summary.base_model or config.model.name, settings,
                                summary.peak_gpu_reserved_gib, summary.measured_peak_allocated_gib,
+                               cuda_context_gib=summary.measured_context_gib,  # the trainer measures it through NVML where it can
                                measured_at=status.updated_at if status else "", tokens_per_s=summary.tokens_per_s)
     return record, ""
 
@@ -225,7 +227,7 @@ class CalibrationResult:
     checks: tuple[RecordCheck, ...]
     calibration: Calibration
     corrected: bool
-    context_measured: int  # grid points of this GPU model that measured the CUDA context
+    context_measured: int  # measurements (grid points or runs) of this GPU model that measured the CUDA context
     skipped: tuple[str, ...] = ()
 
     @property
