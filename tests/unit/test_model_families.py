@@ -67,10 +67,13 @@ def test_every_family_has_a_case():
 
 
 @pytest.mark.parametrize("family, extra", CASES, ids=[f"{f}-{i}" for i, (f, _) in enumerate(CASES)])
-def test_closed_form_count_equals_the_meta_device_model(tmp_path, family, extra):
+def test_closed_form_count_equals_the_meta_device_model(tmp_path, family, extra, cli):
     config = transformers.AutoConfig.for_model(family, **{**SMALL, **NO_TOKENS, **extra})
     spec = _written_by_transformers(tmp_path, config)
     assert spec.family == family
+    estimated = cli("estimate", str(tmp_path / "config.json"), "--json")  # the estimator takes every family's config.json
+    assert estimated.code == 0, estimated.err
+    assert json.loads(estimated.out)["params"] == spec.count_parameters().total
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(config)
     assert spec.count_parameters().total == _meta_count(model)
