@@ -122,6 +122,14 @@ def preflight(config_path: Path, overrides: list[str], force: bool, note: Callab
         raise UserError(f"method.lora_dropout = {config.method.lora_dropout:g}: peft puts no dropout on the LoRA of "
                         f"{spec.name}'s fused experts (it refuses the run)", resolved.origins.get("method.lora_dropout", "method.lora_dropout"),
                         "set method.lora_dropout = 0, or target attention only (method.target_modules = [\"q_proj\", \"k_proj\", \"v_proj\", \"o_proj\"])")
+    if config.method.name == "qlora" and spec.moe is not None and spec.moe.fused_experts:
+        # transformers 5 stores experts as fused 3-D parameters: bitsandbytes quantises nn.Linear only, and peft's k-bit
+        # preparation casts what is left to fp32, so "QLoRA" here holds the experts at 4 bytes a parameter
+        as_qlora = estimate_memory(spec, settings_from_run_config(config)).peak_gib
+        as_lora = estimate_memory(spec, replace(settings_from_run_config(config), method="lora")).peak_gib
+        raise UserError(f"QLoRA cannot quantise {spec.name}'s experts (transformers 5 stores them fused; bitsandbytes 4-bit "
+                        f"replaces nn.Linear only, and they end up fp32): {as_qlora:.0f} GiB against {as_lora:.0f} GiB with LoRA",
+                        resolved.origins.get("method.name", "method.name"), "use method.name = 'lora' (experts stay bf16)")
     if spec.scope_note:
         note(f"note: {spec.scope_note}")
     if target is None:
