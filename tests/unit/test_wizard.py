@@ -32,7 +32,7 @@ SCENARIOS = [
     ("50k examples, forgetting acceptable, Llama 3.1 8B on 24 GB: full does not fit",
      dict(goal="task", labeled_examples=50000, keep_general_abilities=False, model="llama3.1-8b", gpu_gib=24.0, seq_len=1024), "finetune", "lora", "llama3.1-8b", "full did not"),
     ("Llama 3.1 70B on a 24 GB card",
-     dict(goal="task", labeled_examples=1000, model="llama3.1-70b", gpu_gib=24.0), "finetune", "qlora", "qwen2.5-14b", "not even QLoRA fits"),
+     dict(goal="task", labeled_examples=1000, model="llama3.1-70b", gpu_gib=24.0), "finetune", "qlora", "mistral-small-24b", "not even QLoRA fits"),
     ("prompting works but prompts are long and costly",
      dict(goal="style", prompting_meets_bar=True, inference_cost_sensitive=True, labeled_examples=500), "icl", None, None, "every in-context example costs tokens"),
     ("cost-sensitive extraction, prompting short of the bar, 500 examples",

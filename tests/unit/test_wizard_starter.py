@@ -76,7 +76,7 @@ def test_no_model_is_left_to_fill_in_not_a_placeholder_that_trains(tmp_path):
 def test_a_model_that_does_not_fit_is_replaced_by_the_recommended_one(tmp_path):
     _, files = files_for(FINETUNE | dict(model="llama3.1-70b", gpu_gib=24.0, data="d.jsonl"), tmp_path)
     loaded = load_run_config(written(tmp_path, files.config.text)).config
-    assert loaded.model.name == "qwen2.5-14b" and "llama3.1-70b does not fit 24 GiB" in files.config.text
+    assert loaded.model.name == "mistral-small-24b" and "llama3.1-70b does not fit 24 GiB" in files.config.text
 
 
 def test_a_relative_data_path_is_written_relative_to_the_config_folder(tmp_path):
