@@ -73,6 +73,8 @@ def run_estimate(model: str | None, config: Path | None, overrides: dict[str, An
             raise UserError("no model given", "sft-tui estimate", "name one (sft-tui estimate qwen2.5-7b) or pass --config run.toml")
         settings = TrainSettings()
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    if config is None and overrides.get("method") == "qlora" and overrides.get("optimizer") is None:
+        settings = replace(settings, optimizer="paged_adamw_8bit")  # what the qlora recipe trains with
     if tokens is not None and tokens <= 0:
         raise UserError(f"--tokens must be more than 0, got {tokens:g}", "--tokens", "give the number of training tokens")
     spec = resolve_model(model)
@@ -98,7 +100,7 @@ def estimate(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Micro-batch size. [default: 1]")] = None,
     grad_accum: Annotated[Optional[int], typer.Option("--grad-accum", help="Gradient accumulation steps. [default: 1]")] = None,
     gradient_checkpointing: Annotated[Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations. [default: on]")] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="adamw_torch, adamw_8bit, paged_adamw_8bit, sgd or adafactor. [default: adamw_torch]")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="adamw_torch, adamw_8bit, paged_adamw_8bit, sgd or adafactor. [default: adamw_torch; paged_adamw_8bit with --method qlora, as its recipe]")] = None,
     precision: Annotated[Optional[str], typer.Option(help="bf16, fp16 or fp32. [default: bf16]")] = None,
     attention: Annotated[Optional[str], typer.Option(help="sdpa, flash_attention_2 or eager. [default: sdpa]")] = None,
     lora_r: Annotated[Optional[int], typer.Option("--lora-r", help="LoRA rank. [default: 16]")] = None,

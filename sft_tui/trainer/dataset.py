@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sft_tui.core.config.schema import RunConfig
-from sft_tui.core.data.formats import Example, load_examples, uses_tools
+from sft_tui.core.data.formats import DataError, Example, load_examples, uses_tools
 
 
 @dataclass(frozen=True)
@@ -98,9 +98,19 @@ def _tool_datasets(config: RunConfig, tokenizer, fmt: str, train: list[Example],
     check_tool_template(tokenizer, config.model.name)
     train_rows = [row for e in train for row in tokenized_rows(e, tokenizer)]
     eval_rows = [row for e in evaluation for row in tokenized_rows(e, tokenizer)]
-    truncated = sum(len(row["input_ids"]) > config.training.max_seq_length for row in train_rows)
+    limit = config.training.max_seq_length
+    truncated = sum(len(row["input_ids"]) > limit for row in train_rows)
+    # a row cut before its first answer token has nothing to learn: TRL drops it, and with none left it fails unreadably
+    answerless = [row for row in train_rows if 1 not in row["completion_mask"][:limit]]
+    if train_rows and len(answerless) == len(train_rows):
+        shortest = min(row["completion_mask"].index(1) + 1 for row in train_rows if 1 in row["completion_mask"])
+        raise DataError(f"every training row is cut at training.max_seq_length = {limit} tokens before its first answer token "
+                        f"(the tool definitions and the prompt alone are longer)", config.data.train,
+                        f"raise training.max_seq_length to at least {shortest} (better: the longest row's length)")
     calls = sum(len(t.tool_calls) for e in train for t in e.turns)
     note = (f"tool-calling rows: {calls} tool calls in {len(train)} conversations; the loss covers every call and answer "
             f"the assistant makes, not the tool results or the user" + (f" ({len(train_rows)} sequences)" if len(train_rows) != len(train) else ""))
-    report = DataReport(fmt, len(train_rows), len(eval_rows), skipped, truncated, (note,))
+    notes = (note,) + ((f"{len(answerless)} of {len(train_rows)} training sequences are cut at {limit} tokens before their first "
+                        f"answer token and teach nothing: raise training.max_seq_length",) if answerless else ())
+    report = DataReport(fmt, len(train_rows), len(eval_rows), skipped, truncated, notes)
     return Dataset.from_list(train_rows), (Dataset.from_list(eval_rows) if eval_rows else None), report

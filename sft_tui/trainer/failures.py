@@ -110,7 +110,10 @@ def classify_failure(run: RunDir, exc: BaseException, step: int, kind: str = "tr
     """data, config, disk, oom (with measured peak and hint) or crash. `where`: the folder a job writes (merge output)."""
     if isinstance(exc, DataError):
         where = f"{exc.where}: " if exc.where else ""
-        return JobError("data", f"{where}{exc.what}", "fix that row (sft-tui data inspect FILE lists them all), then start again")
+        generic = "fix that row (sft-tui data inspect FILE lists them all), then start again"
+        # a row's own problem gets the generic hint; a problem with the whole data names its own fix
+        fix = exc.fix if exc.fix and not exc.fix.startswith(("fix or remove that row", "fix the row")) else generic
+        return JobError("data", f"{where}{exc.what}", fix)
     if isinstance(exc, UserError):
         where = f"{exc.where}: " if exc.where else ""
         return JobError("config", f"{where}{exc.what}", exc.fix or "fix the config and start again")

@@ -43,3 +43,20 @@ def test_select_with_model_embeddings_is_deterministic(tiny_model, cli, tmp_path
     cli(*args, "-o", str(tmp_path / "b.jsonl"))
     assert first["selected"] == 30 and first["embed"] == "model" and all(c["selected"] >= 1 for c in first["clusters"])
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+
+
+def test_token_counts_of_tool_rows_include_the_tools_and_calls_as_training_renders_them(tiny_model, tmp_path):
+    from sft_tui.trainer.model_setup import load_tokenizer
+    from sft_tui.trainer.tool_rows import tokenized_rows
+    from tests.unit.test_tool_data import sharegpt_tool_file
+
+    class Config:  # what load_tokenizer reads
+        class model:
+            chat_template = ""
+            trust_remote_code = False
+
+    tokenizer = load_tokenizer(tiny_model, Config)
+    counter = model_token_counter(str(tiny_model))
+    for example in load_examples(sharegpt_tool_file(tmp_path, n=6, calling=4)).examples:
+        rows = tokenized_rows(example, tokenizer)
+        assert counter.count(example) == max(len(r["input_ids"]) for r in rows)  # the tools are rendered, never cut at 64

@@ -123,3 +123,13 @@ def test_preflight_refuses_tool_rows_for_a_template_that_never_reads_tools(runs_
                  "--set", f"model.chat_template={plain}")
     assert result.code == 2 and "the data calls tools but the chat template of" in result.err and "never reads `tools`" in result.err
     assert len(result.err.strip().splitlines()[-1:]) == 1 and not (runs_home / "runs").exists()
+
+
+def test_tool_rows_cut_before_their_first_answer_token_fail_as_data_with_the_length_to_use(make_run, tmp_path):
+    run = make_run(f"data.train={sharegpt_tool_file(tmp_path, n=12, calling=12)}", "data.eval=", "data.eval_fraction=0",
+                   "training.max_steps=2", "training.max_seq_length=16")
+    proc = run_trainer(run)
+    assert proc.returncode != 0
+    status = run.read_status()
+    assert status.error.kind == "data" and "before its first answer token" in status.error.message
+    assert "raise training.max_seq_length to at least" in status.error.hint

@@ -188,3 +188,11 @@ def test_monitor_of_a_running_kto_run(snap_compare, preference_store, size):
 def test_monitor_kto_rewards_chart(snap_compare, preference_store, size):
     """`c` twice: KL, then the good and bad answers' rewards and their margin."""
     assert snap_compare(app_for(preference_store, open_run="support-kto"), terminal_size=size, run_before=keys("c", "c"))
+
+
+def test_the_loss_is_named_for_what_it_sums():
+    from sft_tui.tui.widgets.preference_views import loss_label
+
+    assert loss_label('[method]\nobjective = "dpo"\nsft_weight = 1.0\n') == "DPO+SFT loss"
+    assert loss_label('[method]\nobjective = "dpo"\nsft_weight = 0.0\n') == "DPO loss"
+    assert loss_label('[method]\nobjective = "kto"\n') == "KTO loss" and loss_label("[method]\n") == "loss"

@@ -161,3 +161,10 @@ def test_without_a_named_gpu_the_fit_is_checked_against_the_largest_gpu_here_as_
     nvml = FakeNvml()
     nvml.gpus.reverse()  # the T4 is GPU 0, the A100 GPU 1
     assert resolve_gpu(None, None, SystemSampler(nvml)).name == "NVIDIA A100-SXM4-80GB"
+
+
+def test_qlora_is_estimated_with_the_optimizer_its_recipe_trains_with(cli):
+    result = cli("estimate", "qwen2.5-1.5b", "--method", "qlora")
+    assert result.code == 0 and "· qlora · " in result.out and "· paged_adamw_8bit" in result.out.splitlines()[0]
+    named = cli("estimate", "qwen2.5-1.5b", "--method", "qlora", "--optimizer", "adamw_torch")
+    assert "· adamw_torch" in named.out.splitlines()[0]

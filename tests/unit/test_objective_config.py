@@ -92,3 +92,13 @@ def test_sft_weight_belongs_to_dpo(tmp_path):
     with pytest.raises(UserError) as refused:
         config(tmp_path, 'objective = "kto"\nsft_weight = 1.0\n')
     assert "adds an SFT loss to DPO, but method.objective is 'kto'" in refused.value.what
+
+
+def test_the_launch_line_counts_the_rows_the_eval_split_holds_out(tmp_path, runs_home, cli):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(f'{{"prompt": "q{i}", "chosen": "good", "rejected": "bad"}}\n' for i in range(10)))
+    config = tmp_path / "run.toml"
+    config.write_text(f'[model]\nname = "smollm2-135m"\n[data]\ntrain = "{data}"\neval_fraction = 0.2\n[method]\nobjective = "dpo"\n')
+    assert "data: pairwise, 8 training rows for DPO, 2 held out for eval (data.eval_fraction 0.2)" in cli("train", str(config)).err
+    kto = cli("train", str(config), "--set", "method.objective=kto", "--set", "training.micro_batch_size=2")
+    assert "data: pairwise, 16 training rows for KTO, 4 held out for eval" in kto.err  # pairs split first, then unpaired

@@ -146,3 +146,18 @@ def test_convert_goes_between_trl_and_llama_factory_pairs_and_to_trl_kto_rows(tm
         convert_file(kto_file(tmp_path, n=2), tmp_path / "no.jsonl", "pairwise")
     kto_rows = load_examples(tmp_path / "kto_trl.jsonl")
     assert [(e.response, e.label) for e in kto_rows.examples] == [("City 0.", True)] and kto_rows.undesirable == 1
+
+
+def test_dedup_never_drops_a_row_for_a_copy_with_the_other_label_or_another_rejected_answer(tmp_path):
+    from sft_tui.core.data.dedup import deduplicate
+    from sft_tui.core.data.formats import iter_records
+
+    rows = [{"prompt": "Lima?", "completion": "{\"name\": \"Lima\"}", "label": True},
+            {"prompt": "Lima?", "completion": "Sure! {'name': 'Lima'}", "label": False},  # folds to nearly the same text
+            {"prompt": "Lima?", "completion": "{\"name\": \"Lima\"}", "label": True}]  # a true copy
+    report = deduplicate(write_jsonl(tmp_path / "kto.jsonl", rows), tmp_path / "out.jsonl")
+    assert (report.kept, report.exact_removed + report.near_removed) == (2, 1)
+    pairs = [{"prompt": "q", "chosen": "good", "rejected": "bad"}, {"prompt": "q", "chosen": "good", "rejected": "worse"}]
+    assert deduplicate(write_jsonl(tmp_path / "pairs.jsonl", pairs), tmp_path / "pairs.out.jsonl").kept == 2
+    broken = write_jsonl(tmp_path / "broken.jsonl", [{"prompt": "q", "chosen": "good", "rejected": None}])
+    assert next(iter_records(broken)).error == "missing 'rejected'"

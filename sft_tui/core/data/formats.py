@@ -141,6 +141,8 @@ def _turns(items: Any, where: str, role_key: str, content_key: str, role_map: di
 
 def _answer(value: Any, key: str, where: str) -> str:
     """A pairwise row's chosen or rejected answer: a string, one message, or a list whose last message is the answer."""
+    if value is None:
+        raise DataError(f"missing {key!r}", where, "every pairwise row needs prompt, chosen and rejected")
     if isinstance(value, str):
         return value
     if isinstance(value, list) and value:

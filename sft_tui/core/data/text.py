@@ -29,12 +29,19 @@ _REFUSAL = re.compile(
 
 
 def example_text(example: Example) -> str:
-    """All of an example's text: every turn with its role, or the prompt and completion, or the text."""
+    """All of an example's text: every turn with its role, or the prompt and completion, or the text; with a pair's
+    rejected answer and a row's preference label, so rows that teach opposite things are never duplicates."""
     if example.text is not None:
-        return example.text
-    if example.completion is not None:
-        return f"{example.prompt}\n{example.completion}"
-    return "\n".join(_turn_text(turn) for turn in example.turns) + (f"\ntools: {example.tools}" if example.tools else "")
+        body = example.text
+    elif example.completion is not None:
+        body = f"{example.prompt}\n{example.completion}"
+    else:
+        body = "\n".join(_turn_text(turn) for turn in example.turns) + (f"\ntools: {example.tools}" if example.tools else "")
+    if example.rejected is not None:
+        body += f"\nrejected: {example.rejected}"
+    if example.label is not None:
+        body += f"\nlabel: {'desirable' if example.label else 'undesirable'}"
+    return body
 
 
 def _turn_text(turn) -> str:

@@ -81,8 +81,25 @@ def _render(template_text: str, specials: dict[str, str]) -> Callable[[list[dict
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
     env.globals["raise_exception"] = raise_exception
+    # as transformers renders: its tojson neither sorts keys nor escapes HTML characters (Jinja's built-in does both)
+    env.filters["tojson"] = lambda x, ensure_ascii=False, indent=None, separators=None, sort_keys=False: json.dumps(
+        x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
     template = env.from_string(template_text)
-    return lambda messages: template.render(messages=messages, add_generation_prompt=False, **specials)
+    return lambda messages, tools=None: template.render(messages=messages, tools=tools, add_generation_prompt=False, **specials)
+
+
+def _template_messages(example: Example) -> list[dict]:
+    """The conversation as a chat template reads it, tool calls included (as training renders it)."""
+    from sft_tui.core.data.tool_calls import openai_tool_calls
+
+    messages, number = [], 1
+    for turn in example.turns:
+        message: dict = {"role": turn.role, "content": turn.content}
+        if turn.tool_calls:
+            message["tool_calls"] = openai_tool_calls(turn.tool_calls, number, parsed=True)
+            number += len(turn.tool_calls)
+        messages.append(message)
+    return messages
 
 
 def model_token_counter(model: str) -> TokenCounter:
@@ -91,18 +108,24 @@ def model_token_counter(model: str) -> TokenCounter:
 
     folder = find_tokenizer_folder(model)
     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    # a tokenizer.json may carry truncation/padding settings (the demo's says 64): counting needs the full length
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
     template = _chat_template(folder)
     render = _render(template, _special_tokens(folder)) if template else None
 
     def count(example: Example) -> int:
         if example.turns:
-            messages = [{"role": t.role, "content": t.content} for t in example.turns]
+            messages = _template_messages(example)
+            tools = json.loads(example.tools) if example.tools else None  # the template renders them into the prompt
             if render is not None:
                 try:
-                    return len(tokenizer.encode(render(messages), add_special_tokens=False).ids)
+                    return len(tokenizer.encode(render(messages, tools), add_special_tokens=False).ids)
                 except Exception:  # a template that rejects this conversation (e.g. no system role): count plainly
                     pass
-            return sum(len(tokenizer.encode(m["content"], add_special_tokens=False).ids) + TOKENS_PER_TURN for m in messages)
+            extra = (example.tools or "") + "".join(c.name + c.arguments for t in example.turns for c in t.tool_calls)
+            return (sum(len(tokenizer.encode(m["content"], add_special_tokens=False).ids) + TOKENS_PER_TURN for m in messages)
+                    + (len(tokenizer.encode(extra, add_special_tokens=False).ids) if extra else 0))
         text = example.text if example.text is not None else f"{example.prompt}{example.completion}"
         return len(tokenizer.encode(text).ids)
 

@@ -88,7 +88,13 @@ def preflight(config_path: Path, overrides: list[str], force: bool, note: Callab
     objective = config.method.objective
     train = load_for_objective(Path(config.data.train), config.data.format, objective)
     rows = len(train.examples)
-    line = f"data: {train.format}, {rows} training rows" + (f" for {objective.upper()}" if objective != "sft" else "")
+    held = 0
+    if not config.data.eval and config.data.eval_fraction > 0:  # the trainer's seeded split (KTO on pairs: split as pairs)
+        paired = objective == "kto" and train.kind == "pairwise"
+        held = int((rows // 2 if paired else rows) * config.data.eval_fraction) * (2 if paired else 1)
+    line = f"data: {train.format}, {rows - held} training rows" + (f" for {objective.upper()}" if objective != "sft" else "")
+    if held:
+        line += f", {held} held out for eval (data.eval_fraction {config.data.eval_fraction:g})"
     if train.skipped:
         line += f", {len(train.skipped)} skipped (first: {train.skipped[0][0]}: {train.skipped[0][1]})"
     if config.data.eval:

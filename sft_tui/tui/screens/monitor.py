@@ -41,6 +41,7 @@ from sft_tui.tui.widgets.preference_views import (
     LOSS_LABELS,
     SIDE_WIDTH,
     fit,
+    loss_label,
     objective_of,
     preference_lines,
     preference_views,
@@ -92,7 +93,7 @@ def title_line(run: RunDir, snapshot: RunSnapshot, now: float | None = None) -> 
     return " · ".join(parts)
 
 
-def numbers_lines(snapshot: RunSnapshot, objective: str = "sft", width: int = SIDE_WIDTH) -> list[str]:
+def numbers_lines(snapshot: RunSnapshot, objective: str = "sft", width: int = SIDE_WIDTH, label: str = "") -> list[str]:
     """Loss, eval, lr, grad norm and tokens/s of the newest rows (nothing before the first row).
 
     A preference run's loss is named ("DPO loss", three decimals to fit the panel), and its own metrics follow the best eval.
@@ -101,7 +102,7 @@ def numbers_lines(snapshot: RunSnapshot, objective: str = "sft", width: int = SI
         return []
     last = snapshot.train[-1] if snapshot.train else None
     evals = [(r.step, r.eval_loss) for r in snapshot.evals if r.eval_loss is not None]
-    label = LOSS_LABELS.get(objective, "loss")
+    label = label or LOSS_LABELS.get(objective, "loss")
     digits = 4 if label == "loss" else 3
     loss = f"{last.loss:.{digits}f}" if last and last.loss is not None else "-"
     held = [f"eval {evals[-1][1]:.{digits}f}"] if evals else []
@@ -192,9 +193,10 @@ class MonitorScreen(CockpitScreen):
         self.run = run
         self.watcher = RunWatcher(run)
         try:
-            self.objective = objective_of(run.read_config_text())  # written once when the run was made
+            text = run.read_config_text()  # written once when the run was made
+            self.objective, self.loss_label = objective_of(text), loss_label(text)
         except (OSError, UnicodeDecodeError):
-            self.objective = "sft"  # the rows' own metrics still bring the preference charts (preference_family)
+            self.objective, self.loss_label = "sft", "loss"  # the rows' own metrics still bring the preference charts
         self._ticks = 0
         self._text_width = SIDE_WIDTH
         self._sample: SystemSampled | None = None
@@ -217,7 +219,7 @@ class MonitorScreen(CockpitScreen):
 
     def on_mount(self) -> None:
         self.query_one("#series").display = False
-        self.query_one(LossChart).set_loss_label(LOSS_LABELS.get(self.objective, "loss"))
+        self.query_one(LossChart).set_loss_label(self.loss_label)
         self.poll()
         self.set_interval(self.app.poll_s, self.poll)
 
@@ -266,7 +268,7 @@ class MonitorScreen(CockpitScreen):
 
     def _draw_numbers(self) -> None:
         if self.snapshot is not None:
-            self._set_lines("#numbers", numbers_lines(self.snapshot, self.objective, self._text_width))
+            self._set_lines("#numbers", numbers_lines(self.snapshot, self.objective, self._text_width, self.loss_label))
 
     def watch_chart(self) -> None:
         self.refresh_bindings()  # log scale belongs to the loss chart, smoothing to it and the preference charts

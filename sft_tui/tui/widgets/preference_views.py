@@ -36,6 +36,18 @@ def objective_of(config_text: str) -> str:
     return objective.lower() if isinstance(objective, str) and objective else "sft"
 
 
+def loss_label(config_text: str) -> str:
+    """What the run's loss is: "loss" (SFT), "DPO loss", or "DPO+SFT loss" when method.sft_weight adds an SFT term."""
+    objective = objective_of(config_text)
+    label = LOSS_LABELS.get(objective, "loss")
+    try:
+        method = tomllib.loads(config_text).get("method")
+    except tomllib.TOMLDecodeError:
+        return label
+    weight = method.get("sft_weight") if isinstance(method, dict) else None
+    return "DPO+SFT loss" if objective == "dpo" and isinstance(weight, (int, float)) and weight > 0 else label
+
+
 def preference_family(objective: str, snapshot: RunSnapshot) -> str:
     """"paired" (DPO, ORPO), "kto", or "" (SFT). From the config's objective, else from the metrics the rows carry
     (a config that could not be read must not hide what the run logged)."""
