@@ -233,3 +233,19 @@ def test_bitsandbytes_leaves_fused_experts_for_peft_to_cast_to_fp32(tmp_path):
     assert dtypes["mlp.experts.gate_up_proj"] == dtypes["mlp.experts.down_proj"] == ("Parameter", torch.float32)  # not 4-bit, then fp32
     with pytest.raises(ValueError, match="lora_dropout"):
         peft.get_peft_model(model, peft.LoraConfig(r=8, lora_dropout=0.05, target_modules="all-linear"))
+
+
+def test_suggestions_for_moe_offer_what_works_and_never_the_qlora_launch_refuses():
+    from sft_tui.core.estimate.fit import suggest
+    from sft_tui.core.models.modelspec import spec_from_preset
+
+    qwen = spec_from_preset("qwen3-30b-a3b")
+    lora = est.TrainSettings(method="lora")
+    peak = est.estimate_memory(qwen, lora).peak_gib
+    found = suggest(qwen, lora, peak - 0.2)  # just over: the adapters' optimizer state is what to cut
+    assert found and found[0].change == "8-bit AdamW optimizer (adamw_8bit)" and found[0].fits
+    assert not any("QLoRA" in s.change for s in found)
+    gpt = spec_from_preset("gpt-oss-20b")
+    qlora = est.TrainSettings(method="qlora", optimizer="paged_adamw_8bit")
+    back = suggest(gpt, qlora, est.estimate_memory(gpt, replace(qlora, method="lora", optimizer="adamw_torch")).peak_gib + 1)
+    assert back[0].change.startswith("LoRA instead of QLoRA") and back[0].fits

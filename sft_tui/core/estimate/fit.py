@@ -257,7 +257,7 @@ def _candidate_changes(s: TrainSettings) -> list[tuple[str, TrainSettings]]:
     if s.batch_size > smallest and s.batch_size % smallest == 0:
         changes.append((f"micro-batch {smallest} with gradient accumulation {s.grad_accum * s.batch_size // smallest} (same effective batch)",
                         replace(s, batch_size=smallest, grad_accum=s.grad_accum * s.batch_size // smallest)))
-    if s.optimizer in ("adamw_torch", "adafactor") and s.method == "full":
+    if s.optimizer in ("adamw_torch", "adafactor") and s.method in ("full", "lora"):  # LoRA on experts trains billions
         changes.append(("8-bit AdamW optimizer (adamw_8bit)", replace(s, optimizer="adamw_8bit")))
     if s.method == "full":
         changes.append(("LoRA instead of full fine-tuning", replace(s, method="lora", optimizer="adamw_torch")))
@@ -277,10 +277,18 @@ def suggest(spec: ModelSpec, s: TrainSettings, budget_gib: float, cal: Calibrati
     out: list[Suggestion] = []
     path, labels = s, []
     path_fits = False
-    for change, changed in _candidate_changes(s):
+    current = estimate_memory(spec, s, cal).peak_gib
+    candidates = _candidate_changes(s)
+    if s.method == "qlora" and spec.moe is not None and spec.moe.fused_experts:  # launch refuses this QLoRA; LoRA is the way
+        candidates.insert(0, ("LoRA instead of QLoRA (QLoRA cannot quantise fused experts)", replace(s, method="lora", optimizer="adamw_torch")))
+    for change, changed in candidates:
+        if changed.method == "qlora" and spec.moe is not None and spec.moe.fused_experts:
+            continue  # launch refuses it: bitsandbytes cannot quantise fused experts, they end up fp32
         peak = estimate_memory(spec, changed, cal).peak_gib
+        if s.method == "lora" and changed.optimizer == "adamw_8bit" and current - peak < 0.5:
+            continue  # a dense model's adapters: their optimizer state is too small to matter (MoE experts' adapters are not)
         out.append(Suggestion(change, changed, peak, peak <= budget_gib))
-        if not path_fits:
+        if not path_fits and peak < current:  # a change that costs memory here (e.g. QLoRA's fp32 experts) is no step
             path = _merge_change(path, changed, s)
             labels.append(change)
             path_fits = _fits(spec, path, budget_gib, cal)
