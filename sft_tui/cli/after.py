@@ -84,7 +84,7 @@ def eval_(
     if as_json:
         print_json(report)
         return
-    print_table(["metric", "base", "tuned", ""], metric_rows(report),
+    print_table(["metric", "base", "tuned", "change"], metric_rows(report),
                 title=f"{found.id}: {report.get('examples')} examples from {report.get('data')} ({report.get('device')})")
     notes = ([f"base: {report.get('base_model')}"] if report.get("base_adapter") else []) + preference_lines(report)
     notes.append(f"report: {found.eval_markdown_path} (answers side by side), {found.eval_report_path}; model card: {found.model_card_path}")

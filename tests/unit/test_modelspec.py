@@ -190,3 +190,13 @@ def test_family_traits_shape_the_layers():
     assert [s.name for s in phi.linear_shapes()] == ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
     gemma2 = modelspec.spec_from_preset("gemma2-9b")
     assert gemma2.head_dim == 256 and gemma2.linear_shapes()[0].out_features == 16 * 256  # q wider than hidden
+
+
+def test_a_data_file_given_as_the_model_is_named_as_not_a_config(tmp_path, cli):
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"prompt": "q", "completion": "a"}\n{"prompt": "q2", "completion": "b"}\n')
+    result = cli("estimate", str(data))
+    assert result.code == 2 and "this is not a model's config.json" in result.err and "sft-tui models list" in result.err
+    broken = tmp_path / "config.json"
+    broken.write_text('{"model_type": "llama",\n')
+    assert "invalid JSON" in cli("estimate", str(broken)).err  # a real config.json keeps its line number

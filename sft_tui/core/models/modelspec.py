@@ -426,8 +426,14 @@ def spec_from_config_file(path: Path) -> ModelSpec:
         raise UserError("no config.json in this folder", str(path), "pass a Hugging Face model folder or its config.json")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"invalid JSON: {exc.msg}", f"{config_path}:{exc.lineno}", "fix the file or download it again") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        if config_path.suffix in (".jsonl", ".csv", ".parquet", ".txt"):
+            # a data file given where a model goes (sft-tui estimate train.jsonl): say what is expected
+            raise UserError("this is not a model's config.json", str(config_path),
+                            "name a model: a preset (sft-tui models list), a model folder, or its config.json") from None
+        where = f"{config_path}:{exc.lineno}" if isinstance(exc, json.JSONDecodeError) else str(config_path)
+        raise UserError(f"invalid JSON: {exc.msg if isinstance(exc, json.JSONDecodeError) else 'not UTF-8'}", where,
+                        "fix the file or download it again") from None
     if not isinstance(config, dict):
         raise UserError("config.json does not hold a JSON object", str(config_path), "pass a Hugging Face config.json")
     name = config_path.parent.name if path.is_dir() or config_path.name == "config.json" else config_path.stem
