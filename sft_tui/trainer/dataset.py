@@ -50,13 +50,19 @@ def split_examples(config: RunConfig) -> tuple[str, list[Example], list[Example]
     if config.data.eval:
         evaluation = load_examples(Path(config.data.eval), config.data.format)
         return loaded.format, train, list(evaluation.examples), skipped + evaluation.skipped
-    count = int(len(train) * config.data.eval_fraction)
+    kept, held = hold_out(train, config.data.eval_fraction, config.training.seed)
+    return loaded.format, kept, held, skipped
+
+
+def hold_out(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """(train, eval): a seeded `fraction` of the examples held out, the same split for every objective and for eval."""
+    count = int(len(examples) * fraction)
     if count == 0:
-        return loaded.format, train, [], skipped
-    order = list(range(len(train)))
-    random.Random(config.training.seed).shuffle(order)
+        return examples, []
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
     held = set(order[:count])
-    return loaded.format, [e for i, e in enumerate(train) if i not in held], [train[i] for i in sorted(held)], skipped
+    return [e for i, e in enumerate(examples) if i not in held], [examples[i] for i in sorted(held)]
 
 
 def count_truncated(examples: list[Example], tokenizer, max_length: int) -> int:
@@ -110,7 +116,8 @@ def _tool_datasets(config: RunConfig, tokenizer, fmt: str, train: list[Example],
     calls = sum(len(t.tool_calls) for e in train for t in e.turns)
     note = (f"tool-calling rows: {calls} tool calls in {len(train)} conversations; the loss covers every call and answer "
             f"the assistant makes, not the tool results or the user" + (f" ({len(train_rows)} sequences)" if len(train_rows) != len(train) else ""))
-    notes = (note,) + ((f"{len(answerless)} of {len(train_rows)} training sequences are cut at {limit} tokens before their first "
-                        f"answer token and teach nothing: raise training.max_seq_length",) if answerless else ())
+    cut = (f"{len(answerless)} of {len(train_rows)} training sequences are cut at {limit} tokens before their first "
+           f"answer token and teach nothing: raise training.max_seq_length")
+    notes = (note, cut) if answerless else (note,)
     report = DataReport(fmt, len(train_rows), len(eval_rows), skipped, truncated, notes)
     return Dataset.from_list(train_rows), (Dataset.from_list(eval_rows) if eval_rows else None), report

@@ -10,13 +10,12 @@ frozen copy of the whole model, which the estimator counts.
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass
 from pathlib import Path
 
 from sft_tui.core.config.schema import RunConfig
 from sft_tui.core.data.formats import DataError, Example
 from sft_tui.core.data.preference import load_for_objective, unpair
+from sft_tui.trainer.dataset import DataReport, hold_out
 
 # TRL's logged metric names that belong to the objective (train rows carry them in objective_metrics)
 OBJECTIVE_METRIC_PREFIXES = ("rewards/", "logps/", "kl", "log_odds", "nll_loss")
@@ -32,18 +31,6 @@ def objective_metrics(logs: dict, eval_row: bool = False) -> dict[str, float]:
         if name.startswith(OBJECTIVE_METRIC_PREFIXES):
             out[name] = round(float(value), 6)
     return out
-
-
-@dataclass(frozen=True)
-class PreferenceReport:
-    """What a preference run trains and evaluates on (the DataReport of train.py's log line and summary)."""
-
-    format: str
-    train_rows: int
-    eval_rows: int
-    skipped: tuple[tuple[str, str], ...]
-    truncated: int
-    notes: tuple[str, ...] = ()
 
 
 def _messages(example: Example) -> list[dict]:
@@ -68,17 +55,6 @@ def preference_row(example: Example, objective: str) -> dict:
     return {"prompt": turns[:-1], "chosen": turns[-1:], "rejected": [{"role": "assistant", "content": example.rejected or ""}]}
 
 
-def _held_out(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
-    """(train, eval): the same seeded split as SFT runs use (trainer/dataset.split_examples)."""
-    count = int(len(examples) * fraction)
-    if count == 0:
-        return examples, []
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    held = set(order[:count])
-    return [e for i, e in enumerate(examples) if i not in held], [examples[i] for i in sorted(held)]
-
-
 def split_preference_examples(config: RunConfig) -> tuple[str, list[Example], list[Example], tuple, tuple[str, ...]]:
     """(format, train, eval, skipped, notes) for a dpo/kto/orpo run.
 
@@ -100,7 +76,7 @@ def split_preference_examples(config: RunConfig) -> tuple[str, list[Example], li
         held = load_for_objective(Path(config.data.eval), config.data.format, read_as)
         train, evaluation, skipped = examples, list(held.examples), skipped + held.skipped
     else:
-        train, evaluation = _held_out(examples, config.data.eval_fraction, config.training.seed)
+        train, evaluation = hold_out(examples, config.data.eval_fraction, config.training.seed)
     if objective == "kto" and read_as == "dpo":
         pairs = len(train)
         train = [row for e in train for row in unpair(e)]
@@ -126,7 +102,7 @@ def count_truncated(rows: list[dict], tokenizer, max_length: int) -> int:
 
 
 def build_preference_datasets(config: RunConfig, tokenizer):
-    """(train Dataset, eval Dataset or None, PreferenceReport) in the columns the objective's TRL trainer reads."""
+    """(train Dataset, eval Dataset or None, DataReport) in the columns the objective's TRL trainer reads."""
     from datasets import Dataset
 
     objective = config.method.objective
@@ -141,7 +117,7 @@ def build_preference_datasets(config: RunConfig, tokenizer):
                 raise DataError(f"every {side} row is labelled {which}: KTO needs some of each", config.data.train,
                                 "add rows of the other label, or use method.objective = 'sft' for examples of good answers")
     truncated = count_truncated(train_rows, tokenizer, config.training.max_seq_length)
-    report = PreferenceReport(fmt, len(train_rows), len(eval_rows), tuple(skipped), truncated, notes)
+    report = DataReport(fmt, len(train_rows), len(eval_rows), tuple(skipped), truncated, notes)
     return Dataset.from_list(train_rows), (Dataset.from_list(eval_rows) if eval_rows else None), report
 
 

@@ -183,7 +183,8 @@ def resolve_adapter(resolved: ResolvedConfig, store: RunStore) -> ResolvedConfig
                             "name a run id from `sft-tui runs` or a folder with adapter_config.json") from None
         folder = run.adapter_dir
         if not (folder / "adapter_config.json").is_file():
-            raise UserError(f"run {run.id} has no trained adapter (it is {run.read_status().state if run.read_status() else 'unknown'}"
+            status = run.read_status()
+            raise UserError(f"run {run.id} has no trained adapter (it is {status.state if status else 'unknown'}"
                             f"{'; full fine-tuning leaves a model, not an adapter' if run.model_dir.is_dir() else ''})", where,
                             "name a completed LoRA/QLoRA run, or finish that run first (sft-tui resume)")
     elif not (folder / "adapter_config.json").is_file():
