@@ -109,6 +109,7 @@ def estimate(
     quant_type: Annotated[Optional[str], typer.Option("--quant-type", help="QLoRA 4-bit type: nf4 or fp4. [default: nf4]")] = None,
     double_quant: Annotated[Optional[bool], typer.Option("--double-quant/--no-double-quant", help="QLoRA double quantisation. [default: on]")] = None,
     packing: Annotated[Optional[bool], typer.Option("--packing/--no-packing", help="Packed sequences (no padding mask). [default: off]")] = None,
+    liger: Annotated[Optional[bool], typer.Option("--liger/--no-liger", help="Liger Kernel's RMSNorm, RoPE and SwiGLU (less saved for backward). [default: off, or what the --config sets: training.liger = on]")] = None,
     gpu_gib: Annotated[Optional[float], typer.Option("--gpu-gib", help="GPU memory in GiB instead of the detected GPU.")] = None,
     gpu: Annotated[Optional[str], typer.Option("--gpu", help="GPU by name (A100-80GB, H100, 4090, L4, T4, ...) instead of the detected one.")] = None,
     tokens: Annotated[Optional[float], typer.Option("--tokens", help="Training tokens (dataset tokens x epochs; a preference example counts its prompt and one answer) for an ETA.")] = None,
@@ -120,7 +121,7 @@ def estimate(
     overrides = dict(method=method, objective=objective, seq_len=seq_len, batch_size=batch_size, grad_accum=grad_accum,
                      gradient_checkpointing=gradient_checkpointing, optimizer=optimizer, precision=precision, attention=attention,
                      lora_r=lora_r, lora_targets=targets, lora_dropout=lora_dropout, quant_type=quant_type, double_quant=double_quant,
-                     padded=None if packing is None else not packing)
+                     padded=None if packing is None else not packing, liger=liger)
     run_estimate(model, config, overrides, gpu, gpu_gib, tokens, as_json, calibrated)
 
 

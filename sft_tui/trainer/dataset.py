@@ -31,6 +31,7 @@ class DataReport:
     skipped: tuple[tuple[str, str], ...]
     truncated: int  # training examples longer than max_seq_length
     notes: tuple[str, ...] = ()  # what train.log should say about how the rows are used
+    lengths: tuple[int, ...] = ()  # training rows' token counts (before truncation): how much random batches would pad
 
 
 def to_trl_row(example: Example) -> dict:
@@ -65,9 +66,9 @@ def hold_out(examples: list[Example], fraction: float, seed: int) -> tuple[list[
     return [e for i, e in enumerate(examples) if i not in held], [examples[i] for i in sorted(held)]
 
 
-def count_truncated(examples: list[Example], tokenizer, max_length: int) -> int:
-    """How many examples are longer than max_length tokens once formatted (TRL truncates them silently)."""
-    count = 0
+def token_lengths(examples: list[Example], tokenizer) -> tuple[int, ...]:
+    """Each example's length in tokens once formatted as the trainer formats it."""
+    lengths = []
     for example in examples:
         row = to_trl_row(example)
         if "text" in row:
@@ -77,8 +78,13 @@ def count_truncated(examples: list[Example], tokenizer, max_length: int) -> int:
         else:
             text = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=False)
             length = len(tokenizer(text, add_special_tokens=False)["input_ids"])
-        count += length > max_length
-    return count
+        lengths.append(length)
+    return tuple(lengths)
+
+
+def count_truncated(examples: list[Example], tokenizer, max_length: int) -> int:
+    """How many examples are longer than max_length tokens once formatted (TRL truncates them silently)."""
+    return sum(n > max_length for n in token_lengths(examples, tokenizer))
 
 
 def build_datasets(config: RunConfig, tokenizer):
@@ -88,8 +94,9 @@ def build_datasets(config: RunConfig, tokenizer):
     fmt, train, evaluation, skipped = split_examples(config)
     if any(uses_tools(e) for e in train + evaluation):
         return _tool_datasets(config, tokenizer, fmt, train, evaluation, skipped)
-    truncated = count_truncated(train, tokenizer, config.training.max_seq_length)
-    report = DataReport(fmt, len(train), len(evaluation), skipped, truncated)
+    lengths = token_lengths(train, tokenizer)
+    truncated = sum(n > config.training.max_seq_length for n in lengths)
+    report = DataReport(fmt, len(train), len(evaluation), skipped, truncated, lengths=lengths)
     train_ds = Dataset.from_list([to_trl_row(e) for e in train])
     eval_ds = Dataset.from_list([to_trl_row(e) for e in evaluation]) if evaluation else None
     return train_ds, eval_ds, report
@@ -119,5 +126,5 @@ def _tool_datasets(config: RunConfig, tokenizer, fmt: str, train: list[Example],
     cut = (f"{len(answerless)} of {len(train_rows)} training sequences are cut at {limit} tokens before their first "
            f"answer token and teach nothing: raise training.max_seq_length")
     notes = (note, cut) if answerless else (note,)
-    report = DataReport(fmt, len(train_rows), len(eval_rows), skipped, truncated, notes)
+    report = DataReport(fmt, len(train_rows), len(eval_rows), skipped, truncated, notes, tuple(len(r["input_ids"]) for r in train_rows))
     return Dataset.from_list(train_rows), (Dataset.from_list(eval_rows) if eval_rows else None), report

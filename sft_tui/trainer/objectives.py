@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sft_tui.core.config.schema import RunConfig
+from sft_tui.core.data.batching import BatchingPlan
 from sft_tui.core.data.formats import DataError, Example
 from sft_tui.core.data.preference import load_for_objective, unpair
 from sft_tui.trainer.dataset import DataReport, hold_out
@@ -121,15 +122,21 @@ def build_preference_datasets(config: RunConfig, tokenizer):
     return Dataset.from_list(train_rows), (Dataset.from_list(eval_rows) if eval_rows else None), report
 
 
-def build_trainer(config: RunConfig, model, tokenizer, train_ds, eval_ds, common: dict, peft_config, callbacks: list):
-    """The TRL trainer for config.method.objective, with the shared TrainingArguments fields in `common`."""
+def build_trainer(config: RunConfig, model, tokenizer, train_ds, eval_ds, common: dict, peft_config, callbacks: list,
+                  batching: BatchingPlan | None = None):
+    """The TRL trainer for config.method.objective, with the shared TrainingArguments fields in `common`.
+
+    `batching` (core/data/batching.py) sets SFT's packing and sampler; the preference
+    trainers always pad their pairs.
+    """
     objective = config.method.objective
     method = config.method
     max_length = config.training.max_seq_length
     if objective == "sft":
         from trl import SFTConfig, SFTTrainer
 
-        args = SFTConfig(**common, max_length=max_length, packing=config.data.packing, completion_only_loss=config.data.completion_only_loss)
+        batch_args = (batching or BatchingPlan("padded", "")).trainer_args()
+        args = SFTConfig(**common, **batch_args, max_length=max_length, completion_only_loss=config.data.completion_only_loss)
         return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
                           peft_config=peft_config, callbacks=callbacks)
     if objective == "dpo":

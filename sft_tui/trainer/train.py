@@ -20,6 +20,7 @@ from sft_tui.core.runs.files import share_tree
 from sft_tui.core.runs.reporter import StatusReporter
 from sft_tui.core.runs.rundir import RunDir
 from sft_tui.core.runs.schema import EventRow, TrainRow, TrainSummary
+from sft_tui.core.runs.speed import batching_line, speed_plan
 from sft_tui.trainer.callbacks import RunCallback
 from sft_tui.trainer.cuda_memory import cuda_memory_for
 from sft_tui.trainer.dataset import build_datasets
@@ -46,6 +47,18 @@ def planned_steps(rows: int, config) -> int:
 
 def _every(explicit: int, total: int, count: int) -> int:
     return explicit if explicit > 0 else max(1, total // count)
+
+
+def schedule_fields(config, total: int, evaluates: bool) -> dict:
+    """The TrainingArguments fields that follow the planned number of steps: logging, eval and save intervals."""
+    return dict(logging_steps=_every(config.training.logging_steps, total, ROWS_PER_RUN),
+                eval_steps=_every(config.training.eval_steps, total, EVALS_PER_RUN) if evaluates else None,
+                save_steps=_every(config.training.save_steps, total, SAVES_PER_RUN))
+
+
+def packed_steps(trainer, config) -> int:
+    """Optimizer steps over the packed dataset: a packed row holds several examples, so the rows count changes."""
+    return planned_steps(len(trainer.train_dataset), config)
 
 
 def _estimated_peak_gib(run: RunDir, config, folder: Path) -> float | None:
@@ -152,6 +165,9 @@ def _train(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusRep
     for where, why in report.skipped[:5]:
         _log(f"skipped {where}: {why}")
     model = attach_adapter(load_model(files.folder, config, precision), config)
+    plan = speed_plan(config, device, getattr(model.config, "model_type", None), lengths=report.lengths)
+    _log(batching_line(config, plan, report.lengths))
+    _log(plan.kernels.line())
     if objective in ("dpo", "kto"):
         _log("reference model: " + ("a frozen full copy of the model (full fine-tuning)" if config.method.name == "full" else
              "the SFT adapter it started from, frozen (a copy of the adapter only)" if config.model.adapter else
@@ -171,10 +187,9 @@ def _train(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusRep
         max_grad_norm=config.training.max_grad_norm, optim=optimizer,
         bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=device == "cpu",
         activation_checkpointing=config.training.gradient_checkpointing,  # transformers 5 name (gradient_checkpointing: deprecated alias)
-        logging_steps=_every(config.training.logging_steps, total, ROWS_PER_RUN), logging_first_step=True,
-        eval_strategy="steps" if eval_ds is not None else "no", eval_steps=_every(config.training.eval_steps, total, EVALS_PER_RUN),
-        save_strategy="steps", save_steps=_every(config.training.save_steps, total, SAVES_PER_RUN),
-        save_total_limit=config.training.save_total_limit,
+        logging_first_step=True, eval_strategy="steps" if eval_ds is not None else "no", save_strategy="steps",
+        save_total_limit=config.training.save_total_limit, use_liger_kernel=plan.kernels.liger,
+        **schedule_fields(config, total, eval_ds is not None),
         # counted by transformers and kept in every checkpoint, so the count carries across resumes
         include_num_input_tokens_seen="non_padding",
         report_to=["tensorboard"] if importlib.util.find_spec("tensorboard") else "none",
@@ -182,7 +197,16 @@ def _train(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusRep
     )
     checkpoint, base_wall, resumes = resume_point(run, resume)
     callback = RunCallback(run, reporter, stop, base_wall_s=base_wall, cuda=cuda_memory_for(device))
-    trainer = build_trainer(config, model, tokenizer, train_ds, eval_ds, common, lora_config(config), [callback])
+    trainer = build_trainer(config, model, tokenizer, train_ds, eval_ds, common, lora_config(config), [callback], plan.batching)
+    if plan.batching.packs and config.training.max_steps <= 0:
+        # TRL packed the rows while building the trainer: the steps (and the intervals that follow them) change
+        total = packed_steps(trainer, config)
+        _log(f"packing: {report.train_rows} training rows packed into {len(trainer.train_dataset)} rows of up to "
+             f"{config.training.max_seq_length} tokens; {total} steps")
+        for name, value in schedule_fields(config, total, eval_ds is not None).items():
+            if value is not None:
+                setattr(trainer.args, name, value)
+        reporter.set_progress(reporter.step, total)
     # transformers prints each log as a raw dict (PrinterCallback, or tqdm bars with ProgressCallback):
     # RunCallback prints a readable line per step instead, so train.log and the Monitor's log pane are readable
     trainer.remove_callback(PrinterCallback)

@@ -148,9 +148,9 @@ async def test_the_estimator_recomputes_as_fields_change(store):
         assert isinstance(screen, EstimateScreen)
         assert "qwen2.5-1.5b · lora · seq 2048" in screen.report and "GPU: NVIDIA A100-SXM4-80GB" in screen.report
         screen.query_one("#seq_len").value = "8192"
-        screen.query_one("#gpu_gib").value = "8"
+        screen.query_one("#gpu_gib").value = "4"
         # the form recomputes once typing pauses (a debounce timer): wait for the report to change, not for a time
-        await until(pilot, lambda: "seq 8192" in screen.report and "8 GiB GPU" in screen.report, "the estimate to recompute")
+        await until(pilot, lambda: "seq 8192" in screen.report and "4 GiB GPU" in screen.report, "the estimate to recompute")
         assert "does NOT fit" in screen.report and "to make it fit:" in screen.report
         screen.query_one("#objective").value = "dpo"  # chosen and rejected answers and a reference forward: more memory
         await until(pilot, lambda: "qwen2.5-1.5b · dpo · lora · seq 8192" in screen.report, "the DPO estimate")

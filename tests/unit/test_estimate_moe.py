@@ -144,7 +144,9 @@ def test_dropout_on_fused_expert_adapters_is_flagged():
 
 
 def test_checkpointing_holds_one_layers_folded_stacks():
-    s = replace(LORA, gradient_checkpointing=True)
+    # full logits: their gradients stay through the layers' backward, so the peak's activations are the layers' own (with
+    # TRL's fused head this tiny model peaks during the head's backward, one 4 MiB tile, before any layer is recomputed)
+    s = replace(LORA, gradient_checkpointing=True, full_logits=True)
     e = est.estimate_memory(tiny(), s)
     off = est.estimate_memory(tiny(), replace(s, lora_targets=("q_proj", "v_proj", "k_proj", "o_proj", "gate")))
     stacks, grad = 2 * 4 * (64 * 64 + 32 * 64), 2 * 4 * 64 * 64
@@ -157,6 +159,7 @@ def test_checkpointing_holds_one_layers_folded_stacks():
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
+trl_utils = pytest.importorskip("trl.trainer.utils")
 
 BASE = {"hidden_size": 256, "num_attention_heads": 8, "num_key_value_heads": 2, "vocab_size": 3000, "tie_word_embeddings": False,
         "num_hidden_layers": 3, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
@@ -197,8 +200,10 @@ def _measure(config: dict, s: est.TrainSettings) -> tuple[int, int, int]:
         storages.setdefault(storage.data_ptr(), storage.nbytes())
         return tensor
 
+    # the loss as TRL 1.16's SFTTrainer takes it: its fused LM head, patched on the base model (no full logits)
+    trl_utils.add_fused_lm_head(model.get_base_model() if s.method != "full" else model, outputs=("log_probs", "entropy", "is_top1"))
     with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
-        model(input_ids=ids, attention_mask=mask, labels=ids)
+        model(input_ids=ids, attention_mask=mask, labels=ids, fused_lm_head=True)
     weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
     return params, trainable, sum(size for ptr, size in storages.items() if ptr not in weights)
 

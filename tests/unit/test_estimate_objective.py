@@ -39,39 +39,58 @@ def test_the_tiny_model_counts_as_the_hand_calculation_says():
     assert est.lora_parameter_count(TINY, BASE) == LORA_PARAMS
 
 
+# TRL 1.16's fused LM head on N scored positions (LoRA, bf16: no casts), lm_head.py: a min(N, 4096) x 32768 bf16 tile;
+# per token the compacted 16-bit hidden state 2 x 64 and, saved, int64 target 8 + log_z 4 + entropy 4 + mask 1 = 145;
+# its backward adds the fp32 gradient of the log-probs 4 and of the hidden states 4 x 64, cast back to bf16 2 x 64
+def tile(n: int) -> int:
+    return min(n, 4096) * 32768 * 2
+
+
+HEAD_BACKWARD_PER_TOKEN = 145 + 4 + 4 * 64 + 2 * 64  # 533
+
+
 def test_dpo_is_sft_plus_the_rejected_answers_activations_and_logits():
     sft = est.estimate_memory(TINY, BASE)
     dpo = est.estimate_memory(TINY, replace(BASE, objective="dpo"))
-    assert sft.phase == dpo.phase == "backward start"
-    # rejected answers at the backward start: 2 layers x 2h kept + one layer recomputed (2264/token) + the final norm's fp32
-    # input 4h per token, over T more tokens, and one more boolean mask (2 x 32 x 32)
-    rejected_activations = T * (2 * 2 * 64 + 2264 + 4 * 64) + 2 * 32 * 32
-    rejected_logits = T * 50_000 * (2 + 12)  # bf16 logits + fp32 log-probs + two fp32 gradients
-    assert rejected_activations == 179_712
+    # the backward starts with the head's own backward: its tile (64 x 32768 x 2 B = 4 MiB) outweighs recomputing a
+    # layer of this tiny model (2264 B/token), so that moment is the phase's peak, before any layer is recomputed
+    assert sft.phase == "backward start"
+    assert "LM head's backward runs first" in next(t.explanation for t in sft.terms if t.key == "activations")
+    # rejected answers at that moment: 2 layers x 2h kept + the final norm's fp32 input 4h per token, over T more tokens,
+    # and one more boolean mask (2 x 32 x 32)
+    rejected_activations = T * (2 * 2 * 64 + 4 * 64) + 2 * 32 * 32
+    # chosen and rejected go through one fused head call of 2T positions: the tile doubles (2T < 4096) with the per-token part
+    rejected_logits = T * HEAD_BACKWARD_PER_TOKEN + tile(2 * T) - tile(T)
+    assert rejected_activations == 34_816 and rejected_logits == 4_228_416
     named = by_name(dpo)
-    assert named["rejected answers' activations"] == rejected_activations
-    assert named["rejected answers' logits"] == rejected_logits
-    # the rest is SFT's, term for term; the allocator's slack grows with the temporary memory
-    assert dpo.peak_bytes - sft.peak_bytes == pytest.approx((1 + SLACK) * (rejected_activations + rejected_logits))
-    sft_terms = {t.key: t.bytes for t in sft.terms if t.key != "overhead"}
-    assert {t.key: t.bytes for t in dpo.terms if not t.label and t.key != "overhead"} == sft_terms
-    assert est.estimate_memory(TINY, replace(BASE, objective="orpo")).peak_bytes == dpo.peak_bytes  # same shape, no reference
+    assert named["rejected answers' activations"] > 0 and named["rejected answers' logits"] > 0
+    # the rest of that phase is SFT's; the allocator's slack grows with the temporary memory
+    assert phases(dpo)["backward start"] - phases(sft)["backward start"] == pytest.approx((1 + SLACK) * (rejected_activations + rejected_logits))
+    # ORPO builds the full logits: its rejected answers add T x vocab x (bf16 logits + fp32 log-probs + two fp32 gradients)
+    orpo = by_name(est.estimate_memory(TINY, replace(BASE, objective="orpo")))
+    assert orpo["rejected answers' logits"] == T * 50_000 * (2 + 12)
 
 
 def test_dpo_reference_forward_with_lora_is_a_working_set_and_no_weights():
     dpo = est.estimate_memory(TINY, replace(BASE, objective="dpo"))
-    assert "reference" not in {t.key for t in dpo.terms}  # the peak is the backward start; no resident copy under LoRA
+    # the peak is now the reference forward (its own 128-token tile beside what the policy kept); no resident copy under LoRA
+    assert dpo.phase == "reference forward"
+    assert "reference forward (no-grad)" in by_name(dpo) and not any(t.label.startswith("reference model") for t in dpo.terms)
     assert any("adapter switched off" in a for a in dpo.assumptions)
     # the reference forward (no grad) on 2 x 2 x 32 = 128 tokens: per token, residual in and out + normed input (2+2+2) x 64
     # + the larger of attention (q, repeated k/v, output: 2 x 4 x 64 = 512) and the MLP (2 x 3 x 128 = 768) = 1152;
-    # the boolean mask 4 x 32 x 32; TRL's fused head: one 128 x 32768 bf16 tile + per token its 16-bit input and 7 fp32 stats
-    work = 1152 * 128 + 4 * 32 * 32 + 128 * 32768 * 2 + 128 * (2 * 64 + 28)
-    assert work == 8_560_128
+    # the boolean mask 4 x 32 x 32; TRL's fused head: one 128 x 32768 bf16 tile + per token its compacted 16-bit input,
+    # int64 target, bool mask and 7 fp32 running statistics
+    work = 1152 * 128 + 4 * 32 * 32 + tile(128) + 128 * (2 * 64 + 8 + 1 + 28)
+    assert work == 8_561_280
     resident, counted, text = est._reference_terms(TINY, replace(BASE, objective="dpo"), LORA_PARAMS, 73_728, 2, 0.0)
     assert resident == [] and counted == work and "chosen + rejected" in text
-    # that phase holds what the policy's forward kept (its forward end minus autocast's LoRA weight copies, 2 B per param)
+    # that phase holds what the policy's forward kept (its forward end minus autocast's LoRA weight copies, 2 B per param),
+    # and of the policy's head what it saved plus DPO's four per-token outputs (145 + 13 = 158 per position) instead of the
+    # forward's working set (its 16-bit input, target, mask, statistics: 165 per position, and its tile)
     p = phases(dpo)
-    assert p["reference forward"] - p["forward end"] == pytest.approx((1 + SLACK) * (work - 2 * LORA_PARAMS))
+    head_change = 128 * (158 - 165) - tile(128)
+    assert p["reference forward"] - p["forward end"] == pytest.approx((1 + SLACK) * (work - 2 * LORA_PARAMS + head_change))
     assert "reference forward" not in phases(est.estimate_memory(TINY, BASE))
 
 
@@ -89,7 +108,9 @@ def test_full_fine_tuning_holds_a_frozen_fp32_reference_copy_and_lora_from_an_ad
     _, lora_work, _ = est._reference_terms(TINY, replace(BASE, objective="dpo"), LORA_PARAMS, block_linear, 2, 0.0)
     _, full_work, text = est._reference_terms(TINY, replace(BASE, method="full", objective="dpo"), total, block_linear, 2, 0.0)
     fp32_residual = 128 * 2 * 2 * 64 + 128 * 2 * 64  # residual in/out 4 B instead of 2, and the head's fp32 input
-    assert full_work - lora_work == 2 * block_linear + fp32_residual and "copies of the reference's weights" in text
+    # the fused head casts the fp32 head weight 32768 rows at a time, and the fp32 hidden states 128 tokens at a time, to bf16
+    casts = 32768 * 64 * 2 + 128 * 64 * 2
+    assert full_work - lora_work == 2 * block_linear + fp32_residual + casts and "copies of the reference's weights" in text
 
 
 def test_orpo_has_no_reference_and_kto_no_rejected_answers():
@@ -101,7 +122,7 @@ def test_orpo_has_no_reference_and_kto_no_rejected_answers():
     assert not any(t.label.startswith("rejected") for t in kto.terms) and phases(kto)["backward start"] == phases(sft)["backward start"]
     # KTO's reference forward runs one side's tokens (2 x 32): the answers, then the KL pairs, one forward at a time
     _, work, text = est._reference_terms(TINY, replace(BASE, objective="kto"), LORA_PARAMS, 73_728, 2, 0.0)
-    assert work == 1152 * 64 + 2 * 32 * 32 + 64 * 32768 * 2 + 64 * (2 * 64 + 28)
+    assert work == 1152 * 64 + 2 * 32 * 32 + tile(64) + 64 * (2 * 64 + 8 + 1 + 28)
     assert "KL term" in text and "3 such forwards" in text
 
 

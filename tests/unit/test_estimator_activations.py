@@ -5,6 +5,11 @@ each family, under bf16 autocast as the trainer runs it, shows the saved bytes e
 (torch.autograd.graph.saved_tensors_hooks, unique storages, weights excluded). The
 estimator must land within 5% of that for every family and setting below.
 
+The loss runs as the trainer runs it: TRL 1.16's fused LM head (trl.trainer.utils.add_fused_lm_head)
+for SFT, the plain forward with full logits where the estimator says so (ORPO, full_logits).
+On the CPU TRL scores every position instead of compacting the valid ones (CUDA): with every
+label valid, as here, the saved tensors are the same size.
+
 Left out on purpose, where the CPU differs from CUDA and the estimator follows CUDA:
 LoRA dropout (CPU keeps a float noise tensor, CUDA a one-byte mask) and GPT-NeoX's
 LayerNorm (CPU autocast runs it in bf16, CUDA autocast in fp32).
@@ -20,6 +25,7 @@ from sft_tui.core.models.modelspec import spec_from_hf_config
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
+trl_utils = pytest.importorskip("trl.trainer.utils")
 
 TOLERANCE = 0.05
 TINY = dict(hidden_size=256, num_attention_heads=8, num_key_value_heads=2, intermediate_size=704, vocab_size=3000,
@@ -50,8 +56,11 @@ def _measure_saved_bytes(config: dict, s: est.TrainSettings) -> int:
         storages.setdefault(storage.data_ptr(), storage.nbytes())
         return tensor
 
+    fused = est.uses_fused_head(s)
+    if fused:  # as SFTTrainer patches it: on the base model, under the adapter
+        trl_utils.add_fused_lm_head(model.get_base_model() if s.method != "full" else model, outputs=("log_probs", "entropy", "is_top1"))
     with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
-        model(input_ids=ids, attention_mask=mask if s.padded else None, labels=ids)
+        model(input_ids=ids, attention_mask=mask if s.padded else None, labels=ids, **({"fused_lm_head": True} if fused else {}))
     weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
     return sum(size for ptr, size in storages.items() if ptr not in weights)
 
@@ -71,6 +80,10 @@ CASES = [
     ("phi3", {"num_key_value_heads": 8}, dict(method="lora")),
     ("gemma", {"head_dim": 32, "tie_word_embeddings": True}, dict(method="full")),
     ("gemma2", {"head_dim": 32, "tie_word_embeddings": True}, dict(method="lora")),
+    # the full logits, as ORPO's trainer builds them (transformers' loss: fp32 log-probabilities over the vocabulary)
+    ("llama", {}, dict(method="lora", full_logits=True)),
+    ("llama", {}, dict(method="full", full_logits=True)),
+    ("gemma2", {"head_dim": 32, "tie_word_embeddings": True}, dict(method="lora", full_logits=True)),
 ]
 
 

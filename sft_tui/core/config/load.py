@@ -156,6 +156,8 @@ def _coerce(path: str, value: Any, hint: Any, meta: Mapping[str, Any], where: st
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise bad("a number")
         value = float(value)
+    elif hint is str and meta.get("bool_words") and isinstance(value, bool):
+        value = meta["bool_words"][0 if value else 1]
     elif hint is str:
         if not isinstance(value, str):
             raise bad("a string")

@@ -12,9 +12,14 @@ from typing import Any
 
 
 def opt(default: Any, help: str, *, choices: tuple[str, ...] = (), min: float | None = None,
-        max: float | None = None, min_exclusive: bool = False, required: bool = False) -> Any:
-    """A schema field: its default plus metadata used by validation and help."""
-    meta = {"help": help, "choices": choices, "min": min, "max": max, "min_exclusive": min_exclusive, "required": required}
+        max: float | None = None, min_exclusive: bool = False, required: bool = False, bool_words: tuple[str, str] | None = None) -> Any:
+    """A schema field: its default plus metadata used by validation and help.
+
+    `bool_words` lets a string field with choices take true/false too, read as those two
+    words (data.packing = true is "on"): older configs keep working.
+    """
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "min_exclusive": min_exclusive, "required": required,
+            "bool_words": bool_words}
     return field(default=default, metadata=meta)
 
 
@@ -49,7 +54,11 @@ class DataSection:
     format: str = opt("auto", "row format; auto detects it from the first rows", choices=DATA_FORMATS)
     eval: str = opt("", "held-out file for evaluation; empty = split eval_fraction off the training data")
     eval_fraction: float = opt(0.05, "share of the training rows held out for evaluation when no eval file is given", min=0.0, max=0.5)
-    packing: bool = opt(False, "pack several short examples into one sequence (faster; padding-free where attention allows)")
+    packing: str = opt("auto", "auto = the fastest correct batching for the device (README: Speed); on = padding-free packing; "
+                       "off = padded batches; wrapped = full rows where examples see each other (pre-training text only)",
+                       choices=("auto", "on", "off", "wrapped"), bool_words=("on", "off"))
+    group_by_length: bool = opt(True, "padded batches of similar-length examples (less padding, less random batches): used with "
+                                "packing = off, and by auto where random batches would be >= 25% padding")
     completion_only_loss: bool = opt(True, "compute the loss on assistant/completion tokens only, not on the prompt")
 
 
@@ -91,6 +100,8 @@ class TrainingSection:
     gradient_checkpointing: bool = opt(True, "recompute activations in the backward pass: much less memory, ~30% slower")
     optimizer: str = opt("adamw_torch", "optimizer; the 8-bit ones keep their state in 8 bits (bitsandbytes)", choices=OPTIMIZERS)
     precision: str = opt("auto", "auto = bf16 where the GPU supports it, else fp16 on a GPU, fp32 on the CPU", choices=PRECISIONS)
+    liger: str = opt("auto", "Liger Kernel's fused RMSNorm/RoPE/SwiGLU: auto = on with CUDA when installed (pip install "
+                     "'sft-tui[gpu]') for the families it supports", choices=("auto", "on", "off"), bool_words=("on", "off"))
     attention: str = opt("sdpa", "attention kernel: sdpa (memory-efficient), eager, or flash_attention_2 if installed", choices=("sdpa", "eager", "flash_attention_2"))
     weight_decay: float = opt(0.0, "decoupled weight decay", min=0.0, max=1.0)
     max_grad_norm: float = opt(1.0, "gradient clipping norm; 0 disables clipping", min=0.0, max=1e6)

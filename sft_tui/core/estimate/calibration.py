@@ -291,7 +291,7 @@ class CalibrationResult:
 def _within(span: tuple[float, float] | None) -> str:
     if span is None:
         return "-"
-    low, high = span
+    low, high = (x if round(100 * x) else 0.0 for x in span)  # a tiny negative error prints as +0%, not -0%
     if round(100 * low) == round(100 * high):
         return f"off by {100 * low:+.0f}%"
     return f"within {100 * low:+.0f}% .. {100 * high:+.0f}%"

@@ -64,9 +64,21 @@ class TimeEstimate:
     flops_per_token: float
     peak_tflops: float
     utilisation: float
-    tokens_per_s: float
-    eta_s: float | None  # for `tokens`, when given
+    tokens_per_s: float  # the compute rate: batch tokens, padding included
+    eta_s: float | None  # for `tokens` (real tokens, no padding), when given, at the useful rate
     objective_note: str = ""  # what the objective adds per example token (DPO: both answers, the reference's forward)
+    padding_share: float = 0.0  # share of the batches' tokens that are padding
+
+    @property
+    def useful_tokens_per_s(self) -> float:
+        """Real (non-padding) tokens a second: the compute rate less the share padding takes."""
+        return self.tokens_per_s * (1.0 - self.padding_share)
+
+    def padding_note(self) -> str:
+        """'12% of batch tokens are padding: ... real tokens/s' ('' without padding)."""
+        if self.padding_share <= 0:
+            return ""
+        return f"{self.padding_share:.0%} of batch tokens are padding: about {self.useful_tokens_per_s:,.0f} real tokens/s"
 
 
 @dataclass(frozen=True)
@@ -170,6 +182,8 @@ class Estimate:
             "peak_gib": round(m.peak_gib, 3), "gpu_gib": round(self.gpu.memory_gib, 3) if self.gpu else None,
             "fits": self.fits, "max_batch_size": self.max_batch_size, "max_seq_len": self.max_seq_len,
             "tokens_per_s": round(self.time.tokens_per_s, 1) if self.time else None,
+            "useful_tokens_per_s": round(self.time.useful_tokens_per_s, 1) if self.time else None,
+            "padding_share": round(s.padding_share, 4),
             "assumptions": list(m.assumptions) + (self._time_assumptions() if self.time else []),
             "notes": list(self.notes),
             "peak_phase": m.phase, "gpu": self.gpu.name if self.gpu else None,
@@ -191,8 +205,11 @@ class Estimate:
         t = self.time
         active = (f", from the {self.memory.moe.active / 1e9:.2f}B parameters a token goes through, not the "
                   f"{self.memory.moe.resident / 1e9:.2f}B resident" if self.memory.moe else "")
-        return [f"throughput assumes {t.utilisation:.0%} of the GPU's peak {t.peak_tflops:g} TFLOP/s "
-                f"({t.flops_per_token / 1e9:.1f} GFLOP per trained token{active}{t.objective_note}); measure it on your data to know"]
+        lines = [(f"throughput assumes {t.utilisation:.0%} of the GPU's peak {t.peak_tflops:g} TFLOP/s "
+                  f"({t.flops_per_token / 1e9:.1f} GFLOP per trained token{active}{t.objective_note}); measure it on your data to know")]
+        if t.padding_share > 0:
+            lines.append(f"{t.padding_note()}; the ETA counts real tokens at that rate")
+        return lines
 
 
 def detected_gpus(sampler=None) -> tuple[GpuTarget, ...]:
@@ -376,12 +393,18 @@ def _trained_flops_per_token(spec: ModelSpec, s: TrainSettings) -> float:
 
 
 def estimate_time(spec: ModelSpec, s: TrainSettings, gpu: GpuInfo, tokens: float | None = None) -> TimeEstimate:
-    """Tokens per second and ETA on `gpu`, from FLOPs and the assumed utilisation."""
+    """Tokens per second and ETA on `gpu`, from FLOPs and the assumed utilisation.
+
+    tokens_per_s is the compute rate over every batch token; the ETA for `tokens` (the
+    dataset's real tokens) runs at the useful rate, less `s.padding_share` of padding.
+    """
     flops = training_flops_per_token(spec, s)
     peak = gpu.peak_tflops(s.precision)
     utilisation = ASSUMED_UTILISATION[s.method]
     tokens_per_s = peak * 1e12 * utilisation / flops
-    return TimeEstimate(flops, peak, utilisation, tokens_per_s, tokens / tokens_per_s if tokens else None, objective_time_note(s))
+    useful = tokens_per_s * (1.0 - s.padding_share)  # padding costs compute like a real token but trains nothing
+    return TimeEstimate(flops, peak, utilisation, tokens_per_s, tokens / useful if tokens else None, objective_time_note(s),
+                        s.padding_share)
 
 
 def objective_time_note(s: TrainSettings) -> str:

@@ -30,13 +30,21 @@ measurements should set live in `Calibration`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sft_tui.core.config.schema import METHODS, OBJECTIVES, OPTIMIZERS, RunConfig
 from sft_tui.core.errors import UserError, did_you_mean
 from sft_tui.core.estimate import moe_terms
+from sft_tui.core.estimate.lm_head import (
+    HeadMemory,
+    full_logits,
+    fused_head,
+    gated_mlp_saved,
+    liger_norm_bytes,
+)
 from sft_tui.core.estimate.moe_terms import MoeCounts
+from sft_tui.core.models.kernels import LIGER_FAMILIES
 from sft_tui.core.models.modelspec import LinearShape, ModelSpec
 from sft_tui.core.units import GIB
 
@@ -45,11 +53,6 @@ ATTENTIONS = ("sdpa", "flash_attention_2", "eager")
 QUANT_TYPES = ("nf4", "fp4")
 NF4_BLOCK = 64  # values per absmax constant (bitsandbytes 4-bit default)
 DQ_BLOCK = 256  # first-level constants per second-level fp32 constant (double quantisation)
-# TRL's fused LM head (trl.trainer.utils.add_fused_lm_head): the reference forward's log-probs come in tiles of
-# TOKEN_CHUNK_SIZE tokens x _CHUNKED_LOGPROB_CHUNK_SIZE vocabulary entries, with seven fp32 running statistics per token
-FUSED_HEAD_TOKENS = 4096
-FUSED_HEAD_VOCAB = 32768
-FUSED_HEAD_STATS = 7 * 4
 _SHORT_TARGETS = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj", "gate": "gate_proj", "up": "up_proj", "down": "down_proj"}
 
 
@@ -87,6 +90,9 @@ class TrainSettings:
     objective: str = "sft"  # sft | dpo | kto | orpo (config.method.objective)
     loss_type: str = ""  # TRL's loss variant; KTO's apo_zero_unpaired has no KL term
     reference_adapter: bool = False  # training on from an adapter: DPO/KTO keep a frozen copy of it as the reference
+    liger: bool = False  # Liger Kernel's RMSNorm, RoPE and SwiGLU/GeGLU (training.liger): less kept for backward
+    padding_share: float = 0.0  # share of the batches' tokens that are padding (time only: memory counts full rows)
+    full_logits: bool = False  # the loss builds the full logits (a trainer other than TRL 1.16's SFT/DPO/KTO; ORPO always does)
 
     def validate(self) -> None:
         """Raise UserError for values no run can have."""
@@ -101,6 +107,8 @@ class TrainSettings:
                 raise UserError(f"{name} must be at least 1, got {value}", f"--{name.replace('_', '-')}", "use a positive number")
         if not 0.0 <= self.lora_dropout < 1.0:
             raise UserError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}", "--lora-dropout")
+        if not 0.0 <= self.padding_share < 1.0:
+            raise UserError(f"padding_share must be in [0, 1), got {self.padding_share}", "padding_share")
 
 
 @dataclass(frozen=True)
@@ -221,6 +229,16 @@ def effective_attention(spec: ModelSpec, settings: TrainSettings) -> str:
     return settings.attention
 
 
+def uses_fused_head(settings: TrainSettings) -> bool:
+    """Whether the loss runs through TRL 1.16's fused LM head (SFT, DPO, KTO) instead of full logits (ORPO)."""
+    return settings.objective != "orpo" and not settings.full_logits
+
+
+def liger_applies(spec: ModelSpec, settings: TrainSettings) -> bool:
+    """Whether Liger's layer kernels replace transformers' here: asked for, a family Liger patches, a trainer that applies it."""
+    return settings.liger and spec.family in LIGER_FAMILIES and settings.objective != "orpo"
+
+
 def _layer_activation_bytes_per_token(spec: ModelSpec, settings: TrainSettings, targets: tuple[LinearShape, ...], compute_bytes: int) -> float:
     """Bytes autograd keeps per token for one decoder layer (no checkpointing).
 
@@ -233,13 +251,21 @@ def _layer_activation_bytes_per_token(spec: ModelSpec, settings: TrainSettings, 
     used), its output, the log-sum-exp and a float copy of the mask; eager attention
     keeps fp32 probabilities and a 16-bit copy (seq per head); a gated MLP keeps the
     gate output, its activation and the up branch.
+
+    With Liger (lm_head.py): each RMSNorm keeps its input in the residual's own dtype and
+    an fp32 rstd per row, nothing else; the fused SwiGLU/GeGLU keeps the gate and up
+    outputs only. RoPE keeps the same cos/sin either way.
     """
     h, a, hd, inter = spec.hidden_size, spec.num_attention_heads, spec.head_dim, spec.intermediate_size
     q, kv = a * hd, spec.num_kv_heads * hd
     full = settings.method == "full"
-    norms = spec.traits.norms_per_layer * (4 * h + (4 * h if full else 0) + 4)
-    if spec.traits.qk_norm:
-        norms += 4 * (q + kv)  # Qwen3's per-head norms keep fp32 queries and keys
+    liger = liger_applies(spec, settings)
+    if liger:
+        norms = spec.traits.norms_per_layer * liger_norm_bytes(h, 4 if full else compute_bytes)
+    else:
+        norms = spec.traits.norms_per_layer * (4 * h + (4 * h if full else 0) + 4)
+    if spec.traits.qk_norm:  # Qwen3's per-head norms: fp32 queries and keys, or (Liger) the 16-bit ones + an rstd per head
+        norms += (compute_bytes * (q + kv) + 4 * (a + spec.num_kv_heads)) if liger else 4 * (q + kv)
     if effective_attention(spec, settings) == "eager":
         attention = compute_bytes * q + 2 * compute_bytes * q + (4 + compute_bytes) * a * settings.seq_len  # q, repeated k and v, probabilities
         if spec.family == "gemma2":
@@ -248,7 +274,7 @@ def _layer_activation_bytes_per_token(spec: ModelSpec, settings: TrainSettings, 
         kv_kept = 2 * compute_bytes * (q if (settings.padded or kv == q) else kv)
         mask = compute_bytes * settings.seq_len if settings.padded else 0  # SDPA turns the boolean mask into a float one per call
         attention = 2 * compute_bytes * q + kv_kept + 4 * a + mask
-    mlp = 3 * compute_bytes * inter if spec.traits.gated_mlp else compute_bytes * inter
+    mlp = gated_mlp_saved(inter, compute_bytes, liger) if spec.traits.gated_mlp else compute_bytes * inter
     trained = spec.linear_shapes() if full else targets
     if spec.moe is not None:  # the MLP side (router, top-k experts, adapters there) averaged over the layers
         mlp = moe_terms.moe_activations(spec, settings.method, settings.lora_r, settings.lora_targets, settings.lora_dropout > 0,
@@ -281,24 +307,58 @@ def _activation_parts(spec: ModelSpec, settings: TrainSettings, targets: tuple[L
     block_linear = sum(x.params for x in moe_terms.block_linears(spec) if not x.fused)  # autocast casts nn.Linear weights only
     stacks = moe_terms.moe_activations(spec, settings.method, settings.lora_r, settings.lora_targets, settings.lora_dropout > 0,
                                        compute_bytes) if spec.moe is not None and not full else None
+    fused = uses_fused_head(settings)
     return _ActivationParts(
         per_layer_token=_layer_activation_bytes_per_token(spec, settings, targets, compute_bytes),
         kept_per_token=(4 if full else compute_bytes) * h,  # under fp32 master weights the residual stream is fp32
         copies_blocks=(compute_bytes * block_linear if full else compute_bytes * trainable) if autocast else 0.0,
-        copies_head=compute_bytes * spec.vocab_size * h if (full and autocast) else 0.0,
-        # final norm (+ lm_head input when it trains); Gemma 2's logit soft-capping keeps tanh(logits / cap)
-        head_inputs_per_token=4 * h + (4 * h + compute_bytes * h if full else 0) + (compute_bytes * spec.vocab_size if spec.family == "gemma2" else 0),
+        # full logits only: the head runs as an nn.Linear under autocast (TRL's fused head casts weight slices per tile)
+        copies_head=compute_bytes * spec.vocab_size * h if (full and autocast and not fused) else 0.0,
+        head_inputs_per_token=_head_inputs_per_token(spec, settings, compute_bytes, fused),
         stacks_per_layer=stacks.merged_stacks_per_layer if stacks else 0.0,
         stack_grad=stacks.merged_grad if stacks else 0.0,
         sparse_layers=stacks.sparse_layers if stacks else 0,
     )
 
 
+def _head_inputs_per_token(spec: ModelSpec, settings: TrainSettings, compute_bytes: int, fused: bool) -> float:
+    """Per token, what the final norm keeps (and, with full logits, the head's input and Gemma 2's tanh(logits / cap)).
+
+    Under TRL's fused head the head's saved input is the head's own term (lm_head.py), and
+    the soft-capping happens inside its tiles.
+    """
+    h, full = spec.hidden_size, settings.method == "full"
+    if liger_applies(spec, settings):
+        norm = liger_norm_bytes(h, 4 if full else compute_bytes)
+    else:
+        norm = 4 * h + (4 * h if full else 0)  # fp32 input (+ the fp32 normalised value when its weight trains)
+    if fused:
+        return norm
+    return norm + (compute_bytes * h if full else 0) + (compute_bytes * spec.vocab_size if spec.family == "gemma2" else 0)
+
+
+def head_memory(spec: ModelSpec, settings: TrainSettings, tokens: int) -> HeadMemory:
+    """The loss's memory at the output for `tokens` positions: TRL's fused head (SFT, DPO, KTO) or full logits (ORPO).
+
+    The final hidden states are fp32 when the final norm's weight is (full fine-tuning's
+    master weights, QLoRA's k-bit preparation); so is the head's weight, whose slices the
+    fused head casts tile by tile.
+    """
+    compute_bytes = 4 if settings.precision == "fp32" else 2
+    if not uses_fused_head(settings):
+        return full_logits(tokens, spec.vocab_size, compute_bytes)
+    fp32_head = settings.method in ("full", "qlora") or compute_bytes == 4
+    weight_grad_temp = settings.method == "full" and settings.grad_accum > 1  # else the fresh gradient is the head's .grad
+    return fused_head(tokens, spec.hidden_size, spec.vocab_size, compute_bytes, 4 if fp32_head else compute_bytes,
+                      4 if fp32_head else compute_bytes, settings.objective, weight_grad_temp)
+
+
 def saved_activation_bytes(spec: ModelSpec, settings: TrainSettings) -> float:
     """Bytes autograd holds at the end of the forward pass, weights excluded (what tests measure on CPU).
 
     The layers' saved tensors (or, with checkpointing, each layer's input), autocast's
-    weight copies, the head's inputs and the fp32 log-probabilities the loss keeps.
+    weight copies, the final norm's saved tensors, and what the loss keeps: TRL's fused
+    head's saved tensors, or with full logits the fp32 log-probabilities.
     """
     targets = spec.linear_shapes() if settings.method == "full" else resolve_targets(spec, settings.lora_targets)
     trainable = moe_terms.resident_parameters(spec) if settings.method == "full" else lora_parameter_count(spec, settings)
@@ -306,8 +366,8 @@ def saved_activation_bytes(spec: ModelSpec, settings: TrainSettings) -> float:
     tokens = settings.batch_size * settings.seq_len
     per_token = parts.kept_per_token if settings.gradient_checkpointing else parts.per_layer_token
     copies = 0.0 if settings.gradient_checkpointing else parts.copies_blocks + parts.sparse_layers * parts.stacks_per_layer
-    return (spec.num_layers * per_token * tokens + copies + parts.copies_head
-            + parts.head_inputs_per_token * tokens + 4 * tokens * spec.vocab_size)
+    head = head_memory(spec, settings, tokens)
+    return spec.num_layers * per_token * tokens + copies + parts.copies_head + parts.head_inputs_per_token * tokens + head.saved
 
 
 PHASES = ("forward end", "backward start", "optimizer step", "reference forward")
@@ -347,7 +407,7 @@ def _reference_terms(spec: ModelSpec, settings: TrainSettings, trainable: int, b
     backward: one layer's tensors at a time (the residual stream in and out, the normed
     input, then the larger of attention's q/k/v/output and the MLP's branches), the
     model-level mask, and TRL's fused LM head (log-probs in 4096 x 32768 tiles, no full
-    logits). Full fine-tuning's reference is a second model (TRL loads it in the policy's
+    logits; lm_head.py). Full fine-tuning's reference is a second model (TRL loads it in the policy's
     dtype: fp32 here); its weights require grad, so autocast caches a 16-bit copy of each
     block weight until the reference's forward returns.
     """
@@ -377,7 +437,7 @@ def _reference_terms(spec: ModelSpec, settings: TrainSettings, trainable: int, b
                   moe.experts_per_token * ce * (4 * moe.expert_intermediate_size + h) + 4 * moe.num_experts)
     layer = (2 * resid + compute_bytes) * h + max(attention, mlp)
     mask = batch * settings.seq_len * settings.seq_len if settings.padded else 0
-    head = min(tokens, FUSED_HEAD_TOKENS) * FUSED_HEAD_VOCAB * compute_bytes + tokens * (resid * h + FUSED_HEAD_STATS)
+    head = head_memory(spec, settings, tokens).no_grad  # the reference's own head: fused, like the policy's (TRL patches both)
     cache = compute_bytes * block_linear if (full and compute_bytes == 2) else 0.0
     work = layer * tokens + mask + head + dequant + cache
     what = ("chosen + rejected answers" if settings.objective == "dpo" else
@@ -507,23 +567,54 @@ def estimate_memory(spec: ModelSpec, settings: TrainSettings, calibration: Calib
             assumptions.append("peft folds LoRA on fused experts into a copy of each layer's expert weights every forward "
                                "(kept for backward, with its gradient in backward); it refuses lora_dropout > 0 there")
 
-    # logits: the head's output, the fp32 copy the loss makes, log-probs; backward adds their gradients
-    upcast = 0 if compute_bytes == 4 else 4
-    logits_fwd = tokens * vocab * (compute_bytes + upcast + 4)
-    logits_bwd = tokens * vocab * (compute_bytes + 12)
-    assumptions.append("the loss upcasts logits to fp32 (transformers' ForCausalLMLoss); batches are padded to seq_len")
-
+    # the loss at the model's output (lm_head.py): TRL's fused LM head in tiles, or ORPO's full logits
     pairs = sequences_per_example(settings) == 2
+    sequences = (2 if pairs else 1) * settings.batch_size
+    head = head_memory(spec, settings, tokens)
+    head_all = head_memory(spec, settings, sequences * settings.seq_len) if pairs else head
+    act_all = _policy_activations(parts, settings, layers, per_layer_token, dequant, sequences) if pairs else act
+    # the backward runs the head's own backward first, then the layers' (the last one recomputed with checkpointing): the
+    # larger moment is the phase's peak; with full logits their gradients stay through the layers', so they add up
+    head_first = head_all.fused and act_all[1] + head_all.backward >= act_all[2] + head_all.after_backward
+
+    def at_backward(act_t: tuple[float, float, float], h: HeadMemory) -> tuple[float, float]:
+        if not h.fused:
+            return act_t[2], h.backward
+        return (act_t[1], h.backward) if head_first else (act_t[2], h.after_backward)
+
+    bwd_moment = "backward start" if head_first or not head.fused else "layers' backward"
+    bwd_act, bwd_logits = at_backward(act, head)
+    bwd_act_text = f"what the forward kept, while the LM head's backward runs first ({act_text})" if head_first else act_text
+    if head.fused:
+        assumptions.append("TRL 1.16's fused LM head takes the loss in tiles of 4,096 tokens x 32,768 vocab: the full logits "
+                           "are never built; every position counted as scored (a completion-only loss scores fewer)")
+    else:
+        assumptions.append("the loss builds the full logits and upcasts them to fp32 (transformers' ForCausalLMLoss"
+                           + (", as ORPO's trainer runs it)" if settings.objective == "orpo" else ")"))
+    assumptions.append("padded batches with an attention mask, every row counted at seq_len" if settings.padded
+                       else "packed rows, no padding mask")
+    if liger_applies(spec, settings):
+        assumptions.append("Liger kernels: each RMSNorm keeps its input + one fp32 rstd per row, the fused SwiGLU/GeGLU keeps "
+                           "the gate and up outputs (RoPE keeps the same cos/sin)"
+                           + ("; the experts' MLP is counted as transformers runs it" if moe else ""))
+    elif settings.liger:
+        why = "ORPO's trainer does not apply Liger" if settings.objective == "orpo" else f"Liger has no kernels for {spec.family}"
+        assumptions.append(f"Liger asked for, but {why}: counted without it")
+
     extra: dict[str, list[Term]] = {phase: [] for phase in PHASES}  # the objective's own terms, per phase
     if pairs:
-        act2 = _policy_activations(parts, settings, layers, per_layer_token, dequant, 2 * settings.batch_size)
         act_text = f"chosen answers: {act_text}"
+        bwd_act_text = f"chosen answers: {bwd_act_text}"
         why = f"{tokens:,} more tokens: each example's rejected answer goes through the model with its chosen one"
-        for phase, index in (("forward end", 0), ("backward start", 2), ("reference forward", 1)):
-            extra[phase].append(Term("activations", act2[index] - act[index], why, "rejected answers' activations"))
-        for phase, size in (("forward end", logits_fwd), ("backward start", logits_bwd), ("reference forward", logits_fwd)):
-            extra[phase].append(Term("logits", size, f"{tokens:,} more tokens x {vocab:,} vocab, as for the chosen answers",
-                                     "rejected answers' logits"))
+        all_bwd_act, all_bwd_logits = at_backward(act_all, head_all)
+        for phase, size in (("forward end", act_all[0] - act[0]), ("backward start", all_bwd_act - bwd_act),
+                            ("reference forward", act_all[1] - act[1])):
+            extra[phase].append(Term("activations", size, why, "rejected answers' activations"))
+        logits_why = (f"{tokens:,} more scored positions in the same tiles (their hidden states, statistics, gradients)" if head.fused
+                      else f"{tokens:,} more tokens x {vocab:,} vocab, as for the chosen answers")
+        for phase, size in (("forward end", head_all.forward - head.forward), ("backward start", all_bwd_logits - bwd_logits),
+                            ("reference forward", head_all.held - head.held)):
+            extra[phase].append(Term("logits", size, logits_why, "rejected answers' logits"))
         assumptions.append(f"{settings.objective.upper()}: chosen and rejected answers run through the model together "
                            "(2 x micro-batch sequences, each up to seq_len)")
     if settings.objective == "orpo":
@@ -544,10 +635,9 @@ def estimate_memory(spec: ModelSpec, settings: TrainSettings, calibration: Calib
     grads_fwd = Term("gradients", grads_all if settings.grad_accum > 1 else 0.0, "gradients accumulated over micro-batches" if settings.grad_accum > 1 else "none yet")
     phases = {
         "forward end": [grads_fwd, Term("optimizer", state, opt_text), Term("activations", act[0], act_text),
-                        Term("logits", logits_fwd, f"{tokens:,} tokens x {vocab:,} vocab: {dtype} logits + fp32 copy + fp32 log-probs")],
+                        Term("logits", head.forward, head.text("forward end", vocab, dtype))],
         "backward start": [Term("gradients", grads_bwd, grads_bwd_text), Term("optimizer", state, opt_text),
-                           Term("activations", act[2], act_text),
-                           Term("logits", logits_bwd, f"{tokens:,} tokens x {vocab:,} vocab: {dtype} logits + fp32 log-probs + two fp32 gradients")],
+                           Term("activations", bwd_act, bwd_act_text), Term("logits", bwd_logits, head.text(bwd_moment, vocab, dtype))],
         "optimizer step": [Term("gradients", grads_all, "fp32 gradients of every trainable parameter"),
                            Term("optimizer", state + update_tmp, opt_text + (" + one fp32 buffer per parameter during the update" if update_tmp else "")),
                            Term("activations", 0.0, "freed after backward"), Term("logits", 0.0, "freed after backward")],
@@ -559,7 +649,7 @@ def estimate_memory(spec: ModelSpec, settings: TrainSettings, calibration: Calib
         phases["reference forward"] = [grads_fwd, Term("optimizer", state, opt_text),
                                        Term("activations", act[1], f"{'chosen answers: ' if pairs else ''}what the policy's forward saved for "
                                                                    f"backward ({kept_text}), held while the reference runs"),
-                                       Term("logits", logits_fwd, f"{tokens:,} tokens x {vocab:,} vocab: {dtype} logits + fp32 copy + fp32 log-probs")]
+                                       Term("logits", head.held, head.text("reference forward", vocab, dtype))]
     best_phase, best_terms, best_total = "", [], -1.0
     totals = []
     for phase, terms in phases.items():
@@ -618,13 +708,17 @@ def _kib(n_bytes: float) -> str:
     return f"{n_bytes / 1024:.1f}"
 
 
-def settings_from_run_config(config: RunConfig, bf16_available: bool | None = None) -> TrainSettings:
+def settings_from_run_config(config: RunConfig, bf16_available: bool | None = None, plan=None) -> TrainSettings:
     """The estimator's settings for a validated run config, so `estimate --config` matches `train`.
 
     precision 'auto' becomes bf16 where the GPU has it (or when no GPU is known), else fp16.
     Training on from an adapter ([model] adapter, a folder once preflight resolved it) trains
     that adapter: its own rank and layers, read from its adapter_config.json when there.
+    `plan` (a sft_tui.core.runs.speed.SpeedPlan, as preflight or the trainer resolved it)
+    says whether batches are padded and Liger is on; without one, the run as it would go on
+    a CUDA GPU (see _gpu_speed_settings).
     """
+    padded, liger = (plan.batching.padded, plan.kernels.liger) if plan is not None else _gpu_speed_settings(config)
     precision = config.training.precision
     if precision == "auto":
         precision = "bf16" if bf16_available in (True, None) else "fp16"
@@ -638,9 +732,30 @@ def settings_from_run_config(config: RunConfig, bf16_available: bool | None = No
         optimizer=config.training.optimizer, precision=precision, attention=config.training.attention,
         lora_r=lora_r, lora_targets=targets, lora_dropout=config.method.lora_dropout,
         quant_type=config.method.quant_type, double_quant=config.method.double_quant,
-        padded=not (config.data.packing and config.method.objective == "sft"),  # the preference trainers pad, never pack
-        objective=config.method.objective, loss_type=config.method.loss_type, reference_adapter=bool(adapter),
+        padded=padded, objective=config.method.objective, loss_type=config.method.loss_type, reference_adapter=bool(adapter),
+        liger=liger,
     )
+
+
+def _gpu_speed_settings(config: RunConfig) -> tuple[bool, bool]:
+    """(padded, liger) for `config` on a CUDA GPU of an unknown family: the estimator's view of a GPU run, never raising.
+
+    Liger counts only when forced on (whether "auto" finds it installed is the training
+    machine's business); batching follows speed_plan, and a forced choice speed_plan would
+    refuse falls back to what the setting asks for (preflight names that error, not the estimate).
+    """
+    from sft_tui.core.data.batching import normalise_packing
+    from sft_tui.core.models.kernels import normalise_liger
+    from sft_tui.core.runs.speed import (
+        speed_plan,  # here, not at the top: core.runs imports the estimator
+    )
+
+    liger = normalise_liger(config.training.liger) == "on"
+    try:  # liger decided above: with no family known, speed_plan would refuse a forced "on"
+        return speed_plan(replace(config, training=replace(config.training, liger="off")), "cuda", None, installed=False).batching.padded, liger
+    except UserError:
+        packs = normalise_packing(config.data.packing) in ("on", "wrapped") and config.method.objective == "sft"
+        return not packs, liger
 
 
 def _adapter_shape(folder: str) -> tuple[int, tuple[str, ...]] | None:

@@ -44,7 +44,8 @@ def render_estimate(e: Estimate, config: str = "CONFIG") -> str:
     m, s = e.memory, e.memory.settings
     lines = [
         f"{m.model} · {s.objective + ' · ' if s.objective != 'sft' else ''}{s.method} · seq {s.seq_len} · micro-batch {s.batch_size} (accumulation {s.grad_accum}) · "
-        f"checkpointing {'on' if s.gradient_checkpointing else 'off'} · {s.precision} · {s.attention} · {s.optimizer}",
+        f"checkpointing {'on' if s.gradient_checkpointing else 'off'} · {s.precision} · {s.attention} · {s.optimizer}"
+        + (" · Liger" if s.liger else "") + ("" if s.padded else " · packed"),
         (f"{m.moe.line()}, " if m.moe else f"{m.params / 1e9:.2f}B params, ")
         + f"{m.trainable_params / 1e6:.1f}M trainable ({100 * m.trainable_params / m.params:.2f}%)"
         + (f", LoRA r={s.lora_r} on {', '.join(s.lora_targets)}" if s.method != "full" else ""),
@@ -74,6 +75,8 @@ def render_estimate(e: Estimate, config: str = "CONFIG") -> str:
             t = e.time
             eta = f"; {_duration(t.eta_s)} for the given tokens" if t.eta_s is not None else " (--tokens N gives an ETA)"
             lines.append(f"time: about {t.tokens_per_s:,.0f} tokens/s, assuming {t.utilisation:.0%} of {t.peak_tflops:g} TFLOP/s{eta}")
+            if t.padding_share > 0:
+                lines.append(f"  {t.padding_note()} (the ETA's rate)")
             if m.moe:
                 lines.append(f"  from the {m.moe.active / 1e9:.2f}B parameters a token goes through (its {m.moe.experts_per_token} experts), "
                              f"not all {m.moe.resident / 1e9:.2f}B")

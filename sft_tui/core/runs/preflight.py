@@ -6,6 +6,7 @@ lines go to a `note` callback (stderr for the CLI, the screen for the TUI).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -29,6 +30,7 @@ from sft_tui.core.runs.jobs import launch
 from sft_tui.core.runs.rundir import DECISION_NAME, RunDir
 from sft_tui.core.runs.store import RunStore
 from sft_tui.core.runs.schema import Placement, now_iso
+from sft_tui.core.runs.speed import batching_line, speed_plan
 from sft_tui.core.runs.sysmon import GpuSample, GpuSnapshot, SystemSampler, gpu_snapshot
 from sft_tui.core.units import GIB
 
@@ -72,6 +74,29 @@ def check_home_writable(home: Path) -> None:
             except (KeyError, OSError):
                 pass
         raise UserError(f"cannot write where runs live: {problem} ({existing})", str(home), fix)
+
+
+# model_types whose checkpoints transformers 5.23 loads only as image-text models (tests/trainer/test_packing_equivalence.py)
+NOT_CAUSAL_LM = {"mistral3": "Mistral 3 image-text model (transformers has no causal-LM class for it)"}
+
+
+def _model_type(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def training_lengths(examples, model_folder: Path) -> tuple[int, ...]:
+    """Token counts of the training examples with the model's tokenizer and chat template (approximate without them)."""
+    from sft_tui.core.data.text import approx_tokens
+    from sft_tui.core.data.tokens import model_token_counter
+
+    try:
+        count = model_token_counter(str(model_folder)).count
+        return tuple(count(e) for e in examples)
+    except Exception:  # a tokenizer the tokenizers library cannot read, or a template that fails: the trainer says so; here a count only picks the batching
+        return tuple(approx_tokens(e) for e in examples)
 
 
 def preflight(config_path: Path, overrides: list[str], force: bool, note: Callable[[str], None],
@@ -124,6 +149,15 @@ def preflight(config_path: Path, overrides: list[str], force: bool, note: Callab
     note(f"model: {files.folder}, {weights} weight file(s) checked" + ("" if files.has_chat_template or config.model.chat_template else " (no chat template: a default one is set and saved with the output)"))
     target = max(detected_gpus(sampler), key=lambda g: g.memory_gib, default=None)  # can it ever fit? (room now: start_run)
     spec = resolve_model(str(files.folder))
+    if _model_type(files.folder) in NOT_CAUSAL_LM:
+        # transformers 5 has no AutoModelForCausalLM class for it: the trainer would stop after loading with a raw error
+        raise UserError(f"{files.folder.name} is a {NOT_CAUSAL_LM[_model_type(files.folder)]}: sft-tui trains causal language "
+                        "models only", "model.name", "train its text-only sibling (e.g. the mistral-small-24b preset's "
+                        "checkpoint, Mistral-Small-24B-Instruct-2501)")
+    lengths = training_lengths(train.examples, files.folder) if objective == "sft" else ()
+    plan = speed_plan(config, "cpu" if target is None else "cuda", spec.family, lengths=lengths)
+    note(batching_line(config, plan, lengths))
+    note(plan.kernels.line())
     if peft_dropout_conflict(spec, settings_from_run_config(config)):  # peft raises at the trainer's start otherwise
         raise UserError(f"method.lora_dropout = {config.method.lora_dropout:g}: peft puts no dropout on the LoRA of "
                         f"{spec.name}'s fused experts (it refuses the run)", resolved.origins.get("method.lora_dropout", "method.lora_dropout"),
