@@ -41,6 +41,33 @@ def calibration_for_target(target, method: str, home: Path | None = None):
     return calibration_for(home or runs_home(), target.name, target.info, method)
 
 
+def data_padding(run_config, settings, model: str | None):
+    """The settings with the padding the run's batching leaves on its own data (time counts real tokens only).
+
+    A GPU run's view: the batching speed_plan picks on CUDA for these rows' token counts
+    (the model's tokenizer where there is one). Data that cannot be read yet changes nothing
+    here; `train` names the problem.
+    """
+    from sft_tui.core.data.batching import padding_share
+    from sft_tui.core.data.formats import load_examples
+    from sft_tui.core.models.modelspec import resolve_model
+    from sft_tui.core.runs.preflight import training_lengths
+    from sft_tui.core.runs.speed import speed_plan
+
+    if run_config.method.objective != "sft" or not run_config.data.train:
+        return settings
+    try:
+        name = model or run_config.model.name
+        examples = load_examples(Path(run_config.data.train), run_config.data.format).examples
+        lengths = training_lengths(examples, name)  # the model's tokenizer where it is on disk, else approximate counts
+        plan = speed_plan(run_config, "cuda", resolve_model(name).family, installed=settings.liger, lengths=lengths)
+    except UserError:
+        return settings
+    t = run_config.training
+    share = padding_share(lengths, t.micro_batch_size, plan.batching.mode, t.max_seq_length, t.seed, t.gradient_accumulation_steps)
+    return replace(settings, padded=plan.batching.padded, padding_share=share)
+
+
 def run_estimate(model: str | None, config: Path | None, overrides: dict[str, Any], gpu: str | None, gpu_gib: float | None,
                  tokens: float | None, as_json: bool, calibrated: bool = True) -> None:
     """Entry point of the estimate command (options already parsed by Typer).
@@ -66,7 +93,7 @@ def run_estimate(model: str | None, config: Path | None, overrides: dict[str, An
         from sft_tui.core.config.load import load_run_config
 
         run_config = load_run_config(config).config
-        settings = settings_from_run_config(run_config, bf16)
+        settings = data_padding(run_config, settings_from_run_config(run_config, bf16), model)
         model = model or run_config.model.name
     else:
         if model is None:

@@ -162,3 +162,22 @@ def test_preflight_refuses_an_image_text_checkpoint_in_one_line(tmp_path):
     with pytest.raises(UserError, match="Mistral 3 image-text model") as raised:
         _preflight(tmp_path)
     assert raised.value.where == "model.name"
+
+
+def test_estimate_with_a_config_counts_the_padding_its_batching_leaves_on_the_data(tmp_path):
+    from sft_tui.cli.estimate import data_padding
+    from sft_tui.core.estimate.memory import settings_from_run_config
+
+    rows = [{"instruction": "word " * (5 + (i % 4) * 150), "output": "ok"} for i in range(800)]
+    import json
+
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "run.toml").write_text('[model]\nname = "qwen2.5-1.5b"\n[data]\ntrain = "t.jsonl"\n[training]\n'
+                                       'micro_batch_size = 8\ngradient_accumulation_steps = 1\nmax_seq_length = 2048\n')
+    config = load_run_config(tmp_path / "run.toml").config
+    grouped = data_padding(config, settings_from_run_config(config), None)
+    assert grouped.padded and 0.0 < grouped.padding_share < 0.1  # length-grouped: little padding left
+    forced = load_run_config(tmp_path / "run.toml", ["data.packing=off", "data.group_by_length=false"]).config
+    assert data_padding(forced, settings_from_run_config(forced), None).padding_share > 0.4  # random order pads heavily
+    packed = load_run_config(tmp_path / "run.toml", ["data.packing=on"]).config
+    assert data_padding(packed, settings_from_run_config(packed), None).padding_share == 0.0

@@ -3,8 +3,10 @@
 Four ways, all of them TRL's or transformers' own:
 
 - ``grouped``: padded batches of examples of similar length (transformers'
-  LengthGroupedSampler: random mega-batches of 50 batches, sorted by length inside), so
-  a batch pads little. Same loss per token as random padded batches, different order.
+  LengthGroupedSampler: random mega-batches of 50 optimizer steps, sorted by length
+  inside), so a batch pads little. The same examples, but grouped differently: each
+  batch's loss is its own tokens' mean, so short examples weigh more than in random
+  batches (Alpaca, bench/throughput.py: held-out loss +1.4% at 1.8x the speed).
 - ``padded``: padded batches in random order (TRL's default).
 - ``packed``: TRL's padding-free packing (best-fit decreasing): several examples in one
   row, position ids restarting per example, no attention across examples.
@@ -12,11 +14,12 @@ Four ways, all of them TRL's or transformers' own:
   tokens; examples attend to each other. Only when asked for by name
   (pre-training-style text).
 
-"auto" picks by measurement (bench/throughput.py, bench/results/): on the CPU with SDPA,
-padding-free packing was slower than length-grouped padding (the block-diagonal mask
-built from packed position ids costs more than the padding it saves), so "auto" packs
-only where attention runs packed rows natively (flash-attention's varlen kernels on
-CUDA). SDPA on CUDA has not been measured here: it gets the measured-safe choice.
+"auto" picks by measurement (bench/throughput.py --packed, bench/results/): on the CPU with
+SDPA, padding-free packing was slower than random padded batches (0.64x on Alpaca), let
+alone length-grouped ones: the block-diagonal mask built from packed position ids costs
+more than the padding it saves. So "auto" packs only where attention runs packed rows
+natively (flash-attention's varlen kernels on CUDA). SDPA on CUDA has not been measured
+here: it gets the measured-safe choice.
 
 Grouping changes which examples share a batch, and that is not free: on the demo
 (16% padding in random batches) it made the held-out loss 1.17 instead of 1.04 (three

@@ -87,8 +87,11 @@ def _model_type(folder: Path) -> str | None:
         return None
 
 
-def training_lengths(examples, model_folder: Path) -> tuple[int, ...]:
-    """Token counts of the training examples with the model's tokenizer and chat template (approximate without them)."""
+def training_lengths(examples, model_folder: Path | str) -> tuple[int, ...]:
+    """Token counts of the training examples with the model's tokenizer and chat template (approximate without them).
+
+    `model_folder` may also be a preset or cached repo id (model_token_counter finds its tokenizer).
+    """
     from sft_tui.core.data.text import approx_tokens
     from sft_tui.core.data.tokens import model_token_counter
 
@@ -158,25 +161,25 @@ def preflight(config_path: Path, overrides: list[str], force: bool, note: Callab
     plan = speed_plan(config, "cpu" if target is None else "cuda", spec.family, lengths=lengths)
     note(batching_line(config, plan, lengths))
     note(plan.kernels.line())
-    if peft_dropout_conflict(spec, settings_from_run_config(config)):  # peft raises at the trainer's start otherwise
+    if peft_dropout_conflict(spec, settings_from_run_config(config, plan=plan)):  # peft raises at the trainer's start otherwise
         raise UserError(f"method.lora_dropout = {config.method.lora_dropout:g}: peft puts no dropout on the LoRA of "
                         f"{spec.name}'s fused experts (it refuses the run)", resolved.origins.get("method.lora_dropout", "method.lora_dropout"),
                         "set method.lora_dropout = 0, or target attention only (method.target_modules = [\"q_proj\", \"k_proj\", \"v_proj\", \"o_proj\"])")
     if config.method.name == "qlora" and spec.moe is not None and spec.moe.fused_experts:
         # transformers 5 stores experts as fused 3-D parameters: bitsandbytes quantises nn.Linear only, and peft's k-bit
         # preparation casts what is left to fp32, so "QLoRA" here holds the experts at 4 bytes a parameter
-        as_qlora = estimate_memory(spec, settings_from_run_config(config)).peak_gib
-        as_lora = estimate_memory(spec, replace(settings_from_run_config(config), method="lora")).peak_gib
+        as_qlora = estimate_memory(spec, settings_from_run_config(config, plan=plan)).peak_gib
+        as_lora = estimate_memory(spec, replace(settings_from_run_config(config, plan=plan), method="lora")).peak_gib
         raise UserError(f"QLoRA cannot quantise {spec.name}'s experts (transformers 5 stores them fused; bitsandbytes 4-bit "
                         f"replaces nn.Linear only, and they end up fp32): {as_qlora:.0f} GiB against {as_lora:.0f} GiB with LoRA",
                         resolved.origins.get("method.name", "method.name"), "use method.name = 'lora' (experts stay bf16)")
     if spec.scope_note:
         note(f"note: {spec.scope_note}")
     if target is None:
-        peak = estimate_memory(spec, settings_from_run_config(config)).peak_gib
+        peak = estimate_memory(spec, settings_from_run_config(config, plan=plan)).peak_gib
         note(f"GPU: none found; training runs on the CPU (fine for tiny models, very slow for real ones); on a GPU this run would peak near {peak:.1f} GiB")
     else:
-        settings = settings_from_run_config(config, target.info.bf16_supported if target.info else None)
+        settings = settings_from_run_config(config, target.info.bf16_supported if target.info else None, plan=plan)
         calibrated = calibration_for(home, target.name, target.info, settings.method)  # this box's own measurements, when there are any
         estimate = build_estimate(spec, settings, target, cal=calibrated.calibration)
         note(f"estimate: {estimate.memory.peak_gib:.1f} GiB peak on {target.name} ({target.memory_gib:.1f} GiB)")
