@@ -135,9 +135,11 @@ def build_trainer(config: RunConfig, model, tokenizer, train_ds, eval_ds, common
     if objective == "sft":
         from trl import SFTConfig, SFTTrainer
 
+        from sft_tui.trainer.samplers import seeded_grouping
+
         batch_args = (batching or BatchingPlan("padded", "")).trainer_args()
         args = SFTConfig(**common, **batch_args, max_length=max_length, completion_only_loss=config.data.completion_only_loss)
-        return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
+        return seeded_grouping(SFTTrainer)(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
                           peft_config=peft_config, callbacks=callbacks)
     if objective == "dpo":
         from trl import DPOConfig, DPOTrainer

@@ -32,6 +32,7 @@ def _train(make_run, tmp_path, monkeypatch, *overrides: str):
         trainer = original(*args, **kwargs)
         seen["args"] = trainer.args
         seen["padding_free"] = trainer.padding_free  # TRL derives it from bfd packing
+        seen["sampler"] = trainer._get_train_sampler()
         return trainer
 
     monkeypatch.setattr(train_module, "build_trainer", capture)
@@ -65,6 +66,7 @@ def test_auto_groups_by_length_where_random_batches_pad_heavily(make_run, tmp_pa
     line = next(line for line in out.splitlines() if "[sft-tui] batching:" in line)
     assert "length-grouped padded batches (auto: sdpa on CPU" in line and "(random order:" in line
     assert args.train_sampling_strategy == "group_by_length" and not args.packing
+    assert type(seen["sampler"]).__name__ == "EpochSeededLengthGroupedSampler"  # resume-safe order, see samplers.py
     assert summary.steps == 2
 
 
@@ -82,3 +84,24 @@ def test_liger_forced_on_a_cpu_run_is_refused_before_loading(make_run, tmp_path,
     _rows(tmp_path / "rows.jsonl", 8)
     with pytest.raises(UserError, match="CUDA only"):
         _train(make_run, tmp_path, monkeypatch, f"training.{setting}", "training.max_steps=1")
+
+
+def test_grouped_order_depends_on_seed_and_epoch_only_so_a_resume_replays_it():
+    import torch
+
+    from sft_tui.core.data.batching import padding_share
+    from sft_tui.trainer.samplers import EpochSeededLengthGroupedSampler
+
+    lengths = [(i * 37) % 500 + 1 for i in range(640)]
+    first = EpochSeededLengthGroupedSampler(8, lengths, seed=42)
+    first.set_epoch(2)
+    order = list(first)
+    torch.rand(1000)  # the global random state moves on, as training would move it
+    resumed = EpochSeededLengthGroupedSampler(8, lengths, seed=42)  # a fresh process resuming in epoch 2
+    resumed.set_epoch(2)
+    assert list(resumed) == order and sorted(order) == list(range(640))
+    resumed.set_epoch(3)
+    assert list(resumed) != order
+    batches = [[lengths[i] for i in order[k:k + 8]] for k in range(0, 640, 8)]
+    grouped_padding = 1 - sum(map(sum, batches)) / sum(max(b) * len(b) for b in batches)
+    assert grouped_padding < 0.05 < padding_share(lengths, 8, "padded", 512)

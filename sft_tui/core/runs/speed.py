@@ -23,10 +23,6 @@ class SpeedPlan:
     batching: BatchingPlan
     kernels: KernelPlan
 
-    def lines(self) -> tuple[str, str]:
-        """The two log lines: batching and kernels."""
-        return self.batching.line(), self.kernels.line()
-
 
 def liger_installed() -> bool:
     """Whether liger-kernel can be imported here (found without importing it: it pulls in torch and triton)."""
