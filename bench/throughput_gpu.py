@@ -51,14 +51,17 @@ SHAPES = {
 METHODS = ("lora", "qlora")
 
 
-def data_file(work: Path, rows: int) -> Path:
-    """The training rows: the first `rows` of the Alpaca sample beside the checkout, else the demo set."""
-    if not ALPACA.is_file():
-        print(f"no Alpaca sample at {ALPACA}: training on the demo set (short rows: a GPU mostly waits on them)", flush=True)
+def data_file(work: Path, rows: int, alpaca: Path = ALPACA, dry_run: bool = False) -> Path:
+    """The training rows: the first `rows` of the Alpaca sample (--data); the demo set only for --dry-run."""
+    if not alpaca.is_file():
+        if not dry_run:  # a GPU measured on the demo's short rows would mostly wait: no such numbers get written
+            print(f"no Alpaca sample at {alpaca}: give its path with --data (alpaca_5000.json)", file=sys.stderr)
+            raise SystemExit(2)
+        print(f"no Alpaca sample at {alpaca}: the dry run trains on the demo set", flush=True)
         return DEMO / "train.jsonl"
     path = work / f"alpaca_{rows}.jsonl"
     if not path.is_file():
-        data = json.loads(ALPACA.read_text(encoding="utf-8"))[:rows]
+        data = json.loads(alpaca.read_text(encoding="utf-8"))[:rows]
         path.write_text("".join(json.dumps(r) + "\n" for r in data), encoding="utf-8")
     return path
 
@@ -165,6 +168,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=0, help="Alpaca rows to train on; 0 = steps x batch, one epoch (the length-grouped "
                         "sampler's mega-batches are then whole: a part of one holds its longest batches first)")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--data", type=Path, default=ALPACA, help="the Alpaca 5,000 sample (JSON list of alpaca rows); default: ../shared/data beside the checkout")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "sft-tui-bench-gpu",
                         help="where the random-weight shapes are saved (an 8B shape is 16 GB) and reused")
     parser.add_argument("--out", type=Path, default=None, help="default: bench/results/throughput_gpu.json (none for --dry-run)")
@@ -183,7 +187,7 @@ def main() -> None:
     shapes, steps = (["tiny"], 2) if args.dry_run else (args.shape, args.steps)
     work = Path(tempfile.mkdtemp(prefix="sft-tui-gpu-dry-")) if args.dry_run else args.work
     work.mkdir(parents=True, exist_ok=True)
-    data = data_file(work, args.rows or steps * args.batch)
+    data = data_file(work, args.rows or steps * args.batch, args.data, args.dry_run)
     started = time.time()
     runs = []
     for shape in shapes:

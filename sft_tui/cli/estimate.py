@@ -41,6 +41,26 @@ def calibration_for_target(target, method: str, home: Path | None = None):
     return calibration_for(home or runs_home(), target.name, target.info, method)
 
 
+def packing_checked(settings, family: str | None, asked: bool):
+    """Settings for packed rows as `train` would run them: refused where train refuses, masked where attention needs it.
+
+    Packed rows carry no padding. Only flash-attention reads them without a mask: with SDPA
+    or eager, transformers builds a block-diagonal mask from the position ids, so the
+    estimator's mask terms stay.
+    """
+    from sft_tui.core.data.batching import PACKING_UNSAFE_FAMILIES, VARLEN_ATTENTION
+
+    if settings.padded:
+        return settings
+    if asked and settings.objective != "sft":
+        raise UserError(f"--packing: TRL's {settings.objective.upper()} trainer pads its pairs and never packs", "--packing",
+                        "leave out --packing (packing works for SFT only)")
+    if asked and family in PACKING_UNSAFE_FAMILIES:
+        raise UserError(f"--packing: {family} models see across packed examples in transformers 5.23, so train refuses to pack them",
+                        "--packing", "leave out --packing")
+    return replace(settings, padding_share=0.0, padded=settings.attention not in VARLEN_ATTENTION)
+
+
 def data_padding(run_config, settings, model: str | None):
     """The settings with the padding the run's batching leaves on its own data (time counts real tokens only).
 
@@ -106,6 +126,7 @@ def run_estimate(model: str | None, config: Path | None, overrides: dict[str, An
         raise UserError(f"--tokens must be more than 0, got {tokens:g}", "--tokens", "give the number of training tokens")
     spec = resolve_model(model)
     settings.validate()  # a bad --method is named before any measurement is read
+    settings = packing_checked(settings, spec.family, overrides.get("padded") is False)
     found = calibration_for_target(target, settings.method) if calibrated else None
     cal = found.calibration if found else DEFAULT_CALIBRATION
     estimate = build_estimate(spec, settings, target, tokens, cal=cal, rooms=rooms)
@@ -135,7 +156,7 @@ def estimate(
     lora_dropout: Annotated[Optional[float], typer.Option("--lora-dropout", help="LoRA dropout (it costs a mask per adapted layer). [default: 0.05]")] = None,
     quant_type: Annotated[Optional[str], typer.Option("--quant-type", help="QLoRA 4-bit type: nf4 or fp4. [default: nf4]")] = None,
     double_quant: Annotated[Optional[bool], typer.Option("--double-quant/--no-double-quant", help="QLoRA double quantisation. [default: on]")] = None,
-    packing: Annotated[Optional[bool], typer.Option("--packing/--no-packing", help="Packed sequences (no padding mask). [default: off]")] = None,
+    packing: Annotated[Optional[bool], typer.Option("--packing/--no-packing", help="Packed rows (SFT only): no padding; no mask with flash_attention_2. [default: off]")] = None,
     liger: Annotated[Optional[bool], typer.Option("--liger/--no-liger", help="Liger Kernel's RMSNorm, RoPE and SwiGLU (less saved for backward). [default: off, or what the --config sets: training.liger = on]")] = None,
     gpu_gib: Annotated[Optional[float], typer.Option("--gpu-gib", help="GPU memory in GiB instead of the detected GPU.")] = None,
     gpu: Annotated[Optional[str], typer.Option("--gpu", help="GPU by name (A100-80GB, H100, 4090, L4, T4, ...) instead of the detected one.")] = None,

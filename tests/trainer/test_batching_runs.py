@@ -48,7 +48,7 @@ def test_packing_on_packs_rows_and_counts_the_packed_steps(make_run, tmp_path, m
     _rows(tmp_path / "rows.jsonl", 48)
     run, summary, seen = _train(make_run, tmp_path, monkeypatch, "data.packing=on", "training.epochs=1")
     out = capsys.readouterr().out
-    assert "[sft-tui] batching: padding-free packing (data.packing = on)" in out
+    assert "[sft-tui] batching: padding-free packing (data.packing = on; on the CPU it measured 0.64x random padded batches)" in out
     packed = [line for line in out.splitlines() if "[sft-tui] packing: 48 training rows packed into" in line]
     assert packed, out
     rows = int(packed[0].split("packed into ")[1].split()[0])

@@ -44,7 +44,7 @@ def test_forced_settings_win_and_wrong_ones_are_refused():
     assert choose_batching("off", True, "sft", "cuda", "flash_attention_2").mode == "grouped"
     assert choose_batching(False, False, "sft", "cuda", "flash_attention_2").mode == "padded"
     assert choose_batching("auto", False, "sft", "cpu", "sdpa", random_padding=0.5).mode == "padded"
-    with pytest.raises(ValueError, match="objective = 'sft' only"):
+    with pytest.raises(ValueError, match="objective = sft only"):
         choose_batching("on", True, "dpo", "cpu", "sdpa")
     assert "gpt_oss" in PACKING_UNSAFE_FAMILIES
     with pytest.raises(ValueError, match="gpt_oss"):
@@ -153,6 +153,9 @@ def test_preflight_names_the_batching_and_kernels_before_the_run(tmp_path):
     assert "kernels: PyTorch + TRL's fused LM head (auto: Liger runs on CUDA only)" in notes
     with pytest.raises(UserError, match="CUDA only"):
         _preflight(tmp_path, ["training.liger=on"])
+    # rows longer than max_seq_length are named before the launch (the trainer cuts them without a word)
+    cut = [n for n in _preflight(tmp_path, ["training.max_seq_length=64"]) if "will be cut" in n]
+    assert cut and cut[0].startswith("note: about ") and "training.max_seq_length = 64 tokens" in cut[0]
 
 
 def test_preflight_refuses_an_image_text_checkpoint_in_one_line(tmp_path):

@@ -109,7 +109,9 @@ def test_settings_from_a_run_config_follow_its_speed_plan(tmp_path):
     auto = est.settings_from_run_config(config(tmp_path))
     assert auto.padded is True and auto.liger is False
     assert est.settings_from_run_config(config(tmp_path, training='attention = "flash_attention_2"\n')).padded is False  # packs
-    assert est.settings_from_run_config(config(tmp_path, data='packing = "on"\n')).padded is False
+    # packed rows under SDPA still carry a mask (block-diagonal, built from the position ids); flash-attention needs none
+    assert est.settings_from_run_config(config(tmp_path, data='packing = "on"\n')).padded is True
+    assert est.settings_from_run_config(config(tmp_path, data='packing = "on"\n', training='attention = "flash_attention_2"\n')).padded is False
     assert est.settings_from_run_config(config(tmp_path, data="packing = false\n")).padded is True
     # Liger: only when forced on (with no model family known, speed_plan would refuse "on": never raised here)
     assert est.settings_from_run_config(config(tmp_path, training='liger = "on"\n')).liger is True
@@ -118,15 +120,19 @@ def test_settings_from_a_run_config_follow_its_speed_plan(tmp_path):
     assert est.settings_from_run_config(config(tmp_path, method='objective = "dpo"\n')).padded is True
     # a resolved plan wins
     plan = SpeedPlan(BatchingPlan("packed", "test"), KernelPlan(True, "test"))
-    from_plan = est.settings_from_run_config(config(tmp_path), plan=plan)
+    from_plan = est.settings_from_run_config(config(tmp_path, training='attention = "flash_attention_2"\n'), plan=plan)
     assert from_plan.padded is False and from_plan.liger is True
 
 
 def test_the_cli_takes_liger_and_states_the_assumptions(cli, tmp_path):
     out = cli("estimate", "qwen2.5-0.5b", "--liger", "--gpu-gib", "24").out
     assert "Liger kernels:" in out and "padded batches with an attention mask" in out and " · Liger" in out
-    packed = cli("estimate", "qwen2.5-0.5b", "--packing", "--gpu-gib", "24").out
+    packed = cli("estimate", "qwen2.5-0.5b", "--packing", "--attention", "flash_attention_2", "--gpu-gib", "24").out
     assert "packed rows, no padding mask" in packed and "Liger kernels:" not in packed
+    masked = cli("estimate", "qwen2.5-0.5b", "--packing", "--gpu-gib", "24").out  # SDPA: a block-diagonal mask stays
+    assert "packed rows, no padding mask" not in masked
+    refused = cli("estimate", "qwen2.5-0.5b", "--packing", "--objective", "dpo")
+    assert refused.code == 2 and "TRL's DPO trainer pads its pairs" in refused.err
     path = tmp_path / "run.toml"
     path.write_text('[model]\nname = "qwen2.5-0.5b"\n[data]\ntrain = "x.jsonl"\n[training]\nliger = "on"\n')
     data = json.loads(cli("estimate", "--config", str(path), "--json").out)

@@ -197,7 +197,7 @@ def test_settings_follow_a_run_config(tmp_path):
 
     path = tmp_path / "run.toml"
     path.write_text('recipe = "qlora"\n[model]\nname = "qwen2.5-7b"\n[data]\ntrain = "x.jsonl"\npacking = true\n'
-                    '[training]\nmax_seq_length = 4096\nmicro_batch_size = 2\n')
+                    '[training]\nmax_seq_length = 4096\nmicro_batch_size = 2\nattention = "flash_attention_2"\n')
     s = est.settings_from_run_config(load_run_config(path).config, bf16_available=False)
     assert (s.method, s.seq_len, s.batch_size, s.optimizer, s.precision, s.padded) == ("qlora", 4096, 2, "paged_adamw_8bit", "fp16", False)
 

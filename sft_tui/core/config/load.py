@@ -158,6 +158,8 @@ def _coerce(path: str, value: Any, hint: Any, meta: Mapping[str, Any], where: st
         value = float(value)
     elif hint is str and meta.get("bool_words") and isinstance(value, bool):
         value = meta["bool_words"][0 if value else 1]
+    elif hint is str and meta.get("bool_words") and not isinstance(value, str):
+        raise bad(f"one of {', '.join(meta['choices'])} (or true/false)")
     elif hint is str:
         if not isinstance(value, str):
             raise bad("a string")
@@ -169,7 +171,8 @@ def _coerce(path: str, value: Any, hint: Any, meta: Mapping[str, Any], where: st
         value = tuple(value)
     choices = meta.get("choices") or ()
     if choices and value not in choices:
-        raise UserError(f"{path} must be one of {', '.join(choices)}; got {value!r}{did_you_mean(str(value), choices)}", where, f"pick one of {', '.join(choices)}")
+        also = " (or true/false)" if meta.get("bool_words") else ""
+        raise UserError(f"{path} must be one of {', '.join(choices)}{also}; got {value!r}{did_you_mean(str(value), choices)}", where, f"pick one of {', '.join(choices)}{also}")
     low, high = meta.get("min"), meta.get("max")
     if low is not None and (value < low or (meta.get("min_exclusive") and value == low)):
         op = ">" if meta.get("min_exclusive") else ">="

@@ -101,7 +101,7 @@ class TrainingSection:
     optimizer: str = opt("adamw_torch", "optimizer; the 8-bit ones keep their state in 8 bits (bitsandbytes)", choices=OPTIMIZERS)
     precision: str = opt("auto", "auto = bf16 where the GPU supports it, else fp16 on a GPU, fp32 on the CPU", choices=PRECISIONS)
     liger: str = opt("auto", "Liger Kernel's fused RMSNorm/RoPE/SwiGLU: auto = on with CUDA when installed (pip install "
-                     "'sft-tui[gpu]') for the families it supports", choices=("auto", "on", "off"), bool_words=("on", "off"))
+                     "-e '.[gpu]') for the families it supports; on = refuse to run without it", choices=("auto", "on", "off"), bool_words=("on", "off"))
     attention: str = opt("sdpa", "attention kernel: sdpa (memory-efficient), eager, or flash_attention_2 if installed", choices=("sdpa", "eager", "flash_attention_2"))
     weight_decay: float = opt(0.0, "decoupled weight decay", min=0.0, max=1.0)
     max_grad_norm: float = opt(1.0, "gradient clipping norm; 0 disables clipping", min=0.0, max=1e6)

@@ -69,7 +69,7 @@ class HeadMemory:
         if phase == "backward start":
             return f"{tiles}; its backward: fp32 gradient of the {self.tokens:,} hidden states + one tile"
         if phase == "layers' backward":
-            return f"{tiles}; after its backward, the gradient of the {self.tokens:,} final hidden states"
+            return f"{tiles}; at this moment only the gradient it passes to the layers ({self.tokens:,} hidden states)"
         if phase == "reference forward":
             return f"{tiles}; what the policy's head saved ({self.tokens:,} hidden states, targets, log_z) and its outputs"
         return f"{tiles}; {self.tokens:,} hidden states saved + 7 fp32 running stats per token + one tile"

@@ -719,6 +719,8 @@ def settings_from_run_config(config: RunConfig, bf16_available: bool | None = No
     a CUDA GPU (see _gpu_speed_settings).
     """
     padded, liger = (plan.batching.padded, plan.kernels.liger) if plan is not None else _gpu_speed_settings(config)
+    if not padded and config.training.attention not in ("flash_attention_2", "flash_attention_3"):
+        padded = True  # packed rows under SDPA/eager: transformers builds a block-diagonal mask from the position ids
     precision = config.training.precision
     if precision == "auto":
         precision = "bf16" if bf16_available in (True, None) else "fp16"

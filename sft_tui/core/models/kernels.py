@@ -57,7 +57,7 @@ def choose_kernels(setting: str, device: str, family: str | None, installed: boo
                "liger-kernel is not installed (pip install 'sft-tui[gpu]')" if not installed else "")
     if setting == "on":
         if problem:
-            raise ValueError(f"training.liger = on, but {problem}")
+            raise ValueError(f"liger is on, but {problem}")
         return KernelPlan(True, "training.liger = on")
     if problem:
         return KernelPlan(False, f"auto: {problem}")

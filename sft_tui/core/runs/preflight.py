@@ -160,6 +160,10 @@ def preflight(config_path: Path, overrides: list[str], force: bool, note: Callab
     lengths = training_lengths(train.examples, files.folder) if objective == "sft" else ()
     plan = speed_plan(config, "cpu" if target is None else "cuda", spec.family, lengths=lengths)
     note(batching_line(config, plan, lengths))
+    cut = sum(n > config.training.max_seq_length for n in lengths)
+    if cut:  # said before the launch: the trainer truncates them silently (TRL) and train.log counts them only afterwards
+        note(f"note: about {cut} of {len(lengths)} training rows are longer than training.max_seq_length = "
+             f"{config.training.max_seq_length} tokens and will be cut; raise it if their ends matter")
     note(plan.kernels.line())
     if peft_dropout_conflict(spec, settings_from_run_config(config, plan=plan)):  # peft raises at the trainer's start otherwise
         raise UserError(f"method.lora_dropout = {config.method.lora_dropout:g}: peft puts no dropout on the LoRA of "

@@ -60,7 +60,7 @@ def speed_plan(config: RunConfig, device: str, family: str | None, installed: bo
 def batching_line(config: RunConfig, plan: SpeedPlan, lengths=None) -> str:
     """The batching line with the padding the batches will carry on this data, e.g. '...; 3% padding (random order: 46%)'."""
     line = plan.batching.line()
-    if not lengths or plan.batching.packs or (plan.batching.mode == "padded" and plan.batching.reason.startswith("auto:")):
+    if not lengths or plan.batching.packs or plan.batching.reason.endswith("not worth grouping"):
         return line  # packed rows carry no padding; the auto reason for random order already gives the share
     t = config.training
     share = padding_share(lengths, t.micro_batch_size, plan.batching.mode, t.max_seq_length, t.seed, t.gradient_accumulation_steps)
