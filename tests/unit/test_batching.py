@@ -100,8 +100,17 @@ def test_config_reads_booleans_and_words(tmp_path):
     assert _config(tmp_path, "packing = false").data.packing == "off"
     assert _config(tmp_path, 'packing = "wrapped"').data.packing == "wrapped"
     assert _config(tmp_path, training="liger = false").training.liger == "off"
-    with pytest.raises(UserError, match="data.packing must be one of auto, on, off, wrapped"):
+    with pytest.raises(UserError, match=r"data.packing must be one of auto, on, off, wrapped \(or true/false\)"):
         _config(tmp_path, 'packing = "yes"')
+    with pytest.raises(UserError, match=r"must be one of auto, on, off, wrapped \(or true/false\), got 1"):
+        _config(tmp_path, "packing = 1")
+
+
+def test_packing_a_preference_run_is_refused_when_the_config_loads(tmp_path):
+    _config(tmp_path)  # writes the files
+    with pytest.raises(UserError, match="packs SFT rows, but method.objective is 'dpo'") as raised:
+        load_run_config(tmp_path / "run.toml", ["data.packing=on", "method.objective=dpo"])
+    assert raised.value.where == "--set"
 
 
 def test_speed_plan_names_the_field_it_refuses(tmp_path):

@@ -232,6 +232,10 @@ def _check_required_and_contradictions(values: dict[str, dict[str, Any]], origin
             origins["method.loss_type"], f"use one of {', '.join(LOSS_TYPES[objective])}" if objective in LOSS_TYPES
             else "remove method.loss_type (it applies to dpo and kto only)",
         )
+    if values["data"]["packing"] in ("on", "wrapped") and objective != "sft":
+        # the preference trainers batch pairs padded: said here so `config check` and the TUI's check catch it too
+        raise UserError(f"data.packing = {values['data']['packing']!r} packs SFT rows, but method.objective is {objective!r}",
+                        origins["data.packing"], f"remove data.packing (TRL's {objective.upper()} trainer pads its pairs)")
     if values["method"]["sft_weight"] > 0 and objective != "dpo":
         raise UserError(f"method.sft_weight adds an SFT loss to DPO, but method.objective is {objective!r}",
                         origins["method.sft_weight"], "remove method.sft_weight (ORPO has its own SFT term; KTO has none)")
