@@ -156,11 +156,11 @@ def test_settings_follow_the_run_configs_objective_and_starting_adapter(tmp_path
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"r": 8, "target_modules": ["v_proj", "q_proj"]}))
     path = tmp_path / "run.toml"
-    path.write_text(f'recipe = "lora"\n[model]\nname = "qwen2.5-0.5b"\nadapter = "{adapter}"\n[data]\ntrain = "x.jsonl"\npacking = true\n'
+    path.write_text(f'recipe = "lora"\n[model]\nname = "qwen2.5-0.5b"\nadapter = "{adapter}"\n[data]\ntrain = "x.jsonl"\n'
                     '[method]\nobjective = "kto"\nloss_type = "apo_zero_unpaired"\n')
     s = est.settings_from_run_config(load_run_config(path).config)
     assert (s.objective, s.loss_type, s.reference_adapter, s.lora_r, s.lora_targets) == ("kto", "apo_zero_unpaired", True, 8, ("q_proj", "v_proj"))
-    assert s.padded  # the preference trainers pad, whatever [data] packing says
+    assert s.padded  # the preference trainers pad (packing them is refused when the config loads: test_batching.py)
     path.write_text('recipe = "lora"\n[model]\nname = "qwen2.5-0.5b"\n[data]\ntrain = "x.jsonl"\n[method]\nobjective = "dpo"\n')
     s = est.settings_from_run_config(load_run_config(path).config)
     assert (s.objective, s.reference_adapter, s.lora_r) == ("dpo", False, 16)
