@@ -39,10 +39,10 @@ def test_auto_packs_only_with_varlen_attention_on_cuda():
 
 def test_forced_settings_win_and_wrong_ones_are_refused():
     assert choose_batching("on", True, "sft", "cpu", "sdpa").trainer_args() == {"packing": True, "packing_strategy": "bfd"}
-    assert choose_batching(True, True, "sft", "cpu", "sdpa").mode == "packed"
+    assert choose_batching("on", True, "sft", "cpu", "sdpa").mode == "packed"
     assert choose_batching("wrapped", True, "sft", "cpu", "sdpa").trainer_args()["packing_strategy"] == "wrapped"
     assert choose_batching("off", True, "sft", "cuda", "flash_attention_2").mode == "grouped"
-    assert choose_batching(False, False, "sft", "cuda", "flash_attention_2").mode == "padded"
+    assert choose_batching("off", False, "sft", "cuda", "flash_attention_2").mode == "padded"
     assert choose_batching("auto", False, "sft", "cpu", "sdpa", random_padding=0.5).mode == "padded"
     with pytest.raises(ValueError, match="objective = sft only"):
         choose_batching("on", True, "dpo", "cpu", "sdpa")
@@ -83,7 +83,7 @@ def test_liger_on_cuda_for_supported_families_when_installed():
     assert "not installed" in choose_kernels("auto", "cuda", "qwen3", installed=False).reason
     assert "gpt_neox" not in LIGER_FAMILIES and not choose_kernels("auto", "cuda", "gpt_neox", installed=True).liger
     assert not choose_kernels("auto", "cuda", "llama", installed=True, objective="orpo").liger
-    assert choose_kernels(True, "cuda", "llama", installed=True).reason == "training.liger = on"
+    assert choose_kernels("on", "cuda", "llama", installed=True).reason == "training.liger = on"
     with pytest.raises(ValueError, match="CUDA only"):
         choose_kernels("on", "cpu", "llama", installed=True)
 

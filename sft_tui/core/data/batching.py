@@ -82,15 +82,6 @@ class BatchingPlan:
         return {"packing": False, "train_sampling_strategy": "group_by_length" if self.mode == "grouped" else "random"}
 
 
-def normalise_packing(value: object) -> str:
-    """data.packing as written (true / false / "auto" / "on" / "off" / "wrapped") -> one of PACKING_CHOICES."""
-    if value is True:
-        return "on"
-    if value is False:
-        return "off"
-    return str(value)
-
-
 def choose_batching(packing: str, group_by_length: bool, objective: str, device: str, attention: str,
                     family: str | None = None, random_padding: float | None = None) -> BatchingPlan:
     """The batching for a run: what the user forced, else the measured-fastest correct one for this device.
@@ -100,7 +91,6 @@ def choose_batching(packing: str, group_by_length: bool, objective: str, device:
     (padding_share), None when the data has not been measured.
     Raises ValueError with a user-facing sentence when packing is forced where it is wrong.
     """
-    packing = normalise_packing(packing)
     unpacked = ("grouped", "length-grouped") if group_by_length else ("padded", "data.group_by_length = false")
     if objective != "sft":
         if packing in ("on", "wrapped"):

@@ -743,21 +743,14 @@ def _gpu_speed_settings(config: RunConfig) -> tuple[bool, bool]:
     """(padded, liger) for `config` on a CUDA GPU of an unknown family: the estimator's view of a GPU run, never raising.
 
     Liger counts only when forced on (whether "auto" finds it installed is the training
-    machine's business); batching follows speed_plan, and a forced choice speed_plan would
-    refuse falls back to what the setting asks for (preflight names that error, not the estimate).
+    machine's business). Batching follows speed_plan, which cannot refuse here: with liger
+    set aside and no family known, its only refusal (packing a preference run) is made
+    when the config loads.
     """
-    from sft_tui.core.data.batching import normalise_packing
-    from sft_tui.core.models.kernels import normalise_liger
-    from sft_tui.core.runs.speed import (
-        speed_plan,  # here, not at the top: core.runs imports the estimator
-    )
+    from sft_tui.core.runs.speed import speed_plan  # here, not at the top: core.runs imports the estimator
 
-    liger = normalise_liger(config.training.liger) == "on"
-    try:  # liger decided above: with no family known, speed_plan would refuse a forced "on"
-        return speed_plan(replace(config, training=replace(config.training, liger="off")), "cuda", None, installed=False).batching.padded, liger
-    except UserError:
-        packs = normalise_packing(config.data.packing) in ("on", "wrapped") and config.method.objective == "sft"
-        return not packs, liger
+    off = replace(config, training=replace(config.training, liger="off"))
+    return speed_plan(off, "cuda", None, installed=False).batching.padded, config.training.liger == "on"
 
 
 def _adapter_shape(folder: str) -> tuple[int, tuple[str, ...]] | None:

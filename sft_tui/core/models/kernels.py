@@ -34,21 +34,11 @@ class KernelPlan:
         return f"kernels: PyTorch + TRL's fused LM head ({self.reason})"
 
 
-def normalise_liger(value: object) -> str:
-    """training.liger as written (true / false / "auto" / "on" / "off") -> one of LIGER_CHOICES."""
-    if value is True:
-        return "on"
-    if value is False:
-        return "off"
-    return str(value)
-
-
 def choose_kernels(setting: str, device: str, family: str | None, installed: bool, objective: str = "sft") -> KernelPlan:
     """Liger for this run: "auto" turns it on on CUDA for supported families when installed.
 
     Raises ValueError with a user-facing sentence when "on" cannot be honoured.
     """
-    setting = normalise_liger(setting)
     if setting == "off":
         return KernelPlan(False, "training.liger = off")
     problem = ("Liger runs on CUDA only" if device != "cuda" else
