@@ -159,7 +159,8 @@ def test_checkpointing_holds_one_layers_folded_stacks():
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
-trl_utils = pytest.importorskip("trl.trainer.utils")
+pytest.importorskip("trl.trainer.utils")
+from tests.unit.test_estimator_activations import saved_bytes  # noqa: E402  (needs the ML stack above)
 
 BASE = {"hidden_size": 256, "num_attention_heads": 8, "num_key_value_heads": 2, "vocab_size": 3000, "tie_word_embeddings": False,
         "num_hidden_layers": 3, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
@@ -193,19 +194,7 @@ def _measure(config: dict, s: est.TrainSettings) -> tuple[int, int, int]:
     ids = torch.randint(3, 3000, (s.batch_size, s.seq_len))
     mask = torch.ones_like(ids)
     mask[0, -s.seq_len // 4:] = 0
-    storages: dict[int, int] = {}
-
-    def keep(tensor):
-        storage = tensor.untyped_storage()
-        storages.setdefault(storage.data_ptr(), storage.nbytes())
-        return tensor
-
-    # the loss as TRL 1.16's SFTTrainer takes it: its fused LM head, patched on the base model (no full logits)
-    trl_utils.add_fused_lm_head(model.get_base_model() if s.method != "full" else model, outputs=("log_probs", "entropy", "is_top1"))
-    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
-        model(input_ids=ids, attention_mask=mask, labels=ids, fused_lm_head=True)
-    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    return params, trainable, sum(size for ptr, size in storages.items() if ptr not in weights)
+    return params, trainable, saved_bytes(model, ids, mask, fused=True)  # the loss through TRL's fused LM head, as SFT takes it
 
 
 CASES = [(family, kw) for family in CONFIGS for kw in ({"method": "lora"}, {"method": "lora", "lora_targets": ("q_proj", "v_proj")}, {"method": "full"})]

@@ -49,6 +49,15 @@ def _measure_saved_bytes(config: dict, s: est.TrainSettings) -> int:
     mask = torch.ones_like(ids)
     if s.padded:
         mask[0, -s.seq_len // 4:] = 0
+    return saved_bytes(model, ids, mask if s.padded else None, est.uses_fused_head(s))
+
+
+def saved_bytes(model, ids, mask, fused: bool) -> int:
+    """Bytes autograd keeps for backward after one forward under bf16 autocast (unique storages, weights excluded).
+
+    `fused`: the loss as TRL 1.16's SFTTrainer takes it, through its fused LM head patched
+    on the base model (under any adapter); otherwise the model's own loss on full logits.
+    """
     storages: dict[int, int] = {}
 
     def keep(tensor):
@@ -56,11 +65,11 @@ def _measure_saved_bytes(config: dict, s: est.TrainSettings) -> int:
         storages.setdefault(storage.data_ptr(), storage.nbytes())
         return tensor
 
-    fused = est.uses_fused_head(s)
-    if fused:  # as SFTTrainer patches it: on the base model, under the adapter
-        trl_utils.add_fused_lm_head(model.get_base_model() if s.method != "full" else model, outputs=("log_probs", "entropy", "is_top1"))
+    if fused:
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        trl_utils.add_fused_lm_head(base, outputs=("log_probs", "entropy", "is_top1"))
     with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
-        model(input_ids=ids, attention_mask=mask if s.padded else None, labels=ids, **({"fused_lm_head": True} if fused else {}))
+        model(input_ids=ids, attention_mask=mask, labels=ids, **({"fused_lm_head": True} if fused else {}))
     weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
     return sum(size for ptr, size in storages.items() if ptr not in weights)
 
