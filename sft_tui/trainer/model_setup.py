@@ -8,12 +8,12 @@ qlora: linears in NF4 with double quantisation via bitsandbytes, then peft's
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from sft_tui.core.config.schema import RunConfig
+from sft_tui.core.models.files import model_type
 from sft_tui.core.models.kernels import attention_for
 
 # The default templates render tools too (tool-calling rows): the declared tools before the conversation,
@@ -76,13 +76,6 @@ def load_tokenizer(folder: Path, config: RunConfig):
     return tokenizer
 
 
-def _model_type(folder: Path) -> str | None:
-    try:
-        return json.loads((Path(folder) / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def load_model(folder: Path, config: RunConfig, precision: str):
     """The model on the right device, in the recipe's dtypes."""
     from transformers import AutoModelForCausalLM
@@ -90,9 +83,10 @@ def load_model(folder: Path, config: RunConfig, precision: str):
     method = config.method.name
     compute = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    attention = attention_for(_model_type(folder), config.training.attention)
+    family = model_type(folder)
+    attention = attention_for(family, config.training.attention)
     if attention != config.training.attention:
-        print(f"attention: {attention} ({_model_type(folder)} has no {config.training.attention} path in transformers)", flush=True)
+        print(f"attention: {attention} ({family} has no {config.training.attention} path in transformers)", flush=True)
     kwargs = dict(local_files_only=True, trust_remote_code=config.model.trust_remote_code, attn_implementation=attention)
     if method == "full":
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs).to(device)

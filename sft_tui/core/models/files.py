@@ -46,6 +46,14 @@ def _describe(folder: Path, repo: str) -> ModelFiles:
     return ModelFiles(folder, repo, has_tokenizer, template)
 
 
+def model_type(folder: Path) -> str | None:
+    """The `model_type` of a model folder's config.json (None when it cannot be read): the class transformers loads."""
+    try:
+        return json.loads((Path(folder) / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def chat_template_text(folder: Path) -> str:
     """The model's own chat template source ('' when it has none): chat_template.jinja, or tokenizer_config.json's
     (a list of named templates is joined: any of them may be the one used)."""

@@ -6,7 +6,6 @@ lines go to a `note` callback (stderr for the CLI, the screen for the TUI).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -23,7 +22,7 @@ from sft_tui.core.estimate.calibration import calibration_for
 from sft_tui.core.estimate.fit import build_estimate, detected_gpus, peft_dropout_conflict
 from sft_tui.core.estimate.memory import estimate_memory, settings_from_run_config
 from sft_tui.core.estimate.report import render_estimate
-from sft_tui.core.models.files import chat_template_text, check_weight_files, find_model_files
+from sft_tui.core.models.files import chat_template_text, check_weight_files, find_model_files, model_type
 from sft_tui.core.models.modelspec import resolve_model
 from sft_tui.core.runs.files import free_bytes
 from sft_tui.core.runs.jobs import launch
@@ -78,13 +77,6 @@ def check_home_writable(home: Path) -> None:
 
 # model_types whose checkpoints transformers 5.23 loads only as image-text models (tests/trainer/test_packing_equivalence.py)
 NOT_CAUSAL_LM = {"mistral3": "Mistral 3 image-text model (transformers has no causal-LM class for it)"}
-
-
-def _model_type(folder: Path) -> str | None:
-    try:
-        return json.loads((folder / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def training_lengths(examples, model_folder: Path | str) -> tuple[int, ...]:
@@ -152,9 +144,9 @@ def preflight(config_path: Path, overrides: list[str], force: bool, note: Callab
     note(f"model: {files.folder}, {weights} weight file(s) checked" + ("" if files.has_chat_template or config.model.chat_template else " (no chat template: a default one is set and saved with the output)"))
     target = max(detected_gpus(sampler), key=lambda g: g.memory_gib, default=None)  # can it ever fit? (room now: start_run)
     spec = resolve_model(str(files.folder))
-    if _model_type(files.folder) in NOT_CAUSAL_LM:
+    if model_type(files.folder) in NOT_CAUSAL_LM:
         # transformers 5 has no AutoModelForCausalLM class for it: the trainer would stop after loading with a raw error
-        raise UserError(f"{files.folder.name} is a {NOT_CAUSAL_LM[_model_type(files.folder)]}: sft-tui trains causal language "
+        raise UserError(f"{files.folder.name} is a {NOT_CAUSAL_LM[model_type(files.folder)]}: sft-tui trains causal language "
                         "models only", "model.name", "train its text-only sibling (e.g. the mistral-small-24b preset's "
                         "checkpoint, Mistral-Small-24B-Instruct-2501)")
     lengths = training_lengths(train.examples, files.folder) if objective == "sft" else ()
