@@ -48,17 +48,16 @@ def packing_checked(settings, family: str | None, asked: bool):
     or eager, transformers builds a block-diagonal mask from the position ids, so the
     estimator's mask terms stay.
     """
-    from sft_tui.core.data.batching import PACKING_UNSAFE_FAMILIES, VARLEN_ATTENTION
+    from sft_tui.core.data.batching import choose_batching, has_mask
 
     if settings.padded:
         return settings
-    if asked and settings.objective != "sft":
-        raise UserError(f"--packing: TRL's {settings.objective.upper()} trainer pads its pairs and never packs", "--packing",
-                        "leave out --packing (packing works for SFT only)")
-    if asked and family in PACKING_UNSAFE_FAMILIES:
-        raise UserError(f"--packing: {family} models see across packed examples in transformers 5.23, so train refuses to pack them",
-                        "--packing", "leave out --packing")
-    return replace(settings, padding_share=0.0, padded=settings.attention not in VARLEN_ATTENTION)
+    if asked:
+        try:  # what train would refuse, refused the same way
+            choose_batching("on", True, settings.objective, "cuda", settings.attention, family)
+        except ValueError as error:
+            raise UserError(str(error), "--packing", "leave out --packing") from None
+    return replace(settings, padding_share=0.0, padded=has_mask(False, settings.attention))
 
 
 def data_padding(run_config, settings, model: str | None):

@@ -82,6 +82,14 @@ class BatchingPlan:
         return {"packing": False, "train_sampling_strategy": "group_by_length" if self.mode == "grouped" else "random"}
 
 
+def has_mask(padded: bool, attention: str) -> bool:
+    """Whether batches reach attention with a mask: padded ones always; packed rows unless the kernel reads them natively.
+
+    With SDPA or eager, transformers builds a block-diagonal mask from packed position ids.
+    """
+    return padded or attention not in VARLEN_ATTENTION
+
+
 def choose_batching(packing: str, group_by_length: bool, objective: str, device: str, attention: str,
                     family: str | None = None, random_padding: float | None = None) -> BatchingPlan:
     """The batching for a run: what the user forced, else the measured-fastest correct one for this device.
@@ -95,7 +103,7 @@ def choose_batching(packing: str, group_by_length: bool, objective: str, device:
     if objective != "sft":
         if packing in ("on", "wrapped"):
             raise ValueError(f"packing {packing} works for method.objective = sft only: "
-                             f"TRL's {objective.upper()} trainer batches pairs padded")
+                             f"TRL's {objective.upper()} trainer pads its pairs")
         return BatchingPlan("padded", f"TRL's {objective.upper()} trainer pads its pairs")
     if packing in ("on", "wrapped") and family in PACKING_UNSAFE_FAMILIES:
         raise ValueError(f"packing gives {family} models different losses than unpacked examples "

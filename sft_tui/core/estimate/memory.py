@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sft_tui.core.config.schema import METHODS, OBJECTIVES, OPTIMIZERS, RunConfig
+from sft_tui.core.data.batching import has_mask
 from sft_tui.core.errors import UserError, did_you_mean
 from sft_tui.core.estimate import moe_terms
 from sft_tui.core.estimate.lm_head import (
@@ -719,8 +720,7 @@ def settings_from_run_config(config: RunConfig, bf16_available: bool | None = No
     a CUDA GPU (see _gpu_speed_settings).
     """
     padded, liger = (plan.batching.padded, plan.kernels.liger) if plan is not None else _gpu_speed_settings(config)
-    if not padded and config.training.attention not in ("flash_attention_2", "flash_attention_3"):
-        padded = True  # packed rows under SDPA/eager: transformers builds a block-diagonal mask from the position ids
+    padded = has_mask(padded, config.training.attention)  # the estimator's `padded` counts the mask terms
     precision = config.training.precision
     if precision == "auto":
         precision = "bf16" if bf16_available in (True, None) else "fp16"
