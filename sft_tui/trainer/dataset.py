@@ -82,11 +82,6 @@ def token_lengths(examples: list[Example], tokenizer) -> tuple[int, ...]:
     return tuple(lengths)
 
 
-def count_truncated(examples: list[Example], tokenizer, max_length: int) -> int:
-    """How many examples are longer than max_length tokens once formatted (TRL truncates them silently)."""
-    return sum(n > max_length for n in token_lengths(examples, tokenizer))
-
-
 def build_datasets(config: RunConfig, tokenizer):
     """(train Dataset, eval Dataset or None, DataReport)."""
     from datasets import Dataset
