@@ -156,6 +156,13 @@ def _coerce(path: str, value: Any, hint: Any, meta: Mapping[str, Any], where: st
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise bad("a number")
         value = float(value)
+    elif hint is str and meta.get("gpu_spec"):
+        from sft_tui.core.config.gpus import normalise_gpus
+
+        canonical = normalise_gpus(value)
+        if canonical is None:
+            raise bad('a GPU count (2), "all", or a list of GPU indices ([0, 2])')
+        value = canonical
     elif hint is str and meta.get("bool_words") and isinstance(value, bool):
         value = meta["bool_words"][0 if value else 1]
     elif hint is str and meta.get("bool_words") and not isinstance(value, str):

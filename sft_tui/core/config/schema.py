@@ -12,14 +12,16 @@ from typing import Any
 
 
 def opt(default: Any, help: str, *, choices: tuple[str, ...] = (), min: float | None = None,
-        max: float | None = None, min_exclusive: bool = False, required: bool = False, bool_words: tuple[str, str] | None = None) -> Any:
+        max: float | None = None, min_exclusive: bool = False, required: bool = False, bool_words: tuple[str, str] | None = None,
+        gpu_spec: bool = False) -> Any:
     """A schema field: its default plus metadata used by validation and help.
 
     `bool_words` lets a string field with choices take true/false too, read as those two
-    words (data.packing = true is "on"): older configs keep working.
+    words (data.packing = true is "on"): older configs keep working. `gpu_spec` marks a
+    string field that takes a count, "all" or a list of indices (core/config/gpus.py).
     """
     meta = {"help": help, "choices": choices, "min": min, "max": max, "min_exclusive": min_exclusive, "required": required,
-            "bool_words": bool_words}
+            "bool_words": bool_words, "gpu_spec": gpu_spec}
     return field(default=default, metadata=meta)
 
 
@@ -120,6 +122,22 @@ class OutputSection:
     notes: str = opt("", "free text kept with the run and in its model card")
 
 
+STRATEGIES = ("ddp", "fsdp")
+
+
+@dataclass(frozen=True)
+class DistributedSection:
+    """[distributed]: one process per GPU through accelerate launch (torchrun), or several CPU processes (gloo)."""
+
+    gpus: str = opt("1", 'GPUs the run trains on: a count (2), "all", or indices ([0, 2]); more than 1 starts one process per GPU '
+                    "through accelerate launch", gpu_spec=True)
+    strategy: str = opt("ddp", "ddp = a whole copy of the model per GPU, gradients averaged (fastest when one GPU holds the run); "
+                        "fsdp = weights, gradients and optimizer state sharded over the GPUs (for runs one GPU cannot hold)",
+                        choices=STRATEGIES)
+    processes: int = opt(0, "without a GPU: train in this many CPU processes with DDP over gloo (a CPU cluster, or tests); "
+                         "0 = one process", min=0, max=256)
+
+
 EVAL_CHECKS = ("auto", "exact_match", "json_valid", "json_keys", "regex")
 
 
@@ -142,6 +160,7 @@ SECTIONS: dict[str, type] = {
     "training": TrainingSection,
     "output": OutputSection,
     "eval": EvalSection,
+    "distributed": DistributedSection,
 }
 TOP_LEVEL_KEYS = ("recipe",)
 
@@ -156,6 +175,7 @@ class RunConfig:
     training: TrainingSection
     output: OutputSection
     eval: EvalSection = EvalSection()
+    distributed: DistributedSection = DistributedSection()
     recipe: str = ""
 
 
