@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from sft_tui import __version__
-from sft_tui.cli import after, calibrate, estimate, runs, system, train, wizard
+from sft_tui.cli import after, calibrate, estimate, launch_command, runs, system, train, wizard
 from sft_tui.cli.config import config_app
 from sft_tui.cli.data import data_app
 from sft_tui.cli.models import models_app
@@ -54,6 +54,7 @@ def root(
 
 # the order of `--help`: decide and estimate, launch, the runs, then what comes after training
 train.register(app)  # demo, train
+launch_command.register(app)  # launch-command: one run on several machines
 wizard.register(app)
 estimate.register(app)
 runs.register(app)  # runs, watch, stop, resume

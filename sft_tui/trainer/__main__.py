@@ -48,11 +48,51 @@ def _watch_stop_file(run: RunDir, stop: threading.Event) -> None:
     threading.Thread(target=watch, name="stop-file", daemon=True).start()
 
 
+def peer_lost(exc: BaseException) -> bool:
+    """Whether a distributed run's collective failed because another rank went away (gloo's and NCCL's words for it)."""
+    from sft_tui.trainer.ranks import world_size
+
+    if world_size() < 2:
+        return False
+    text = str(exc)
+    return any(words in text for words in ("Connection closed by peer", "Connection reset by peer", "NCCL communicator was aborted",
+                                           "remote process exited", "Broken pipe"))
+
+
+def _tell_the_launcher(message: str) -> None:
+    """torchrun's agent reads a failed rank's error file (TORCHELASTIC_ERROR_FILE): the launcher then names the error."""
+    import json
+    import os
+
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if path:
+        try:
+            Path(path).write_text(json.dumps({"message": message.splitlines()[0][:300] if message else "", "timestamp": int(time.time())}))
+        except OSError:
+            pass
+
+
+def _follow(run: RunDir, resume: bool, stop: threading.Event, rank: int) -> int:
+    """A rank other than 0 of a distributed run: train, write nothing in the run folder, say what failed in the log."""
+    from sft_tui.trainer.ranks import FollowerReporter
+    from sft_tui.trainer.train import run_training
+
+    try:
+        run_training(run, resume=resume, stop=stop, reporter=FollowerReporter(run, "train"))
+    except BaseException as exc:  # noqa: BLE001 - the launcher reports this rank's exit; the log says why
+        print(f"[sft-tui] rank {rank}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        traceback.print_exc()
+        _tell_the_launcher(f"{type(exc).__name__}: {exc}")
+        return 1
+    return 0
+
+
 def main(argv: list[str]) -> int:
     """Entry point; returns the process exit code (0: completed or stopped)."""
     import os
 
     from sft_tui.trainer.noise import quiet_known_noise
+    from sft_tui.trainer.ranks import rank
 
     quiet_known_noise()
 
@@ -62,6 +102,8 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if rank() != 0:
+        return _follow(run, resume, stop, rank())
     from sft_tui.core.runs.reporter import StatusReporter
     from sft_tui.trainer.failures import RunDirRemoved, classify_failure
 
@@ -85,6 +127,11 @@ def main(argv: list[str]) -> int:
         except BaseException as exc:  # noqa: BLE001 - every failure must reach status.json
             if isinstance(exc, RunDirRemoved) or reporter.folder_removed():
                 return _removed(run, f"pid {os.getpid()}")
+            if peer_lost(exc):  # another rank died first: the launcher names it (rank, signal), rank 0 only saw it vanish
+                reporter.stop_beating()
+                print(f"[sft-tui] rank 0: lost a peer rank ({type(exc).__name__}); the launcher reports which and why", flush=True)
+                _tell_the_launcher(f"lost a peer rank: {exc}")
+                return 1
             error = classify_failure(run, exc, reporter.step)
             if error.kind == "disk":
                 reserve.release()  # room for the status, the event and these last log lines

@@ -27,6 +27,7 @@ from sft_tui.core.runs.schema import EvalRow, TrainRow
 from sft_tui.trainer.cuda_memory import CudaMemory, MeasuredPeak, PeakTracker
 from sft_tui.trainer.failures import RunDirRemoved
 from sft_tui.trainer.objectives import objective_metrics
+from sft_tui.trainer.ranks import agreed_stop
 
 # Test hooks: a CUDA out-of-memory error, or a full disk, at a given step (tests cannot fill a GPU on a CPU).
 INJECT_OOM_ENV = "SFT_TUI_INJECT_OOM_AT_STEP"
@@ -36,8 +37,9 @@ class RunCallback(TrainerCallback):
     """Metrics rows (train and eval), log lines, progress for the reporter, the clean stop on SIGTERM, and a removed run dir."""
 
     def __init__(self, run: RunDir, reporter: StatusReporter, stop: threading.Event, base_wall_s: float = 0.0,
-                 cuda: CudaMemory | None = None):
+                 cuda: CudaMemory | None = None, writes: bool = True):
         self.run = run
+        self.writes = writes  # rank 0 of a distributed run (or the only process): the one that writes the run folder
         self.reporter = reporter
         self.stop = stop
         self.inject_oom_at = int(os.environ.get(INJECT_OOM_ENV, "0") or 0)
@@ -92,12 +94,13 @@ class RunCallback(TrainerCallback):
         if self.memory is not None:
             self.memory.begin("")  # optimizer.step, the scheduler and zero_grad are behind us
         self.reporter.set_progress(state.global_step)
-        self._check_run_dir()  # before transformers' next save re-creates the folder
+        if self.writes:
+            self._check_run_dir()  # before transformers' next save re-creates the folder
         if self.inject_oom_at and state.global_step >= self.inject_oom_at:
             import torch
 
             raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected at step {state.global_step} by {INJECT_OOM_ENV})")
-        if self.stop.is_set() and self.stopped_at is None:
+        if agreed_stop(self.stop.is_set(), args.device) and self.stopped_at is None:  # every rank stops at the same step
             self.stopped_at = state.global_step
             control.should_save = True  # a checkpoint at exactly this step: resume repeats nothing
             control.should_training_stop = True
@@ -107,11 +110,13 @@ class RunCallback(TrainerCallback):
         if self.memory is not None:  # called after the checkpoint was written
             self.memory.close_as("save")
         checkpoint = self.run.checkpoint_dir(state.global_step)
-        if checkpoint.is_dir():
+        if self.writes and checkpoint.is_dir():
             self.run.write_checkpoint_progress(checkpoint, self.wall_s())
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
+        if not self.writes:  # transformers calls this on every rank; rank 0 writes the one row per step
+            return
         now = time.time()
         epoch = logs.get("epoch", state.epoch)
         if "eval_loss" in logs:

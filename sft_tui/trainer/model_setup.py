@@ -80,9 +80,15 @@ def load_model(folder: Path, config: RunConfig, precision: str):
     """The model on the right device, in the recipe's dtypes."""
     from transformers import AutoModelForCausalLM
 
+    from sft_tui.trainer.ranks import local_rank, world_size
+
     method = config.method.name
     compute = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = f"cuda:{local_rank()}" if torch.cuda.is_available() else "cpu"  # each rank its own GPU of CUDA_VISIBLE_DEVICES
+    # FSDP places the shards itself: the whole model must not land on one GPU first (a 70B would not fit)
+    fsdp = world_size() > 1 and config.distributed.strategy == "fsdp"
+    if fsdp:
+        device = "cpu"
     family = model_type(folder)
     attention = attention_for(family, config.training.attention)
     if attention != config.training.attention:
@@ -96,11 +102,14 @@ def load_model(folder: Path, config: RunConfig, precision: str):
         from peft import prepare_model_for_kbit_training
         from transformers import BitsAndBytesConfig
 
+        dtype = compute if precision != "fp32" else torch.bfloat16
+        # under FSDP the 4-bit weights are stored in the compute dtype, so FSDP can shard them like any other tensor
+        storage = dict(bnb_4bit_quant_storage=dtype) if fsdp else {}
         quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=config.method.quant_type,
                                           bnb_4bit_use_double_quant=config.method.double_quant,
-                                          bnb_4bit_compute_dtype=torch.bfloat16 if precision == "fp32" else compute)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=compute if precision != "fp32" else torch.bfloat16,
-                                                     quantization_config=quantization, device_map={"": device}, **kwargs)
+                                          bnb_4bit_compute_dtype=dtype, **storage)
+        placement = {} if fsdp else dict(device_map={"": device})
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, quantization_config=quantization, **placement, **kwargs)
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.training.gradient_checkpointing)
     model.config.use_cache = False  # the KV cache is for generation; in training it only costs memory
     return model

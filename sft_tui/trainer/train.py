@@ -20,12 +20,14 @@ from sft_tui.core.runs.files import share_tree
 from sft_tui.core.runs.reporter import StatusReporter
 from sft_tui.core.runs.rundir import RunDir
 from sft_tui.core.runs.schema import EventRow, TrainRow, TrainSummary
+from sft_tui.core.runs.distributed import fsdp_settings
 from sft_tui.core.runs.speed import batching_line, speed_plan
 from sft_tui.trainer.callbacks import RunCallback
 from sft_tui.trainer.cuda_memory import cuda_memory_for
 from sft_tui.trainer.dataset import build_datasets
 from sft_tui.trainer.model_setup import attach_adapter, load_model, load_tokenizer, lora_config, resolve_precision
 from sft_tui.trainer.objectives import build_preference_datasets, build_trainer
+from sft_tui.trainer.ranks import world_size, writes_run_folder
 
 ROWS_PER_RUN, EVALS_PER_RUN, SAVES_PER_RUN = 50, 10, 5
 # our optimizer names -> transformers' (adamw_torch runs fused: no full-size update temporaries)
@@ -34,14 +36,15 @@ OPTIMIZERS = {"adamw_torch": "adamw_torch_fused", "adamw_8bit": "adamw_bnb_8bit"
 
 
 def _log(message: str) -> None:
-    print(f"[sft-tui] {message}", flush=True)
+    if writes_run_folder():  # every rank shares train.log: one line, not one per process
+        print(f"[sft-tui] {message}", flush=True)
 
 
-def planned_steps(rows: int, config) -> int:
-    """Optimizer steps the run will take (max_steps, or epochs over the data)."""
+def planned_steps(rows: int, config, processes: int = 1) -> int:
+    """Optimizer steps the run will take (max_steps, or epochs over the data); each step takes a micro-batch per process."""
     if config.training.max_steps > 0:
         return config.training.max_steps
-    per_epoch = math.ceil(rows / (config.training.micro_batch_size * config.training.gradient_accumulation_steps))
+    per_epoch = math.ceil(rows / (config.training.micro_batch_size * config.training.gradient_accumulation_steps * processes))
     return max(1, math.ceil(per_epoch * config.training.epochs))
 
 
@@ -56,9 +59,21 @@ def schedule_fields(config, total: int, evaluates: bool) -> dict:
                 save_steps=_every(config.training.save_steps, total, SAVES_PER_RUN))
 
 
+def is_mixture_of_experts(model_config) -> bool:
+    """Whether the model routes tokens to experts (some then get no gradient in a step, which DDP must be told)."""
+    return any(getattr(model_config, name, 0) for name in ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts"))
+
+
+def distribution_line(processes: int, fsdp: bool, device: str) -> str:
+    """train.log's line for a distributed run: how many processes, and how they share the model."""
+    where = f"{processes} GPUs" if device == "cuda" else f"{processes} CPU processes (gloo)"
+    how = "FSDP full shard (weights, gradients and optimizer state split over them)" if fsdp else "DDP (a whole copy each, gradients averaged)"
+    return f"distributed: {where}, {how}; global batch {processes} x micro-batch x accumulation"
+
+
 def packed_steps(trainer, config) -> int:
     """Optimizer steps over the packed dataset: a packed row holds several examples, so the rows count changes."""
-    return planned_steps(len(trainer.train_dataset), config)
+    return planned_steps(len(trainer.train_dataset), config, world_size())
 
 
 def _estimated_peak_gib(run: RunDir, config, folder: Path) -> float | None:
@@ -101,6 +116,8 @@ def resume_point(run: RunDir, resume: bool) -> tuple[Path | None, float, int]:
     run again and log again, into the same (live) file.
     """
     checkpoint = run.latest_checkpoint() if resume else None
+    if not writes_run_folder():  # rank 0 cuts the metrics and says so; the others only need the checkpoint
+        return checkpoint, 0.0, 0
     if checkpoint is None:
         run.append_metric(EventRow(step=0, event="started", time=time.time()))
         return None, 0.0, 0
@@ -172,7 +189,11 @@ def _train(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusRep
         _log("reference model: " + ("a frozen full copy of the model (full fine-tuning)" if config.method.name == "full" else
              "the SFT adapter it started from, frozen (a copy of the adapter only)" if config.model.adapter else
              "the base with the adapter switched off (no second copy)"))
-    total = planned_steps(report.train_rows, config)
+    processes = world_size()
+    fsdp = processes > 1 and config.distributed.strategy == "fsdp"
+    if processes > 1:
+        _log(distribution_line(processes, fsdp, device))
+    total = planned_steps(report.train_rows, config, processes)
     reporter.set_progress(reporter.step, total)
     optimizer = OPTIMIZERS[config.training.optimizer]
     if device == "cpu" and optimizer == "paged_adamw_8bit":
@@ -186,7 +207,9 @@ def _train(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusRep
         gradient_accumulation_steps=config.training.gradient_accumulation_steps, weight_decay=config.training.weight_decay,
         max_grad_norm=config.training.max_grad_norm, optim=optimizer,
         bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=device == "cpu",
-        activation_checkpointing=config.training.gradient_checkpointing,  # transformers 5 name (gradient_checkpointing: deprecated alias)
+        # transformers 5 name (gradient_checkpointing: deprecated alias); under FSDP, FSDP's own (fsdp_settings)
+        activation_checkpointing=config.training.gradient_checkpointing and not fsdp,
+        **(dict(fsdp=True, fsdp_config=fsdp_settings(config.training.gradient_checkpointing)) if fsdp else {}),
         logging_first_step=True, eval_strategy="steps" if eval_ds is not None else "no", save_strategy="steps",
         save_total_limit=config.training.save_total_limit, use_liger_kernel=plan.kernels.liger,
         **schedule_fields(config, total, eval_ds is not None),
@@ -194,9 +217,11 @@ def _train(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusRep
         include_num_input_tokens_seen="non_padding",
         report_to=["tensorboard"] if importlib.util.find_spec("tensorboard") else "none",
         disable_tqdm=True, dataloader_num_workers=0,
+        # DDP: every trainable parameter gets a gradient each step, except experts a batch never routed to (MoE)
+        ddp_find_unused_parameters=is_mixture_of_experts(model.config),
     )
     checkpoint, base_wall, resumes = resume_point(run, resume)
-    callback = RunCallback(run, reporter, stop, base_wall_s=base_wall, cuda=cuda_memory_for(device))
+    callback = RunCallback(run, reporter, stop, base_wall_s=base_wall, cuda=cuda_memory_for(device), writes=writes_run_folder())
     trainer = build_trainer(config, model, tokenizer, train_ds, eval_ds, common, lora_config(config), [callback], plan.batching)
     if plan.batching.packs and config.training.max_steps <= 0:
         # TRL packed the rows while building the trainer: the steps (and the intervals that follow them) change
@@ -218,7 +243,10 @@ def _train(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusRep
     if not stopped:
         output = run.model_dir if config.method.name == "full" else run.adapter_dir
         _drop_reference_adapter(trainer.model)
-        trainer.save_model(run.relative(output))  # relative: see RunDir.relative
+        trainer.save_model(run.relative(output))  # relative: see RunDir.relative. Every rank: FSDP gathers the shards here
+    if not writes_run_folder():
+        return TrainSummary(state="stopped" if stopped else "completed", steps=trainer.state.global_step, max_steps=trainer.state.max_steps)
+    if output is not None:
         tokenizer.save_pretrained(run.relative(output))
         share_tree(output)  # group-readable like everything else in the run
     share_tree(run.checkpoints_dir)
@@ -235,6 +263,7 @@ def _train(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusRep
         tokens=tokens, wall_time_s=round(wall, 1), train_runtime_s=result.metrics.get("train_runtime"), tokens_per_s=round(tokens / wall, 1) if wall > 0 and tokens else None,
         **memory_fields(callback, run, config, files.folder),
         device=device, precision=precision, output=str(output) if output else "", base_model=str(files.folder), resumes=resumes,
+        processes=processes, strategy=("fsdp" if fsdp else "ddp") if processes > 1 else "",
     )
     run.write_summary(summary)
     run.append_metric(EventRow(step=steps, event=summary.state, time=time.time(), message=loss_line(summary)))

@@ -69,7 +69,8 @@ def test_rows_from_before_the_format_had_kinds_are_still_read():
 
 # Every name a run directory uses: files, and the folders joined onto a run path.
 RUN_FILE_NAMES = {"status.json", "metrics.jsonl", "summary.json", "train.log", "job.log", "request.json", "report.json", "report.md",
-                  "decision.md", ".stop_requested", "sft_tui_progress.json", ".disk_reserve", "config.toml", "README.md", "events.log"}
+                  "decision.md", ".stop_requested", "sft_tui_progress.json", ".disk_reserve", "config.toml", "README.md", "events.log",
+                  "accelerate.json", "slurm.sbatch"}
 RUN_FOLDER_NAMES = {"checkpoints", "adapter", "model", "eval", "merged", "jobs", "runs"}
 
 

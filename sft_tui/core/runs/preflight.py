@@ -95,10 +95,11 @@ def training_lengths(examples, model_folder: Path | str) -> tuple[int, ...]:
 
 
 def preflight(config_path: Path, overrides: list[str], force: bool, note: Callable[[str], None],
-              store: RunStore | None = None, sampler: SystemSampler | None = None) -> ResolvedConfig:
+              store: RunStore | None = None, sampler: SystemSampler | None = None, here: bool = True) -> ResolvedConfig:
     """Every check that can fail before a run starts, in seconds; returns the resolved config.
 
     `note` receives the progress lines (stderr for the CLI, the Launch screen in the TUI).
+    `here`: the run trains on this machine (False: on others, `sft-tui launch-command`; their GPUs are not this one's).
     """
     home = (store or RunStore()).home
     check_home_writable(home)
@@ -157,6 +158,12 @@ def preflight(config_path: Path, overrides: list[str], force: bool, note: Callab
         note(f"note: about {cut} of {len(lengths)} training rows are longer than training.max_seq_length = "
              f"{config.training.max_seq_length} tokens and will be cut; raise it if their ends matter")
     note(plan.kernels.line())
+    if here:
+        from sft_tui.core.runs.distributed import plan_distribution
+
+        distribution = plan_distribution(config, len(detected_gpus(sampler)))
+        if distribution.distributed:
+            note(distribution.line())
     if peft_dropout_conflict(spec, settings_from_run_config(config, plan=plan)):  # peft raises at the trainer's start otherwise
         raise UserError(f"method.lora_dropout = {config.method.lora_dropout:g}: peft puts no dropout on the LoRA of "
                         f"{spec.name}'s fused experts (it refuses the run)", resolved.origins.get("method.lora_dropout", "method.lora_dropout"),

@@ -117,6 +117,11 @@ class StatusReporter:
             if self.removed.is_set():
                 return
 
+    def stop_beating(self) -> None:
+        """End the heartbeat without a final state: another process (a distributed run's launcher) writes it."""
+        with self._lock:
+            self._stopped.set()
+
     def finish(self, state: str, error: JobError | None = None, result: str = "", output: str = "") -> None:
         """Stop the heartbeat and write the final state (giving back the disk reserve first on a full disk)."""
         with self._lock:

@@ -154,6 +154,16 @@ class RunDir(_StatusFile):
     stop_request_path = property(lambda self: self.path / ".stop_requested")  # a second request escalates to SIGKILL
     reserve_path = property(lambda self: self.path / ".disk_reserve")
     placement_path = property(lambda self: self.path / "placement.json")
+    accelerate_config_path = property(lambda self: self.path / "accelerate.json")  # a run of several processes: what accelerate launch read
+    slurm_script_path = property(lambda self: self.path / "slurm.sbatch")  # `sft-tui launch-command RUN --slurm`
+
+    def machine_log_path(self, machine_rank: int) -> Path:
+        """Where a machine of a multi-machine run logs: machine 0 (rank 0) in train.log, the others beside it."""
+        return self.log_path if machine_rank == 0 else self.path / f"machine-{machine_rank}.log"
+
+    def write_accelerate_config(self, text: str) -> None:
+        """Write accelerate.json (the generated accelerate config of a multi-process run) atomically."""
+        write_text_atomic(self.accelerate_config_path, text)
 
     # placement (the queue)
     def write_placement(self, placement: Placement) -> None:

@@ -224,6 +224,8 @@ class TrainSummary(Record):
     output: str = ""
     base_model: str = ""
     resumes: int = 0
+    processes: int = 1  # trainer processes over all machines (one per GPU; CPU processes over gloo)
+    strategy: str = ""  # ddp | fsdp when processes > 1
     stale: bool = False
     format: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)

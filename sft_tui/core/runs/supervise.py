@@ -43,10 +43,29 @@ def describe_exit(code: int, what: str = "trainer") -> tuple[str, str]:
 
 
 def child_command(target: Path, resume: bool) -> tuple[list[str], RunDir | JobDir]:
-    """The job process to start for TARGET, and the folder whose status it keeps."""
+    """The job process to start for TARGET, and the folder whose status it keeps.
+
+    A run of several processes (GPUs or CPU processes, [distributed]) starts through
+    trainer.launch, which runs accelerate launch; any other run starts the trainer itself.
+    """
     if (target / "request.json").is_file():
         return [sys.executable, "-m", "sft_tui.trainer.job", str(target)], JobDir(target)
-    return [sys.executable, "-m", "sft_tui.trainer", str(target)] + (["--resume"] if resume else []), RunDir(target)
+    run = RunDir(target)
+    module = "sft_tui.trainer.launch" if _several_processes(run) else "sft_tui.trainer"
+    return [sys.executable, "-m", module, str(target)] + (["--resume"] if resume else []), run
+
+
+def _several_processes(run: RunDir) -> bool:
+    from sft_tui.core.config.load import config_from_toml_text
+    from sft_tui.core.errors import UserError
+    from sft_tui.core.runs.distributed import runs_several_processes
+
+    try:
+        config = config_from_toml_text(run.read_config_text(), str(run.config_path))
+    except (OSError, UnicodeDecodeError, UserError):
+        return False  # the trainer itself reports a missing or broken config, in one line
+    placement = run.read_placement()
+    return runs_several_processes(config, placement.gpus if placement is not None else ())
 
 
 def record_death(folder: RunDir | JobDir, child_pid: int, code: int) -> None:

@@ -1,0 +1,60 @@
+"""Which process of a distributed run this is, and what only rank 0 may do.
+
+torchrun (under accelerate launch) starts one trainer per GPU or CPU process and tells each
+its place through RANK, LOCAL_RANK and WORLD_SIZE. Rank 0 owns the run folder: status,
+metrics, log lines, summary, the saved adapter. The others train and write nothing there
+(their share of a checkpoint excepted: transformers saves each rank's RNG state, and FSDP
+each rank's shard).
+
+A stop must happen at the same step on every rank, or the checkpoint's collectives hang:
+`agreed_stop` takes the largest of the ranks' stop flags after every step, so a SIGTERM to
+rank 0 (what `sft-tui stop` sends), to any rank, or to all of them, stops all at that step.
+"""
+
+from __future__ import annotations
+
+import os
+
+from sft_tui.core.runs.reporter import StatusReporter
+
+
+def rank() -> int:
+    """This process's global rank (0 when not distributed)."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def local_rank() -> int:
+    """This process's rank on its machine: the index of its GPU among CUDA_VISIBLE_DEVICES."""
+    return int(os.environ.get("LOCAL_RANK", "0") or 0)
+
+
+def world_size() -> int:
+    """Processes in the run over all machines (1 when not distributed)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def writes_run_folder() -> bool:
+    """Only rank 0 writes status, metrics, summary and outputs."""
+    return rank() == 0
+
+
+def agreed_stop(wanted: bool, device) -> bool:
+    """True on every rank when any rank wants to stop (one all-reduce of one number; False everywhere otherwise)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return wanted
+    flag = torch.tensor([1 if wanted else 0], dtype=torch.int32, device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+class FollowerReporter(StatusReporter):
+    """A rank other than 0: tracks progress like rank 0's reporter, but writes no status (rank 0 owns status.json)."""
+
+    def begin(self) -> None:
+        """Nothing to start: no heartbeat from a follower."""
+
+    def _write(self, status) -> None:  # noqa: D401 - overrides the one place StatusReporter writes
+        return None
