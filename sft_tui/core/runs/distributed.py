@@ -84,8 +84,9 @@ def plan_distribution(config: RunConfig, visible_gpus: int, machines: int = 1) -
                             "remove distributed.gpus, or set distributed.processes = N to train in N CPU processes (gloo)")
         processes = max(1, section.processes)
         if section.strategy == "fsdp" and processes * machines > 1:
-            raise UserError("distributed.strategy = 'fsdp' needs GPUs: FSDP on CPU processes is not supported here", "distributed.strategy",
-                            "use strategy = 'ddp' for CPU processes")
+            # accelerate 1.15 turns FSDP on for GPU process groups only: CPU processes would silently train as DDP
+            raise UserError("distributed.strategy = 'fsdp' needs GPUs: accelerate shards with FSDP on GPUs only (CPU processes "
+                            "would train as DDP)", "distributed.strategy", "use strategy = 'ddp' for CPU processes")
         if config.method.name == "qlora" and processes * machines > 1:
             raise UserError("QLoRA's 4-bit kernels need a CUDA GPU; several CPU processes cannot train it", "method.name",
                             "use method.name = 'lora' on the CPU")
@@ -218,6 +219,9 @@ def node_launch(run_path: Path, config_file: Path, config: RunConfig, machines: 
     """The commands for `machines` machines; machine 0 hosts the rendezvous at address:port and holds rank 0."""
     per = processes_per_machine(config, gpus_per_machine)
     device = "cuda" if gpus_per_machine or config.distributed.processes == 0 else "cpu"
+    if device == "cpu" and config.distributed.strategy == "fsdp":
+        raise UserError("distributed.strategy = 'fsdp' needs GPUs: accelerate shards with FSDP on GPUs only", "distributed.strategy",
+                        "use strategy = 'ddp' for CPU processes, or pass --gpus-per-node N")
     plan = DistributedPlan(per, device, config.distributed.strategy, (), machines)
     commands = tuple(tuple(launch_argv(run_path, config_file, plan, resume, rank, address, port, python)) for rank in range(machines))
     return NodeLaunch(plan, address, port, commands)

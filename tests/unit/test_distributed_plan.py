@@ -1,0 +1,75 @@
+"""[distributed]: the gpus spellings, the topology a machine gets, the one-line refusals, and what accelerate launch is given."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sft_tui.core.config.gpus import gpu_count, gpu_ids
+from sft_tui.core.config.load import resolve_layers
+from sft_tui.core.errors import UserError
+from sft_tui.core.runs.distributed import (accelerate_config, launch_argv, node_launch, plan_distribution, runs_several_processes,
+                                           slurm_script)
+
+
+def config(**distributed):
+    data = {"model": {"name": "m"}, "data": {"train": "t.jsonl"}, "distributed": distributed}
+    return resolve_layers(data, None, "run.toml", Path(".")).config
+
+
+@pytest.mark.parametrize("given, spec, count, ids", [(2, "2", 2, ()), ("all", "all", 8, ()), ([0, 2], "[0, 2]", 2, (0, 2)),
+                                                      ([3], "[3]", 1, (3,)), ("1,3", "[1, 3]", 2, (1, 3))])
+def test_gpus_takes_a_count_all_or_indices(given, spec, count, ids):
+    section = config(gpus=given).distributed
+    assert section.gpus == spec and gpu_count(spec, 8) == count and gpu_ids(spec) == ids
+
+
+@pytest.mark.parametrize("given", [0, [], "two", True, [-1]])
+def test_a_bad_gpus_value_is_one_line_naming_the_field(given):
+    with pytest.raises(UserError, match="distributed.gpus must be a GPU count"):
+        config(gpus=given)
+
+
+def test_one_process_per_gpu_and_the_refusals_name_the_field():
+    plan = plan_distribution(config(gpus=4, strategy="fsdp"), visible_gpus=8)
+    assert (plan.processes, plan.device, plan.strategy, plan.world_size, plan.backend) == (4, "cuda", "fsdp", 4, "nccl")
+    assert plan_distribution(config(gpus="all"), 8).processes == 8
+    assert plan_distribution(config(gpus=[1, 5]), 8).gpu_ids == (1, 5)
+    for kwargs, visible, where in (({"gpus": 4}, 2, "distributed.gpus"), ({"gpus": [0, 9]}, 4, "distributed.gpus"),
+                                   ({"gpus": 2}, 0, "distributed.gpus"), ({"processes": 2}, 4, "distributed.processes"),
+                                   ({"processes": 2, "strategy": "fsdp"}, 0, "distributed.strategy")):
+        with pytest.raises(UserError) as caught:
+            plan_distribution(config(**kwargs), visible)
+        assert caught.value.where == where
+
+
+def test_cpu_processes_run_ddp_over_gloo():
+    plan = plan_distribution(config(processes=3), visible_gpus=0)
+    assert (plan.processes, plan.device, plan.backend, plan.distributed) == (3, "cpu", "gloo", True)
+    assert not plan_distribution(config(), 0).distributed and not plan_distribution(config(), 4).distributed
+    assert runs_several_processes(config(processes=2)) and runs_several_processes(config(), placed_gpus=(0, 1))
+    assert not runs_several_processes(config())
+
+
+def test_the_accelerate_config_and_command():
+    plan = plan_distribution(config(gpus=[2, 3], strategy="fsdp"), visible_gpus=4)
+    generated = accelerate_config(plan, "bf16", main_port=29600)
+    assert generated["distributed_type"] == "FSDP" and generated["num_processes"] == 2 and generated["gpu_ids"] == "2,3"
+    assert generated["mixed_precision"] == "bf16" and generated["fsdp_config"]["fsdp_reshard_after_forward"] is True
+    # CPU processes go through torchrun too: accelerate's MULTI_CPU launcher would need MPI
+    assert accelerate_config(plan_distribution(config(processes=2), 0), "fp32")["distributed_type"] == "MULTI_GPU"
+    argv = launch_argv(Path("/runs/r"), Path("/runs/r/accelerate.json"), plan, resume=True, main_port=29600)
+    assert argv[1:3] == ["-m", "accelerate.commands.launch"] and argv[-4:] == ["-m", "sft_tui.trainer", "/runs/r", "--resume"]
+
+
+def test_several_machines_one_command_each_and_a_slurm_script():
+    launch = node_launch(Path("/shared/runs/r"), Path("/shared/runs/r/accelerate.json"), config(gpus=8, strategy="fsdp"), 2,
+                         "node0", 29500, None, resume=False, python="/venv/bin/python")
+    assert launch.plan.world_size == 16
+    ranks = [(c[c.index("--machine_rank") + 1], c[c.index("--main_process_ip") + 1], c[c.index("--num_processes") + 1]) for c in launch.commands]
+    assert ranks == [("0", "node0", "16"), ("1", "node0", "16")]
+    script = slurm_script("r", launch, Path("/shared/runs/r/slurm-%j.log"), Path("/work"))
+    assert "#SBATCH --nodes=2" in script and "#SBATCH --gpus-per-node=8" in script and "--machine_rank $SLURM_NODEID" in script
+    with pytest.raises(UserError, match="--gpus-per-node"):
+        node_launch(Path("/r"), Path("/r/a.json"), config(gpus="all"), 2, "h", 1, None, resume=False)
