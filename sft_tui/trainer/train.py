@@ -20,7 +20,7 @@ from sft_tui.core.runs.files import share_tree
 from sft_tui.core.runs.reporter import StatusReporter
 from sft_tui.core.runs.rundir import RunDir
 from sft_tui.core.runs.schema import EventRow, TrainRow, TrainSummary
-from sft_tui.core.runs.distributed import fsdp_settings
+from sft_tui.core.runs.distributed import fsdp_settings, optimizer_under
 from sft_tui.core.runs.speed import batching_line, speed_plan
 from sft_tui.trainer.callbacks import RunCallback
 from sft_tui.trainer.cuda_memory import cuda_memory_for
@@ -195,7 +195,10 @@ def _train(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusRep
         _log(distribution_line(processes, fsdp, device))
     total = planned_steps(report.train_rows, config, processes)
     reporter.set_progress(reporter.step, total)
-    optimizer = OPTIMIZERS[config.training.optimizer]
+    chosen, told = optimizer_under(config, fsdp)
+    if told:
+        _log(told.removeprefix("note: "))
+    optimizer = OPTIMIZERS[chosen]
     if device == "cpu" and optimizer == "paged_adamw_8bit":
         optimizer = "adamw_bnb_8bit"  # paging needs CUDA unified memory
     common = dict(
@@ -243,6 +246,8 @@ def _train(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusRep
     if not stopped:
         output = run.model_dir if config.method.name == "full" else run.adapter_dir
         _drop_reference_adapter(trainer.model)
+        if trainer.is_fsdp_enabled:  # checkpoints are per-rank shards (resumable); the output is one whole model or adapter
+            trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
         trainer.save_model(run.relative(output))  # relative: see RunDir.relative. Every rank: FSDP gathers the shards here
     if not writes_run_folder():
         return TrainSummary(state="stopped" if stopped else "completed", steps=trainer.state.global_step, max_steps=trainer.state.max_steps)

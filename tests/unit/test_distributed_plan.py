@@ -73,3 +73,15 @@ def test_several_machines_one_command_each_and_a_slurm_script():
     assert "#SBATCH --nodes=2" in script and "#SBATCH --gpus-per-node=8" in script and "--machine_rank $SLURM_NODEID" in script
     with pytest.raises(UserError, match="--gpus-per-node"):
         node_launch(Path("/r"), Path("/r/a.json"), config(gpus="all"), 2, "h", 1, None, resume=False)
+
+
+def test_eight_bit_optimizers_give_way_to_adamw_under_fsdp_only():
+    from dataclasses import replace
+
+    from sft_tui.core.runs.distributed import optimizer_under
+
+    paged = config(strategy="fsdp")
+    paged = replace(paged, training=replace(paged.training, optimizer="paged_adamw_8bit"))
+    assert optimizer_under(paged, sharded=True)[0] == "adamw_torch" and "bitsandbytes" in optimizer_under(paged, True)[1]
+    assert optimizer_under(paged, sharded=False) == ("paged_adamw_8bit", "")
+    assert optimizer_under(config(), sharded=True) == ("adamw_torch", "")

@@ -247,3 +247,20 @@ def slurm_script(run_id: str, launch: NodeLaunch, log_path: Path, workdir: Path)
             f"export MAIN_ADDR=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\n"
             f"# every node must see the run folder at the same path (a shared filesystem) and the model in its HF cache\n"
             f"srun --kill-on-bad-exit=1 bash -c '{line}'\n")
+
+
+EIGHT_BIT_OPTIMIZERS = ("adamw_8bit", "paged_adamw_8bit")
+
+
+def optimizer_under(config: RunConfig, sharded: bool) -> tuple[str, str]:
+    """(the optimizer that runs, a note or ""): bitsandbytes' 8-bit optimizers cannot step FSDP's sharded parameters.
+
+    bitsandbytes issues #89 and #1633 (open): its optimizers allocate state shaped like the
+    DTensor and pass DTensors to the kernels. Under FSDP the run takes PyTorch's AdamW instead,
+    whose state is sharded over the GPUs like everything else.
+    """
+    name = config.training.optimizer
+    if sharded and name in EIGHT_BIT_OPTIMIZERS:
+        return "adamw_torch", (f"note: training.optimizer = {name!r} runs as adamw_torch under FSDP: bitsandbytes' 8-bit "
+                               "optimizers cannot step sharded parameters (its state is sharded over the GPUs instead)")
+    return name, ""

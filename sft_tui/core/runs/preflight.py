@@ -159,11 +159,14 @@ def preflight(config_path: Path, overrides: list[str], force: bool, note: Callab
              f"{config.training.max_seq_length} tokens and will be cut; raise it if their ends matter")
     note(plan.kernels.line())
     if here:
-        from sft_tui.core.runs.distributed import plan_distribution
+        from sft_tui.core.runs.distributed import optimizer_under, plan_distribution
 
         distribution = plan_distribution(config, len(detected_gpus(sampler)))
         if distribution.distributed:
             note(distribution.line())
+            told = optimizer_under(config, distribution.strategy == "fsdp")[1]
+            if told:
+                note(told)
     if peft_dropout_conflict(spec, settings_from_run_config(config, plan=plan)):  # peft raises at the trainer's start otherwise
         raise UserError(f"method.lora_dropout = {config.method.lora_dropout:g}: peft puts no dropout on the LoRA of "
                         f"{spec.name}'s fused experts (it refuses the run)", resolved.origins.get("method.lora_dropout", "method.lora_dropout"),
