@@ -85,3 +85,29 @@ def test_eight_bit_optimizers_give_way_to_adamw_under_fsdp_only():
     assert optimizer_under(paged, sharded=True)[0] == "adamw_torch" and "bitsandbytes" in optimizer_under(paged, True)[1]
     assert optimizer_under(paged, sharded=False) == ("paged_adamw_8bit", "")
     assert optimizer_under(config(), sharded=True) == ("adamw_torch", "")
+
+
+def test_the_launcher_names_the_rank_that_died_first_not_the_one_that_saw_it_vanish(tmp_path):
+    from types import SimpleNamespace
+
+    from sft_tui.core.runs.rundir import RunDir
+    from sft_tui.core.runs.schema import JobError, JobStatus, now_iso
+    from sft_tui.trainer.launch import record_rank_failure
+
+    run = RunDir(tmp_path / "r")
+    run.path.mkdir()
+    stamp = now_iso()
+    run.write_status(JobStatus("running", 1, stamp, stamp, step=7, gpus=(2, 3)))
+    failures = {0: SimpleNamespace(exitcode=1, timestamp=10, message="lost a peer rank"),
+                1: SimpleNamespace(exitcode=-9, timestamp=11, message="")}
+    record_rank_failure(run, failures)
+    status = run.read_status()
+    assert status.state == "failed" and status.error.message == "rank 1 on GPU 3: trainer killed by signal 9 (SIGKILL)"
+    # rank 0 failing with its own classified error (an OOM) keeps what it wrote
+    run.write_status(JobStatus("failed", 1, stamp, stamp, error=JobError("oom", "CUDA out of memory at step 7", "lower it")))
+    record_rank_failure(run, {0: SimpleNamespace(exitcode=1, timestamp=1, message="")})
+    assert run.read_status().error.kind == "oom"
+    # another rank's error, as its error file said it
+    run.write_status(JobStatus("running", 1, stamp, stamp))
+    record_rank_failure(run, {1: SimpleNamespace(exitcode=1, timestamp=1, message="OutOfMemoryError: CUDA out of memory")})
+    assert run.read_status().error.kind == "oom" and "rank 1 exited with code 1" in run.read_status().error.message
