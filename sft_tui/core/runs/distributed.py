@@ -54,14 +54,13 @@ class DistributedPlan:
         return "nccl" if self.device == "cuda" else "gloo"
 
     def line(self) -> str:
-        """One line for preflight and train.log."""
+        """One line for preflight and train.log (short: the Launch screen shows it in an 80-column pane)."""
         if not self.distributed:
             return "processes: 1 (no distribution)"
         where = f"{self.processes} GPUs" if self.device == "cuda" else f"{self.processes} CPU processes"
-        nodes = f" on each of {self.machines} machines ({self.world_size} in all)" if self.machines > 1 else ""
-        how = ("FSDP: weights, gradients and optimizer state sharded over the processes" if self.strategy == "fsdp"
-               else "DDP: a whole copy per process, gradients averaged")
-        return f"processes: {where}{nodes}, {how}; {self.backend} through accelerate launch"
+        nodes = f" on each of {self.machines} machines ({self.world_size})" if self.machines > 1 else ""
+        how = "FSDP full shard" if self.strategy == "fsdp" else "DDP"
+        return f"processes: {where}{nodes}, {how} over {self.backend} (accelerate launch)"
 
 
 def bnb_version() -> tuple[int, ...] | None:
