@@ -77,8 +77,11 @@ def _follow(run: RunDir, resume: bool, stop: threading.Event, rank: int) -> int:
     from sft_tui.trainer.ranks import FollowerReporter
     from sft_tui.trainer.train import run_training
 
+    from sft_tui.trainer.ranks import leave_process_group
+
     try:
         run_training(run, resume=resume, stop=stop, reporter=FollowerReporter(run, "train"))
+        leave_process_group()
     except BaseException as exc:  # noqa: BLE001 - the launcher reports this rank's exit; the log says why
         print(f"[sft-tui] rank {rank}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         traceback.print_exc()
@@ -149,6 +152,9 @@ def main(argv: list[str]) -> int:
         from sft_tui.trainer.train import loss_line
 
         reporter.finish(summary.state, result=loss_line(summary), output=summary.output)
+        from sft_tui.trainer.ranks import leave_process_group
+
+        leave_process_group()
         print(f"run {run.id}: {summary.state} at step {summary.steps}", flush=True)
         return 0
     finally:

@@ -63,6 +63,9 @@ def record_rank_failure(run: RunDir, failures: dict) -> None:
         return
     if rank == 0 and failure.exitcode > 0 and status.state == "failed":
         return  # rank 0 failed and said why itself
+    if status.state == "completed":  # rank 0 saved the output and wrote the summary: only the exit of a rank went wrong
+        print(f"[sft-tui] note: after the run completed, {failure_line(rank, failure.exitcode, failure.message, status.gpus)[1]}", flush=True)
+        return
     kind, message, hint = failure_line(rank, failure.exitcode, failure.message, status.gpus)
     if run.stop_request_path.exists():
         state, event = "stopped", EventRow(step=status.step, event="stopped", time=time.time(), message=f"stopped by request: {message}")

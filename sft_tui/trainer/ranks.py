@@ -58,3 +58,15 @@ class FollowerReporter(StatusReporter):
 
     def _write(self, status) -> None:  # noqa: D401 - overrides the one place StatusReporter writes
         return None
+
+
+def leave_process_group() -> None:
+    """Tear the process group down before the interpreter exits: otherwise gloo's threads can abort a rank at exit
+    ("terminate called without an active exception", SIGABRT) after a run that completed."""
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    except Exception:  # noqa: BLE001 - the run is over; nothing here may turn it into a failure
+        pass

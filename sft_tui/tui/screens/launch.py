@@ -30,6 +30,7 @@ from textual.widgets import (
     Static,
 )
 
+from sft_tui.core.config.gpus import gpu_count
 from sft_tui.core.errors import UserError
 from sft_tui.tui.screens.base import CockpitScreen
 
@@ -243,8 +244,10 @@ class LaunchScreen(CockpitScreen):
                 overrides = from_fields + overrides  # typed overrides last: they win, as --set does
             resolved = preflight(config, overrides, request.force, note=lines.append, store=self.app.store, sampler=self.app.sampler)
             c = resolved.config
+            copies = c.distributed.processes or gpu_count(c.distributed.gpus)  # "all": counted when it starts
             lines.append(f"launches: {c.method.name} on {c.model.name}, data {c.data.train}, max_seq_length {c.training.max_seq_length}, "
-                         f"micro-batch {c.training.micro_batch_size} x {c.training.gradient_accumulation_steps}")
+                         f"micro-batch {c.training.micro_batch_size} x {c.training.gradient_accumulation_steps}"
+                         + (f" x {copies} processes" if copies > 1 else ""))
             if request.launch:
                 run = start_run(resolved, str(config), out=lines.append, launch_fn=self.app.launch_fn, store=self.app.store,
                                 request=PlacementRequest(queue=request.queue), sampler=self.app.sampler, force=request.force)
