@@ -45,7 +45,7 @@ def show(
         print(f"no queued runs in {store.runs_dir}" + (f" owned by {owner}" if owner else ""))
         return
     pinned = any(q.gpus for q in entries)  # the "may use" column only when some run was limited with --gpus
-    rows = [[q.position, q.id, q.owner, q.priority, f"{q.estimate_gib:.1f}G" if q.estimate_gib is not None else q.device,
+    rows = [[q.position, q.id, q.owner, q.priority, q.needs(),
              *([",".join(map(str, q.gpus)) or "any"] if pinned else []),
              f"GPU{q.waiting_gpu}" if q.waiting_gpu is not None else q.device, q.submitted_at[11:16]] for q in entries]
     print_table(["#", "run", "owner", "prio", "needs", *(["may use"] if pinned else []), "waits for", "queued"], rows,

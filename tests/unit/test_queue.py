@@ -264,7 +264,7 @@ def _demo_config():
 def test_train_without_the_queue_goes_to_the_gpu_with_the_most_room_and_refuses_when_none_has_it(monkeypatch):
     from sft_tui.core.runs import preflight
 
-    monkeypatch.setattr(preflight, "run_peak_gib", lambda config, gpu: 12.0)
+    monkeypatch.setattr(preflight, "run_peak_gib", lambda config, gpu, *visible: 12.0)
     store, lines, starter = RunStore(), [], FakeStarter()
     box = SystemSampler(TwoGpuBox())
     first = preflight.start_run(_demo_config(), "demo.toml", lines.append, launch_fn=starter, store=store, sampler=box)

@@ -18,6 +18,19 @@ waiting time keeps the rule the same on a busy day and a quiet one, and testable
 Queued runs go to the GPU with the least room that still fits them (best fit), which keeps
 the emptiest GPU for the large runs behind; a run started without the queue goes to the GPU
 with the most room (it starts now, so spreading is safer than packing).
+
+A multi-GPU run (issue 18: `[distributed] gpus`, one process per GPU) needs `gpu_count` GPUs
+at once, each with room for its per-GPU peak, and reserves that peak on every one of them; it
+is admitted all at once or not at all (half a DDP group cannot start). The rules above carry
+over GPU by GPU. Queued: the `gpu_count` fitting GPUs with the least room. Every GPU it takes
+gets the same amount, so taking the tightest ones leaves the largest rooms untouched: whatever
+comes next (one large run, or another multi-GPU run needing several roomy GPUs) finds the best
+rooms there are. Started now: the `gpu_count` GPUs with the most room. Equal rooms go to the
+lower index; the GPUs are listed in index order, and rank i runs on the i-th (CUDA_VISIBLE_DEVICES
+keeps that order). A run limited to some GPUs (`--gpus`, or `[distributed] gpus = [0, 2]`)
+picks among those only, so a list as long as its count means exactly those GPUs. The passing
+rule does not change: a multi-GPU run at the head waits for several GPUs to drain, and after
+MAX_PASSES later runs nothing more starts past it, so it is not starved by a stream of small runs.
 """
 
 from __future__ import annotations
@@ -101,6 +114,69 @@ def best_fit(rooms: Sequence[GpuRoom], need_gib: float, allowed: Sequence[int] =
     return min(fitting, key=lambda r: (r.free_gib, r.index), default=None)
 
 
+def _allowed(rooms: Sequence[GpuRoom], allowed: Sequence[int]) -> list[GpuRoom]:
+    return [r for r in rooms if not allowed or r.index in allowed]
+
+
+def _in_index_order(chosen: Sequence[GpuRoom]) -> tuple[GpuRoom, ...]:
+    return tuple(sorted(chosen, key=lambda r: r.index))
+
+
+def most_room_many(rooms: Sequence[GpuRoom], need_gib: float, count: int, allowed: Sequence[int] = ()) -> tuple[GpuRoom, ...] | None:
+    """The `count` allowed GPUs with the most free memory (index order), if every one fits `need_gib`; else None.
+
+    Placement of a multi-GPU run that starts now; `count` 1 is `most_room`.
+    """
+    ranked = sorted(_allowed(rooms, allowed), key=lambda r: (-r.free_gib, r.index))[:count]
+    if count < 1 or len(ranked) < count or any(r.free_gib < need_gib for r in ranked):
+        return None
+    return _in_index_order(ranked)
+
+
+def best_fit_many(rooms: Sequence[GpuRoom], need_gib: float, count: int, allowed: Sequence[int] = ()) -> tuple[GpuRoom, ...] | None:
+    """The `count` allowed GPUs with the least free memory that still fit `need_gib` (index order); None when fewer fit.
+
+    Placement of a queued multi-GPU run (module docstring: why the tightest); `count` 1 is `best_fit`.
+    """
+    fitting = sorted((r for r in _allowed(rooms, allowed) if r.free_gib >= need_gib), key=lambda r: (r.free_gib, r.index))
+    if count < 1 or len(fitting) < count:
+        return None
+    return _in_index_order(fitting[:count])
+
+
+def closest_gpus(rooms: Sequence[GpuRoom], count: int, allowed: Sequence[int] = ()) -> tuple[GpuRoom, ...]:
+    """The `count` allowed GPUs with the most room, fitting or not (most room first): where a waiting run is closest to fitting."""
+    return tuple(sorted(_allowed(rooms, allowed), key=lambda r: (-r.free_gib, r.index))[:max(count, 1)])
+
+
+def _gpu_names(rooms: Sequence[GpuRoom]) -> str:
+    return ", ".join(f"GPU{r.index}" for r in rooms)
+
+
+def why_waiting_many(rooms: Sequence[GpuRoom], need_gib: float | None, count: int, allowed: Sequence[int] = ()) -> str:
+    """Why a multi-GPU run cannot start now, in one line: `needs 4 GPUs with 61.0 GiB each; 2 have room now (GPU0, GPU3)`.
+
+    Says so when it can never start here (fewer GPUs than it needs, or too few large enough).
+    """
+    need = need_gib or 0.0
+    mine = _allowed(rooms, allowed)
+    wanted = f"GPUs {','.join(map(str, allowed))}" if allowed and len(allowed) == count else f"{count} GPUs"
+    head = f"needs {wanted} with {need:.1f} GiB each"
+    if allowed:
+        missing = [i for i in allowed if i not in {r.index for r in rooms}]
+        if missing and len(mine) < count:
+            return f"{head}; this box has no GPU {','.join(map(str, missing))}: it cannot start; cancel it"
+    if len(mine) < count:
+        return f"{head}; this box has {len(mine)}: it cannot start; cancel it"
+    large = [r for r in mine if r.total_gib >= need]
+    if len(large) < count:
+        return f"{head}; only {len(large)} {'has' if len(large) == 1 else 'have'} that much memory at all: it cannot start; cancel it"
+    fitting = [r for r in mine if r.free_gib >= need]
+    if not fitting:
+        return f"{head}; none has room now (the most: {closest_gpus(mine, 1)[0].describe()})"
+    return f"{head}; {len(fitting)} {'has' if len(fitting) == 1 else 'have'} room now ({_gpu_names(fitting)})"
+
+
 def is_waiting(status: JobStatus | None, placement: Placement | None) -> bool:
     """A run in the queue: created queued, not yet given a device, not cancelled."""
     return (status is not None and status.state == "queued" and placement is not None
@@ -119,6 +195,7 @@ class Waiting:
     allowed_gpus: tuple[int, ...] = ()
     max_parallel: int = 1  # cpu: start only while fewer runs than this run on the CPU
     passed: int = 0  # later runs that started ahead of it
+    gpu_count: int = 1  # GPUs it needs at once, each with room for estimate_gib (a multi-GPU run)
 
 
 def queue_order(waiting: Sequence[Waiting]) -> list[Waiting]:
@@ -143,6 +220,8 @@ def _rooms_after(rooms: list[GpuRoom], index: int, run_id: str, need: float) -> 
 
 
 def _why_waiting(w: Waiting, rooms: Sequence[GpuRoom]) -> str:
+    if w.gpu_count > 1:
+        return why_waiting_many(rooms, w.estimate_gib, w.gpu_count, w.allowed_gpus)
     allowed = [r for r in rooms if not w.allowed_gpus or r.index in w.allowed_gpus]
     best = roomiest(allowed)
     if best is None:
@@ -154,8 +233,11 @@ def _why_waiting(w: Waiting, rooms: Sequence[GpuRoom]) -> str:
 
 
 def _target(w: Waiting, rooms: Sequence[GpuRoom]) -> int | None:
-    best = roomiest(rooms, w.allowed_gpus) if w.device != CPU else None
-    return best.index if best is not None else None
+    """The GPU it waits for: the one with most room (one GPU), or the tightest of the `gpu_count` roomiest (several)."""
+    if w.device == CPU:
+        return None
+    closest = closest_gpus(rooms, w.gpu_count, w.allowed_gpus)
+    return closest[-1].index if closest else None
 
 
 def plan_admissions(waiting: Sequence[Waiting], rooms: Sequence[GpuRoom], cpu_running: int = 0) -> Plan:
@@ -179,10 +261,11 @@ def plan_admissions(waiting: Sequence[Waiting], rooms: Sequence[GpuRoom], cpu_ru
             else:
                 reasons[w.run_id] = f"the CPU takes {w.max_parallel} run{'s' if w.max_parallel != 1 else ''} at a time; {cpu_running} running"
         else:
-            room = best_fit(rooms, w.estimate_gib or 0.0, w.allowed_gpus)
-            if room is not None:
-                gpus = (room.index,)
-                rooms = _rooms_after(rooms, room.index, w.run_id, w.estimate_gib or 0.0)
+            chosen = best_fit_many(rooms, w.estimate_gib or 0.0, w.gpu_count, w.allowed_gpus)
+            if chosen is not None:
+                gpus = tuple(r.index for r in chosen)
+                for index in gpus:  # its per-GPU peak on every GPU it takes
+                    rooms = _rooms_after(rooms, index, w.run_id, w.estimate_gib or 0.0)
             else:
                 reasons[w.run_id] = _why_waiting(w, rooms)
         if gpus is None:

@@ -135,9 +135,9 @@ def scan(store: RunStore, now: datetime | None = None, me: str | None = None) ->
 
 
 def waiting_of(placement: Placement, run_id: str) -> Waiting:
-    """The planner's view of a queued run."""
+    """The planner's view of a queued run (a multi-GPU run's `gpu_count` GPUs, each needing its estimate)."""
     return Waiting(run_id, placement.priority, placement.order, placement.device, placement.estimate_gib,
-                   placement.allowed_gpus, placement.max_parallel, placement.passed)
+                   placement.allowed_gpus, placement.max_parallel, placement.passed, placement.gpu_count)
 
 
 def _event(run: RunDir, event: str, message: str) -> None:
@@ -183,7 +183,7 @@ def admit(store: RunStore, gpus: GpuSnapshot, spawn: Callable[[RunDir], int] | N
             if not _write(run, me, status, lambda: (run.write_placement(replace(placement, admitted_at=stamp, gpus=gpu_ids, waiting="")),
                                                     run.write_status(replace(status, gpus=gpu_ids, updated_at=stamp)))):
                 continue  # a teammate's run in a folder only they may write: their own waiter admits it
-            where = f"GPU {','.join(map(str, gpu_ids))}" if gpu_ids else "the CPU"
+            where = (f"GPU {gpu_ids[0]}" if len(gpu_ids) == 1 else f"GPUs {','.join(map(str, gpu_ids))}") if gpu_ids else "the CPU"
             _event(run, "admitted", f"left the queue for {where}")
             if process_gone(status):
                 spawn(run)

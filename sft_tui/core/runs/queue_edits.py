@@ -35,12 +35,19 @@ class QueuedRun:
     waiting: str
     submitted_at: str
     passed: int
-    waiting_gpu: int | None = None  # the GPU it is closest to fitting
+    waiting_gpu: int | None = None  # the GPU it is closest to fitting (a multi-GPU run: the tightest of those it needs)
+    gpu_count: int = 1  # GPUs it needs at once, estimate_gib on each
+
+    def needs(self) -> str:
+        """What it waits for, short (the `needs` column): `12.0G`, `4 GPUs x 61.0G`, or its device when it has no estimate."""
+        if self.estimate_gib is None:
+            return f"{self.gpu_count} GPUs" if self.gpu_count > 1 else self.device
+        return f"{self.gpu_count} GPUs x {self.estimate_gib:.1f}G" if self.gpu_count > 1 else f"{self.estimate_gib:.1f}G"
 
     def to_json(self) -> dict:
         """The JSON object of `sft-tui queue --json`."""
         return {"position": self.position, "id": self.id, "owner": self.owner, "host": self.host, "priority": self.priority,
-                "estimate_gib": self.estimate_gib, "device": self.device, "allowed_gpus": list(self.gpus),
+                "estimate_gib": self.estimate_gib, "gpu_count": self.gpu_count, "device": self.device, "allowed_gpus": list(self.gpus),
                 "waiting_for_gpu": self.waiting_gpu, "waiting_for": self.waiting, "submitted_at": self.submitted_at,
                 "passed": self.passed}
 
@@ -55,7 +62,7 @@ def queued_runs(store: RunStore) -> list[QueuedRun]:
         status, placement = by_id[w.run_id]
         out.append(QueuedRun(position, w.run_id, status.owner, status.host, placement.priority, placement.estimate_gib,
                              placement.device, placement.allowed_gpus, placement.waiting or "its turn", placement.submitted_at,
-                             placement.passed, placement.waiting_gpu))
+                             placement.passed, placement.waiting_gpu, placement.gpu_count))
     return out
 
 
@@ -136,25 +143,36 @@ def cancel(store: RunStore, run: RunDir, force: bool = False) -> str:
 
 
 def place_for_resume(store: RunStore, run: RunDir, gpus: GpuSnapshot) -> str:
-    """Before a resume: move the run to the GPU with the most room now (its old one may have been taken). Returns a line to show."""
-    from sft_tui.core.runs.placement import most_room, roomiest
+    """Before a resume: move the run to the GPU(s) with the most room now (its old ones may have been taken). Returns a line to show.
+
+    A multi-GPU run moves only as a whole: to `gpu_count` GPUs that all have room, or it stays where it was.
+    """
+    from sft_tui.core.runs.placement import closest_gpus, most_room_many, why_waiting_many
 
     placement = run.read_placement()
     if placement is None or placement.device != "cuda" or not gpus.available:
         return ""
+    count = placement.gpu_count
     with queue_lock(store):
         rooms = gpu_rooms(gpus.gpus, scan(store).claims)  # this run is not active, so not counted
         need = placement.estimate_gib or 0.0
-        room = most_room(rooms, need, placement.allowed_gpus)
-        if room is None:
-            best = roomiest(rooms, placement.allowed_gpus)
+        chosen = most_room_many(rooms, need, count, placement.allowed_gpus)
+        if chosen is None:
+            closest = closest_gpus(rooms, count, placement.allowed_gpus)
+            old = ",".join(map(str, placement.gpus)) or ",".join(str(r.index) for r in closest)
+            if count > 1 or not closest:
+                return f"warning: {why_waiting_many(rooms, need, count, placement.allowed_gpus)}; it resumes on GPUs {old} and may run out of memory"
+            best = closest[0]
             return (f"warning: no GPU has room for its {need:.1f} GiB now (the most: {best.describe()}); "
-                    f"it resumes on GPU {','.join(map(str, placement.gpus)) or best.index} and may run out of memory")
-        run.write_placement(replace(placement, gpus=(room.index,), admitted_at=placement.admitted_at or now_iso()))
+                    f"it resumes on GPU {old} and may run out of memory")
+        indices = tuple(r.index for r in chosen)
+        run.write_placement(replace(placement, gpus=indices, admitted_at=placement.admitted_at or now_iso()))
         status, _ = run.status_or_reason()
         if status is not None:
-            run.write_status(replace(status, gpus=(room.index,)))
-    return f"GPU: resumes on GPU{room.index}: {room.describe()}"
+            run.write_status(replace(status, gpus=indices))
+    if count > 1:
+        return f"GPU: resumes on GPUs {','.join(map(str, indices))}: " + "; ".join(r.describe() for r in chosen)
+    return f"GPU: resumes on GPU{chosen[0].index}: {chosen[0].describe()}"
 
 
 def resume(store: RunStore, run: RunDir, force: bool = False) -> tuple[str, int]:

@@ -279,6 +279,7 @@ class Placement(Record):
     order: float = 0.0  # submission time (unix seconds) unless moved
     allowed_gpus: tuple[int, ...] = ()  # --gpus: the GPUs it may get (empty: any)
     max_parallel: int = 1  # cpu: starts only while fewer runs than this are on the CPU
+    gpu_count: int = 1  # GPUs it needs at once ([distributed] gpus), each with room for estimate_gib; older files: 1
     passed: int = 0  # later runs that started ahead of it
     waiting: str = ""  # why it waits, as last planned
     waiting_gpu: int | None = None  # the GPU it is closest to fitting, as last planned (None: the CPU, or not planned yet)
@@ -292,6 +293,8 @@ class Placement(Record):
         if self.device not in ("cuda", "cpu"):
             raise SchemaError(f"{where}: field 'device'", f"unknown device {self.device!r} (cuda or cpu)")
         _check_time(self.submitted_at, where, "submitted_at")
+        if self.gpu_count < 1:
+            raise SchemaError(f"{where}: field 'gpu_count'", f"expected 1 or more GPUs, got {self.gpu_count}")
 
 
 @dataclass(frozen=True)

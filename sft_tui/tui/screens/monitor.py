@@ -5,9 +5,10 @@ the screen keeps it in a reactive and redraws from it. Leaving the screen or the
 touches the run or its jobs: they run in their own sessions.
 
 Laid out for 80x24 first. The chart takes what is left; the side panel always shows loss,
-eval, lr, grad norm, tokens/s and the GPU (or one line saying there is none), and for a CUDA
-run its measured peak beside the estimate it was launched with (measured_peak.py); the log pane
-shrinks and then goes when rows run out (on_resize), before anything in the side panel.
+eval, lr, grad norm, tokens/s and the GPU (or one line saying there is none; a multi-GPU
+run's ranks one line each, as many as the panel's rows hold), and for a CUDA run its measured
+peak beside the estimate it was launched with (measured_peak.py); the log pane shrinks and
+then goes when rows run out (on_resize), before anything in the side panel.
 
 A preference run (DPO, ORPO, KTO; its config's objective) names its loss ("DPO loss"), adds
 its own metrics to the side panel (accuracy or KL, margin, chosen/rejected rewards) and its
@@ -30,7 +31,7 @@ from sft_tui.core.errors import UserError
 from sft_tui.core.runs.notices import short_name
 from sft_tui.core.runs.rundir import RunDir
 from sft_tui.core.runs.schema import ACTIVE_STATES, JobOverview
-from sft_tui.core.runs.sysmon import GpuSnapshot, HostSample
+from sft_tui.core.runs.sysmon import GpuSample, GpuSnapshot, HostSample
 from sft_tui.core.runs.watch import RunSnapshot, RunWatcher
 from sft_tui.core.units import GIB, format_eta
 from sft_tui.tui.messages import RunWatched, SystemSampled
@@ -118,11 +119,49 @@ def numbers_lines(snapshot: RunSnapshot, objective: str = "sft", width: int = SI
     return lines
 
 
+def _rank_columns(g: GpuSample | None, rank: int, index: int, decimals: int) -> list[str]:
+    """One rank's readings as columns: rank, GPU, memory used/total, utilisation, temperature, power."""
+    if g is None:
+        return [f"r{rank}", f"GPU{index}", "not seen", "", "", ""]
+    return [f"r{rank}", f"GPU{index}", f"{g.memory_used_bytes / GIB:.{decimals}f}/{g.memory_total_bytes / GIB:.0f}G",
+            f"{g.utilization_pct:.0f}%" if g.utilization_pct is not None else "-",
+            f"{g.temperature_c:.0f}C" if g.temperature_c is not None else "",
+            f"{g.power_w:.0f}W" if g.power_w is not None else ""]
+
+
+# Columns kept as the panel narrows (rank, GPU, memory, util, temp, power): temperature goes first (power
+# already says whether a rank works), then power, then memory's decimal.
+RANK_LAYOUTS = ((1, (0, 1, 2, 3, 4, 5)), (1, (0, 1, 2, 3, 5)), (1, (0, 1, 2, 3)), (0, (0, 1, 2, 3)))
+
+
+def rank_lines(gpu: GpuSnapshot, placed: tuple[int, ...], width: int = SIDE_WIDTH, rows: int | None = None) -> list[str]:
+    """A multi-GPU run: one line per rank (rank i runs on placed[i]), columns aligned: `r0 GPU2 30.1/80G 97% 65C 300W`.
+
+    Columns go from the right until a line fits `width`; with `rows` given and too few of them, the first ranks
+    and `and N more ranks` (rank 0 writes the run, the others usually match it).
+    """
+    by_index = {g.index: g for g in gpu.gpus}
+    for decimals, keep in RANK_LAYOUTS:
+        table = [[_rank_columns(by_index.get(index), rank, index, decimals)[c] for c in keep] for rank, index in enumerate(placed)]
+        widths = [max(len(row[c]) for row in table) for c in range(len(keep))]
+        # the first two columns read left to right, the numbers line up on the right
+        lines = [" ".join(cell.ljust(w) if c < 2 else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths))).rstrip()
+                 for row in table]
+        if max(len(line) for line in lines) <= width:
+            break
+    if rows is not None and len(lines) > max(rows, 1):
+        shown = max(rows - 1, 1)
+        lines = lines[:shown] + [f"   and {len(placed) - shown} more ranks"]
+    return lines
+
+
 def system_lines(gpu: GpuSnapshot | None, host: HostSample | None, pid: int | None, active: bool, snapshot: RunSnapshot | None,
-                 peak: list[str] | None = None) -> list[str]:
+                 peak: list[str] | None = None, width: int = SIDE_WIDTH, rows: int | None = None) -> list[str]:
     """The GPU(s) the run uses, then host and trainer; a finished run shows its last recorded sample instead of now.
 
     The run's GPUs are those where NVML lists its trainer, else those it was placed on (status gpus), else all.
+    A run placed on several GPUs (one process per GPU) gets one line per rank instead (`rank_lines`), cut to
+    `rows` (the panel's rows left, when known) with the lines after them kept.
     `peak` (a CUDA run's measured peak beside its estimate: measured_peak.py) follows the GPU lines.
     """
     lines: list[str] = []
@@ -141,9 +180,14 @@ def system_lines(gpu: GpuSnapshot | None, host: HostSample | None, pid: int | No
         return lines
     if gpu is None or host is None:
         return ["GPU  sampling..."]
+    placed = snapshot.status.gpus if snapshot is not None and snapshot.status is not None else ()
+    if gpu.available and len(placed) > 1 and not (snapshot is not None and snapshot.state == "queued"):
+        # no "this run holds" line: the ranks are the launcher's children, not `pid`, and each rank's line shows its GPU
+        after = [*peak, _host_line(host), *_trainer_line(host, snapshot)]
+        lines += rank_lines(gpu, placed, width, None if rows is None else rows - len(after))
+        return lines + after
     if gpu.available:
         mine = [g for g in gpu.gpus if any(p.pid == pid for p in g.processes)] if pid else []
-        placed = snapshot.status.gpus if snapshot is not None and snapshot.status is not None else ()
         shown = mine or [g for g in gpu.gpus if g.index in placed] or list(gpu.gpus)
         for g in shown[:4]:
             util = f"{g.utilization_pct:.0f}%" if g.utilization_pct is not None else "-"
@@ -159,10 +203,18 @@ def system_lines(gpu: GpuSnapshot | None, host: HostSample | None, pid: int | No
     else:
         lines.append("GPU  none on this machine")  # Home's strip says why (NVML's reason); one line here
     lines += peak
-    lines.append(f"host CPU {host.cpu_percent:.0f}% RAM {host.ram_used_bytes / GIB:.0f}/{host.ram_total_bytes / GIB:.0f}G")
+    lines.append(_host_line(host))
+    return lines + _trainer_line(host, snapshot)
+
+
+def _host_line(host: HostSample) -> str:
+    return f"host CPU {host.cpu_percent:.0f}% RAM {host.ram_used_bytes / GIB:.0f}/{host.ram_total_bytes / GIB:.0f}G"
+
+
+def _trainer_line(host: HostSample, snapshot: RunSnapshot | None) -> list[str]:
     if host.process_rss_bytes and not (snapshot is not None and snapshot.state == "queued"):  # a queued run's process is its waiter
-        lines.append(f"trainer {host.process_rss_bytes / GIB:.1f}G {host.process_cpu_percent or 0:.0f}% CPU")
-    return lines
+        return [f"trainer {host.process_rss_bytes / GIB:.1f}G {host.process_cpu_percent or 0:.0f}% CPU"]
+    return []
 
 
 class MonitorScreen(CockpitScreen):
@@ -199,6 +251,7 @@ class MonitorScreen(CockpitScreen):
             self.objective, self.loss_label = "sft", "loss"  # the rows' own metrics still bring the preference charts
         self._ticks = 0
         self._text_width = SIDE_WIDTH
+        self._numbers_rows = 0  # lines in #numbers: the side panel's rows left for the GPU lines follow from it
         self._sample: SystemSampled | None = None
         placement = run.read_placement()  # written once when the run was made: the estimate it was launched with
         self.estimate_gib = placement.estimate_gib if placement is not None and placement.device == "cuda" else None
@@ -235,7 +288,7 @@ class MonitorScreen(CockpitScreen):
         if side - 2 != self._text_width:  # numbers lines fit the panel (a preference run's single-spaces when narrow)
             self._text_width = side - 2  # - its padding
             self._draw_numbers()
-            self._draw_system()
+        self.call_after_refresh(self._draw_system)  # a multi-GPU run's rank lines fit the panel's new height (known after layout)
 
     @work(thread=True, exclusive=True, exit_on_error=False, name="watching the run")
     def poll(self) -> None:
@@ -268,7 +321,11 @@ class MonitorScreen(CockpitScreen):
 
     def _draw_numbers(self) -> None:
         if self.snapshot is not None:
-            self._set_lines("#numbers", numbers_lines(self.snapshot, self.objective, self._text_width, self.loss_label))
+            lines = numbers_lines(self.snapshot, self.objective, self._text_width, self.loss_label)
+            self._set_lines("#numbers", lines)
+            if len(lines) != self._numbers_rows:  # the rows left for a multi-GPU run's rank lines changed
+                self._numbers_rows = len(lines)
+                self._draw_system()
 
     def watch_chart(self) -> None:
         self.refresh_bindings()  # log scale belongs to the loss chart, smoothing to it and the preference charts
@@ -342,7 +399,10 @@ class MonitorScreen(CockpitScreen):
         pid = snapshot.status.pid if snapshot and snapshot.status else None
         sample = self._sample
         peak = measured_peak_lines(snapshot, self.estimate_gib, self._text_width)
-        self._set_lines("#system", system_lines(sample.gpu if sample else None, sample.host if sample else None, pid, active, snapshot, peak))
+        side = self.query_one("#side").size.height  # 0 before the first layout: no limit yet (on_resize draws again)
+        rows = side - self._numbers_rows - 1 if side else None  # - the numbers' bottom margin
+        self._set_lines("#system", system_lines(sample.gpu if sample else None, sample.host if sample else None, pid, active, snapshot,
+                                                peak, self._text_width, rows))
 
     def _set_lines(self, selector: str, lines: list[str]) -> None:
         """Show `lines`, one row each, with the height set to their count.
