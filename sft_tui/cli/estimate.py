@@ -95,8 +95,16 @@ def run_estimate(model: str | None, config: Path | None, overrides: dict[str, An
     the report ends with the estimator's error there, and from three measurements on the
     estimate is corrected with them (unless calibrated is False).
     """
-    from sft_tui.core.estimate.fit import build_estimate, rooms_on_this_box
-    from sft_tui.core.estimate.memory import DEFAULT_CALIBRATION, TrainSettings, settings_from_run_config
+    from sft_tui.core.estimate.fit import (
+        build_estimate,
+        detected_gpus,
+        rooms_on_this_box,
+    )
+    from sft_tui.core.estimate.memory import (
+        DEFAULT_CALIBRATION,
+        TrainSettings,
+        settings_from_run_config,
+    )
     from sft_tui.core.models.modelspec import resolve_model
     from sft_tui.core.runs.sysmon import SystemSampler
 
@@ -105,6 +113,7 @@ def run_estimate(model: str | None, config: Path | None, overrides: dict[str, An
         target = resolve_gpu(gpu, gpu_gib, sampler)
         # the room now matters only for this box's own GPU, not one named or sized on the command line
         rooms = rooms_on_this_box(sampler) if target is not None and target.source == "detected" else ()
+        visible = len(detected_gpus(sampler)) if config is not None else None  # what [distributed] gpus = "all" counts
     finally:
         sampler.close()
     bf16 = target.info.bf16_supported if target and target.info else None
@@ -112,7 +121,7 @@ def run_estimate(model: str | None, config: Path | None, overrides: dict[str, An
         from sft_tui.core.config.load import load_run_config
 
         run_config = load_run_config(config).config
-        settings = data_padding(run_config, settings_from_run_config(run_config, bf16), model)
+        settings = data_padding(run_config, settings_from_run_config(run_config, bf16, visible_gpus=visible or None), model)
         model = model or run_config.model.name
     else:
         if model is None:
@@ -156,6 +165,8 @@ def estimate(
     quant_type: Annotated[Optional[str], typer.Option("--quant-type", help="QLoRA 4-bit type: nf4 or fp4. [default: nf4]")] = None,
     double_quant: Annotated[Optional[bool], typer.Option("--double-quant/--no-double-quant", help="QLoRA double quantisation. [default: on]")] = None,
     packing: Annotated[Optional[bool], typer.Option("--packing/--no-packing", help="Packed rows (SFT only): no padding; no mask with flash_attention_2. [default: off]")] = None,
+    gpus: Annotated[Optional[int], typer.Option("--gpus", help="GPUs the run trains on, one process each: the estimate is per GPU. [default: 1, or the --config's [distributed] gpus]")] = None,
+    strategy: Annotated[Optional[str], typer.Option("--strategy", help="With --gpus > 1: ddp (a whole copy per GPU) or fsdp (weights, gradients and optimizer state sharded). [default: ddp]")] = None,
     liger: Annotated[Optional[bool], typer.Option("--liger/--no-liger", help="Liger Kernel's RMSNorm, RoPE and SwiGLU (less saved for backward). [default: off, or what the --config sets: training.liger = on]")] = None,
     gpu_gib: Annotated[Optional[float], typer.Option("--gpu-gib", help="GPU memory in GiB instead of the detected GPU.")] = None,
     gpu: Annotated[Optional[str], typer.Option("--gpu", help="GPU by name (A100-80GB, H100, 4090, L4, T4, ...) instead of the detected one.")] = None,
@@ -163,12 +174,12 @@ def estimate(
     calibrated: Annotated[bool, typer.Option("--calibrated/--uncalibrated", help="Correct the estimate with this GPU model's measurements in SFT_TUI_HOME (from 3 on). [default: calibrated]")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Peak GPU memory and time of a run from the model's config alone, against your GPU."""
+    """Peak GPU memory and time of a run from the model's config alone, against your GPU (per GPU with --gpus N)."""
     targets = tuple(t.strip() for t in lora_targets.split(",") if t.strip()) if lora_targets is not None else None
     overrides = dict(method=method, objective=objective, seq_len=seq_len, batch_size=batch_size, grad_accum=grad_accum,
                      gradient_checkpointing=gradient_checkpointing, optimizer=optimizer, precision=precision, attention=attention,
                      lora_r=lora_r, lora_targets=targets, lora_dropout=lora_dropout, quant_type=quant_type, double_quant=double_quant,
-                     padded=None if packing is None else not packing, liger=liger)
+                     padded=None if packing is None else not packing, liger=liger, gpus=gpus, strategy=strategy)
     run_estimate(model, config, overrides, gpu, gpu_gib, tokens, as_json, calibrated)
 
 

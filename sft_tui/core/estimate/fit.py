@@ -4,7 +4,9 @@ Memory grows monotonically with micro-batch and sequence length, so the largest 
 that fit come from a binary search over `estimate_memory`. Suggestions apply one
 change at a time to the user's settings, then all of them together; each carries its
 own new estimate. Time comes from training FLOPs and an assumed utilisation of the
-GPU's peak, stated as an assumption, never presented as a measurement.
+GPU's peak, stated as an assumption, never presented as a measurement. On several GPUs
+(settings.gpus) the budget is each GPU's memory, the peaks and limits are per GPU, and the
+time counts N micro-batches at once at an assumed scaling efficiency (sharding.py).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from sft_tui.core.estimate import moe_terms
+from sft_tui.core.estimate import moe_terms, sharding
 from sft_tui.core.estimate.memory import (
     DEFAULT_CALIBRATION,
     Calibration,
@@ -68,6 +70,12 @@ class TimeEstimate:
     eta_s: float | None  # for `tokens` (real tokens, no padding), when given, at the useful rate
     objective_note: str = ""  # what the objective adds per example token (DPO: both answers, the reference's forward)
     padding_share: float = 0.0  # share of the batches' tokens that are padding
+    gpus: int = 1  # tokens_per_s is the whole run's, over this many GPUs
+    scaling: float = 1.0  # share of gpus x one GPU's rate kept (assumed: sharding.SCALING_EFFICIENCY)
+
+    def spread_note(self) -> str:
+        """'on 4 GPUs at an assumed 85% scaling' ('' on one GPU)."""
+        return f"on {self.gpus} GPUs at an assumed {self.scaling:.0%} scaling" if self.gpus > 1 else ""
 
     @property
     def useful_tokens_per_s(self) -> float:
@@ -196,6 +204,9 @@ class Estimate:
                             for x in self.suggestions],
             "placement": self.room.to_json() if self.room else None,
             "active_params": m.active_params,
+            "gpus": s.gpus, "strategy": sharding.spread(s),
+            "distributed": {"gpus": s.gpus, "strategy": s.strategy, "per_gpu": True,
+                            "scaling_efficiency": sharding.SCALING_EFFICIENCY[s.strategy]} if s.gpus > 1 else None,
             "moe": {"resident_params": m.moe.resident, "active_params": m.moe.active, "expert_params": m.moe.experts,
                     "num_experts": m.moe.num_experts, "experts_per_token": m.moe.experts_per_token, "summary": m.moe.line()}
                    if m.moe else None,
@@ -205,8 +216,10 @@ class Estimate:
         t = self.time
         active = (f", from the {self.memory.moe.active / 1e9:.2f}B parameters a token goes through, not the "
                   f"{self.memory.moe.resident / 1e9:.2f}B resident" if self.memory.moe else "")
+        spread = (f"; {t.gpus} GPUs, each on its own micro-batches, keep an assumed {t.scaling:.0%} of {t.gpus}x one GPU's rate "
+                  f"({self.memory.settings.strategy.upper()})" if t.gpus > 1 else "")
         lines = [(f"throughput assumes {t.utilisation:.0%} of the GPU's peak {t.peak_tflops:g} TFLOP/s "
-                  f"({t.flops_per_token / 1e9:.1f} GFLOP per trained token{active}{t.objective_note}); measure it on your data to know")]
+                  f"({t.flops_per_token / 1e9:.1f} GFLOP per trained token{active}{t.objective_note}){spread}; measure it on your data to know")]
         if t.padding_share > 0:
             lines.append(f"{t.padding_note()}; the ETA counts real tokens at that rate")
         return lines
@@ -268,13 +281,15 @@ def _candidate_changes(s: TrainSettings) -> list[tuple[str, TrainSettings]]:
     changes = []
     if s.attention == "eager":
         changes.append(("sdpa attention instead of eager", replace(s, attention="sdpa")))
+    if s.gpus > 1 and s.strategy == "ddp":  # same result; FSDP moves 1.5x the bytes
+        changes.append((f"FSDP full shard over the {s.gpus} GPUs instead of DDP (strategy = fsdp)", replace(s, strategy="fsdp")))
     if not s.gradient_checkpointing:
         changes.append(("gradient checkpointing on (about 30% slower)", replace(s, gradient_checkpointing=True)))
     smallest = 2 if kto_has_kl(s) else 1  # KTO's KL term pairs each prompt with another example's answer
     if s.batch_size > smallest and s.batch_size % smallest == 0:
         changes.append((f"micro-batch {smallest} with gradient accumulation {s.grad_accum * s.batch_size // smallest} (same effective batch)",
                         replace(s, batch_size=smallest, grad_accum=s.grad_accum * s.batch_size // smallest)))
-    if s.optimizer in ("adamw_torch", "adafactor") and s.method in ("full", "lora"):  # LoRA on experts trains billions
+    if s.optimizer in ("adamw_torch", "adafactor") and s.method in ("full", "lora") and sharding.spread(s) != "fsdp":  # LoRA on experts trains billions
         changes.append(("8-bit AdamW optimizer (adamw_8bit)", replace(s, optimizer="adamw_8bit")))
     if s.method == "full":
         changes.append(("LoRA instead of full fine-tuning", replace(s, method="lora", optimizer="adamw_torch")))
@@ -393,7 +408,10 @@ def _trained_flops_per_token(spec: ModelSpec, s: TrainSettings) -> float:
 
 
 def estimate_time(spec: ModelSpec, s: TrainSettings, gpu: GpuInfo, tokens: float | None = None) -> TimeEstimate:
-    """Tokens per second and ETA on `gpu`, from FLOPs and the assumed utilisation.
+    """Tokens per second and ETA on `gpu` (each of `s.gpus` of them), from FLOPs and the assumed utilisation.
+
+    With several GPUs the rate is the whole run's: N micro-batches at once, times the
+    strategy's assumed scaling efficiency.
 
     tokens_per_s is the compute rate over every batch token; the ETA for `tokens` (the
     dataset's real tokens) runs at the useful rate, less `s.padding_share` of padding.
@@ -401,10 +419,11 @@ def estimate_time(spec: ModelSpec, s: TrainSettings, gpu: GpuInfo, tokens: float
     flops = training_flops_per_token(spec, s)
     peak = gpu.peak_tflops(s.precision)
     utilisation = ASSUMED_UTILISATION[s.method]
-    tokens_per_s = peak * 1e12 * utilisation / flops
+    # several GPUs each run their own micro-batches at once, at an assumed scaling efficiency (sharding.py)
+    tokens_per_s, scaling = sharding.scaled_rate(peak * 1e12 * utilisation / flops, s)
     useful = tokens_per_s * (1.0 - s.padding_share)  # padding costs compute like a real token but trains nothing
     return TimeEstimate(flops, peak, utilisation, tokens_per_s, tokens / useful if tokens else None, objective_time_note(s),
-                        s.padding_share)
+                        s.padding_share, s.gpus if scaling != 1.0 else 1, scaling)
 
 
 def objective_time_note(s: TrainSettings) -> str:
@@ -455,6 +474,12 @@ def build_estimate(spec: ModelSpec, s: TrainSettings, gpu: GpuTarget | None, tok
         notes.append("KTO pairs each prompt with another example's answer for its KL term: TRL needs a micro-batch of at least 2")
     if s.seq_len > (spec.max_position_embeddings or s.seq_len):
         notes.append(f"seq_len {s.seq_len} is beyond the model's context window ({spec.max_position_embeddings})")
-    room = room_now(memory.peak_gib, rooms) if gpu.source == "detected" else None
+    room = None
+    if gpu.source == "detected" and s.gpus > 1:  # a run on N GPUs needs N with room for its per-GPU peak (the queue's rule)
+        free = sum(1 for r in rooms if r.free_gib >= memory.peak_gib)
+        notes.append(f"on this box now: {free} of {len(rooms)} GPUs have {memory.peak_gib:.1f} GiB free; the run needs {s.gpus}"
+                     if len(rooms) >= s.gpus else f"this box has {len(rooms)} GPUs; the run asks for {s.gpus}")
+    elif gpu.source == "detected":
+        room = room_now(memory.peak_gib, rooms)
     return Estimate(memory, gpu, fits, budget - memory.peak_gib, largest_batch(spec, s, budget, cal),
                     longest_sequence(spec, s, budget, cap, cal), cap, suggest(spec, s, budget, cal), time, tuple(notes), room)

@@ -20,6 +20,11 @@ copy of the adapter when training on from one; full fine-tuning loads a frozen c
 the whole model in the policy's dtype (fp32 here). KTO's KL term adds no-grad forwards on
 mismatched prompt/answer pairs: time, and the same working set, one forward at a time.
 
+On several GPUs (TrainSettings.gpus > 1) every figure is one GPU's: DDP adds its gradient
+buckets to a whole replica, FSDP full shard divides weights, gradients and optimizer state
+by N and adds the gathered units and the gradient reduce-scatter (sharding.py); one GPU is
+exactly the estimate without them.
+
 Peak = the largest phase + CUDA context + allocator slack. Sources: Korthikanti et al.
 2022 (activations), Dettmers et al. 2023 (NF4, double quantisation), transformers'
 ForCausalLMLoss (`logits.float()`), peft's prepare_model_for_kbit_training (non-4-bit
@@ -33,10 +38,11 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from sft_tui.core.config.gpus import gpu_count
 from sft_tui.core.config.schema import METHODS, OBJECTIVES, OPTIMIZERS, RunConfig
 from sft_tui.core.data.batching import has_mask
 from sft_tui.core.errors import UserError, did_you_mean
-from sft_tui.core.estimate import moe_terms
+from sft_tui.core.estimate import moe_terms, sharding
 from sft_tui.core.estimate.lm_head import (
     HeadMemory,
     full_logits,
@@ -94,16 +100,19 @@ class TrainSettings:
     liger: bool = False  # Liger Kernel's RMSNorm, RoPE and SwiGLU/GeGLU (training.liger): less kept for backward
     padding_share: float = 0.0  # share of the batches' tokens that are padding (time only: memory counts full rows)
     full_logits: bool = False  # the loss builds the full logits (a trainer other than TRL 1.16's SFT/DPO/KTO; ORPO always does)
+    gpus: int = 1  # GPUs the run trains on, one process each ([distributed] gpus): the estimate is per GPU
+    strategy: str = "ddp"  # ddp (a replica per GPU) | fsdp (full shard); nothing changes on one GPU
 
     def validate(self) -> None:
         """Raise UserError for values no run can have."""
         for name, value, choices in (("method", self.method, METHODS), ("objective", self.objective, OBJECTIVES),
                                      ("optimizer", self.optimizer, OPTIMIZERS),
                                      ("precision", self.precision, PRECISIONS), ("attention", self.attention, ATTENTIONS),
-                                     ("quant_type", self.quant_type, QUANT_TYPES)):
+                                     ("quant_type", self.quant_type, QUANT_TYPES), ("strategy", self.strategy, sharding.STRATEGIES)):
             if value not in choices:
                 raise UserError(f"{name} must be one of {', '.join(choices)}; got {value!r}{did_you_mean(value, choices)}", f"--{name.replace('_', '-')}")
-        for name, value in (("seq_len", self.seq_len), ("batch_size", self.batch_size), ("grad_accum", self.grad_accum), ("lora_r", self.lora_r)):
+        for name, value in (("seq_len", self.seq_len), ("batch_size", self.batch_size), ("grad_accum", self.grad_accum), ("lora_r", self.lora_r),
+                            ("gpus", self.gpus)):
             if value < 1:
                 raise UserError(f"{name} must be at least 1, got {value}", f"--{name.replace('_', '-')}", "use a positive number")
         if not 0.0 <= self.lora_dropout < 1.0:
@@ -483,7 +492,7 @@ def _optimizer_bytes(spec: ModelSpec, settings: TrainSettings, trainable: int, t
 
 
 def estimate_memory(spec: ModelSpec, settings: TrainSettings, calibration: Calibration = DEFAULT_CALIBRATION) -> MemoryEstimate:
-    """Peak GPU memory of one training step of `spec` with `settings`, broken down."""
+    """Peak GPU memory of one training step of `spec` with `settings`, broken down: per GPU when settings.gpus > 1."""
     settings.validate()
     full, qlora = settings.method == "full", settings.method == "qlora"
     compute_bytes = 4 if settings.precision == "fp32" else 2
@@ -508,6 +517,9 @@ def estimate_memory(spec: ModelSpec, settings: TrainSettings, calibration: Calib
         assumptions.append("full fine-tuning keeps fp32 master weights and fp32 gradients (mixed precision)")
     elif qlora:
         constants = block_linear / NF4_BLOCK * (1 + 4 / DQ_BLOCK) if settings.double_quant else block_linear / NF4_BLOCK * 4
+        if sharding.spread(settings) == "fsdp":
+            assumptions.append("QLoRA under FSDP: the 4-bit weights are stored in the compute dtype (bnb_4bit_quant_storage), "
+                               "so FSDP shards them like any other tensor")
         other = total - block_linear
         fused = moe.experts if (moe and spec.moe.fused_experts) else 0  # fused expert stacks: not nn.Linear, so not 4-bit
         weights = Term("weights", 0.5 * block_linear + constants + 4.0 * (other - fused),
@@ -538,14 +550,36 @@ def estimate_memory(spec: ModelSpec, settings: TrainSettings, calibration: Calib
     if not full:
         assumptions.append("LoRA adapters, their gradients and optimizer state are fp32 (peft upcasts adapters)")
 
-    state, update_tmp, opt_text = _optimizer_bytes(spec, settings, trainable, targets)
+    spread = sharding.spread_for(spec, settings, trainable, compute_bytes, block_linear // layers)
+    runs = sharding.optimizer_that_runs(settings)
+    if runs != settings.optimizer:
+        assumptions.append(f"{settings.optimizer} runs as {runs} under FSDP: bitsandbytes' 8-bit optimizers cannot step sharded "
+                           "parameters (the trainer swaps it; its state is sharded instead)")
+    state, update_tmp, opt_text = _optimizer_bytes(spec, replace(settings, optimizer=runs), trainable, targets)
     grads_all = 4.0 * trainable
+    if spread is not None and spread.sharded:  # weights, gradients and optimizer state split over the GPUs
+        n = spread.gpus
+        kept = constants if qlora else 0.0
+        weights = replace(weights, bytes=spread.share(weights.bytes, kept), label=f"sharded weights / {n}",
+                          explanation=weights.explanation + f"; / {n} GPUs" + (" (the quantisation constants, not parameters, "
+                                                                               "stay whole on every GPU)" if kept else ""))
+        if experts_term:
+            experts_term = replace(experts_term, bytes=spread.share(experts_term.bytes), label=f"{experts_term.label} / {n}")
+        if not full:
+            trainable_term = replace(trainable_term, bytes=spread.share(trainable_term.bytes), label=f"sharded adapters / {n}",
+                                     explanation=trainable_term.explanation + f"; / {n} GPUs")
+        state, update_tmp, opt_text = spread.share(state), spread.share(update_tmp), f"{opt_text}; sharded / {n} GPUs"
+        assumptions += spread.assumptions()
+    elif spread is not None:
+        assumptions += spread.assumptions()
 
     # activations (per sequence the policy runs: DPO and ORPO run each example's chosen and rejected answers)
     attention = effective_attention(spec, settings)
     if attention != settings.attention:
         assumptions.append(f"{spec.family} runs {attention} attention in transformers 5 (no SDPA path): seq x seq scores per head")
     parts = _activation_parts(spec, settings, targets, trainable)
+    if spread is not None and spread.sharded:  # the gathered 16-bit units are what the layers compute with: autocast caches nothing
+        parts = replace(parts, copies_blocks=0.0, copies_head=0.0)
     per_layer_token = parts.per_layer_token * calibration.activation_scale
     dequant = moe_terms.largest_quantised_matrix(spec) * compute_bytes if qlora else 0  # one weight dequantised at a time
     head_params = vocab * hidden
@@ -624,14 +658,19 @@ def estimate_memory(spec: ModelSpec, settings: TrainSettings, calibration: Calib
     resident: list[Term] = []  # held in every phase
     ref_work = 0.0
     if settings.objective in REFERENCE_OBJECTIVES:
-        resident, work, ref_text = _reference_terms(spec, settings, trainable, block_linear, compute_bytes, dequant)
+        sharded = spread is not None and spread.sharded  # FSDP wraps the reference like the policy: no autocast copies
+        resident, work, ref_text = _reference_terms(spec, settings, trainable, 0 if sharded else block_linear, compute_bytes, dequant)
+        if sharded:
+            resident = [replace(t, bytes=spread.share(t.bytes), label=f"{t.label} / {spread.gpus}") for t in resident]
         ref_work = work
         extra["reference forward"].append(Term("reference", work, ref_text, "reference forward (no-grad)"))
         assumptions.append("reference model: a frozen copy of the whole model, in fp32 like the policy (TRL loads it in the policy's dtype)" if full
                            else "reference model: TRL's frozen 'ref' copy of the adapter training starts from" if settings.reference_adapter
                            else "reference model: the base with the LoRA adapter switched off (TRL), so no extra weights")
 
-    grads_bwd = grads_all if (not full or settings.grad_accum > 1) else 4.0 * head_params
+    grads_all = spread.share(grads_all) if spread is not None else grads_all
+    head_grad = spread.share(4.0 * head_params) if spread is not None else 4.0 * head_params
+    grads_bwd = grads_all if (not full or settings.grad_accum > 1) else head_grad
     grads_bwd_text = "fp32 gradients of the trainable params" if grads_bwd == grads_all else "the head's gradient (the others appear as activations are freed)"
     grads_fwd = Term("gradients", grads_all if settings.grad_accum > 1 else 0.0, "gradients accumulated over micro-batches" if settings.grad_accum > 1 else "none yet")
     phases = {
@@ -654,11 +693,16 @@ def estimate_memory(spec: ModelSpec, settings: TrainSettings, calibration: Calib
     best_phase, best_terms, best_total = "", [], -1.0
     totals = []
     for phase, terms in phases.items():
-        terms = terms + extra[phase]
-        dynamic = (sum(t.bytes for t in terms if t.key in ("activations", "logits")) + (update_tmp if phase == "optimizer step" else 0)
-                   + (ref_work if phase == "reference forward" else 0))
-        overhead = Term("overhead", calibration.cuda_context_gib * GIB + calibration.allocator_slack * dynamic,
-                        f"CUDA context {calibration.cuda_context_gib:g} GiB + allocator slack {calibration.allocator_slack:.0%} of the temporary memory")
+        if spread is not None and spread.sharded:
+            terms = [replace(t, explanation=f"{t.explanation}; sharded / {spread.gpus} GPUs") if t.key == "gradients" and t.bytes else t
+                     for t in terms]
+        terms = terms + extra[phase] + _spread_terms(spread, phase, dtype)
+        dynamic = (sum(t.bytes for t in terms if t.key in ("activations", "logits") or t.label in _SPREAD_TEMPORARY)
+                   + (update_tmp if phase == "optimizer step" else 0) + (ref_work if phase == "reference forward" else 0))
+        nccl = spread.communication() if spread is not None else 0.0
+        overhead = Term("overhead", calibration.cuda_context_gib * GIB + nccl + calibration.allocator_slack * dynamic,
+                        f"CUDA context {calibration.cuda_context_gib:g} GiB" + (f" + NCCL buffers {nccl / GIB:g} GiB" if nccl else "")
+                        + f" + allocator slack {calibration.allocator_slack:.0%} of the temporary memory")
         all_terms = [weights, *([experts_term] if experts_term else []), trainable_term, *resident, *terms, overhead]
         peak = sum(t.bytes for t in all_terms)
         totals.append((phase, peak))
@@ -671,6 +715,30 @@ def estimate_memory(spec: ModelSpec, settings: TrainSettings, calibration: Calib
                        "(allocator, CUDA context, temporaries) is not yet calibrated on a GPU")
     ordered = tuple(sorted(best_terms, key=lambda t: BREAKDOWN_KEYS.index(t.key)))
     return MemoryEstimate(spec.name, settings, total, trainable, best_phase, ordered, tuple(assumptions), tuple(totals), moe)
+
+
+_SPREAD_TEMPORARY = ("gathered layers (FSDP)", "gradient reduce-scatter (FSDP)")  # allocated and freed every layer
+
+
+def _spread_terms(spread: sharding.Spread | None, phase: str, dtype: str) -> list[Term]:
+    """What several GPUs add to `phase`: DDP's gradient buckets; FSDP's gathered units and the gradient reduce-scatter."""
+    if spread is None:
+        return []
+    if not spread.sharded:
+        return [Term("gradients", spread.buckets, f"a flat copy of every trainable gradient ({_n(spread.buckets / 4)} params x 4 B) "
+                     f"in {sharding.DDP_BUCKET_CAP_MB} MB buckets, all-reduced over {spread.gpus} GPUs", "DDP gradient buckets")]
+    units = spread.units
+    out = []
+    gathered = spread.gathered(phase)
+    if gathered:
+        out.append(Term("weights", gathered, f"two decoder layers in {dtype} ({_g(units.layer)} GiB each: computing + prefetched) "
+                        f"+ the tail (norm + lm_head, {_g(units.tail)} GiB), kept from its forward to its backward",
+                        _SPREAD_TEMPORARY[0]))
+    scatter = spread.reduce_scatter(phase)
+    if scatter:
+        out.append(Term("gradients", scatter, f"one unit's {dtype} gradients + the flat buffer they are reduced from, its "
+                        f"1/{spread.gpus} result and that in fp32", _SPREAD_TEMPORARY[1]))
+    return out
 
 
 def _adapted_text(spec: ModelSpec, settings: TrainSettings, targets: tuple[LinearShape, ...]) -> str:
@@ -709,7 +777,8 @@ def _kib(n_bytes: float) -> str:
     return f"{n_bytes / 1024:.1f}"
 
 
-def settings_from_run_config(config: RunConfig, bf16_available: bool | None = None, plan=None) -> TrainSettings:
+def settings_from_run_config(config: RunConfig, bf16_available: bool | None = None, plan=None, *,
+                             visible_gpus: int | None = None) -> TrainSettings:
     """The estimator's settings for a validated run config, so `estimate --config` matches `train`.
 
     precision 'auto' becomes bf16 where the GPU has it (or when no GPU is known), else fp16.
@@ -718,7 +787,11 @@ def settings_from_run_config(config: RunConfig, bf16_available: bool | None = No
     `plan` (a sft_tui.core.runs.speed.SpeedPlan, as preflight or the trainer resolved it)
     says whether batches are padded and Liger is on; without one, the run as it would go on
     a CUDA GPU (see _gpu_speed_settings).
+    [distributed] gives the GPUs and the strategy, so the estimate is per GPU: `gpus = "all"`
+    counts `visible_gpus` (1 when not known). CPU processes ([distributed] processes) change
+    nothing here: the GPU estimate is for one process.
     """
+
     padded, liger = (plan.batching.padded, plan.kernels.liger) if plan is not None else _gpu_speed_settings(config)
     padded = has_mask(padded, config.training.attention)  # the estimator's `padded` counts the mask terms
     precision = config.training.precision
@@ -735,7 +808,7 @@ def settings_from_run_config(config: RunConfig, bf16_available: bool | None = No
         lora_r=lora_r, lora_targets=targets, lora_dropout=config.method.lora_dropout,
         quant_type=config.method.quant_type, double_quant=config.method.double_quant,
         padded=padded, objective=config.method.objective, loss_type=config.method.loss_type, reference_adapter=bool(adapter),
-        liger=liger,
+        liger=liger, gpus=gpu_count(config.distributed.gpus, visible_gpus), strategy=config.distributed.strategy,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sft_tui.core.estimate.fit import Estimate
+from sft_tui.core.estimate.sharding import headline
 from sft_tui.core.units import GIB
 
 BAR = 24
@@ -51,6 +52,9 @@ def render_estimate(e: Estimate, config: str = "CONFIG") -> str:
         + (f", LoRA r={s.lora_r} on {', '.join(s.lora_targets)}" if s.method != "full" else ""),
         "",
     ]
+    per_gpu = headline(s)
+    if per_gpu:
+        lines[-1:-1] = [f"{per_gpu}: every figure below is one GPU's"]
     peak = m.peak_gib
     lines.append(f"  {stacked_bar(m)}")
     lines.append("  " + "  ".join(f"{FILL[key]} {key}" for key in dict.fromkeys(t.key for t in m.terms if t.bytes > 0)))
@@ -59,13 +63,14 @@ def render_estimate(e: Estimate, config: str = "CONFIG") -> str:
         gib = term.bytes / GIB
         named = f"{term.label}: " if term.label else ""
         lines.append(f"  {term.key:<12}{gib:8.2f} GiB  {_bar(gib, peak)}  {named}{term.explanation}")
-    lines.append(f"  {'peak':<12}{peak:8.2f} GiB  (at the {m.phase}{_other_phases(m)})")
+    lines.append(f"  {'peak':<12}{peak:8.2f} GiB  {'per GPU ' if per_gpu else ''}(at the {m.phase}{_other_phases(m)})")
     lines.append("")
     if e.gpu is None:
         lines.append("GPU: no NVIDIA GPU detected; pass --gpu NAME (e.g. A100-80GB, 4090) or --gpu-gib N to check the fit")
     else:
         verdict = f"fits, {e.headroom_gib:.1f} GiB headroom" if e.fits else f"does NOT fit: {-e.headroom_gib:.1f} GiB over"
-        lines.append(f"GPU: {e.gpu.name}, {e.gpu.memory_gib:.1f} GiB ({e.gpu.source}) -> {verdict}")
+        each = f" each x {s.gpus}" if s.gpus > 1 else ""
+        lines.append(f"GPU: {e.gpu.name}, {e.gpu.memory_gib:.1f} GiB{each} ({e.gpu.source}) -> {verdict}")
         if e.room:
             lines.append(e.room.line(config))
         batch = e.max_batch_size if e.max_batch_size else "none (not even 1)"
@@ -74,7 +79,8 @@ def render_estimate(e: Estimate, config: str = "CONFIG") -> str:
         if e.time:
             t = e.time
             eta = f"; {_duration(t.eta_s)} for the given tokens" if t.eta_s is not None else " (--tokens N gives an ETA)"
-            lines.append(f"time: about {t.tokens_per_s:,.0f} tokens/s, assuming {t.utilisation:.0%} of {t.peak_tflops:g} TFLOP/s{eta}")
+            spread = f" {t.spread_note()}" if t.gpus > 1 else ""
+            lines.append(f"time: about {t.tokens_per_s:,.0f} tokens/s{spread}, assuming {t.utilisation:.0%} of {t.peak_tflops:g} TFLOP/s{eta}")
             if t.padding_share > 0:
                 lines.append(f"  {t.padding_note()} (the ETA's rate)")
             if m.moe:
