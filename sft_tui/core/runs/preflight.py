@@ -246,10 +246,10 @@ class PlacementRequest:
     max_parallel: int = 1  # --max-parallel: on a CPU box, how many runs may share the CPU with it
 
 
-def run_peak_gib(config: RunConfig, gpu: GpuSample) -> float:
-    """The estimator's peak for this run on one GPU (bf16 or not follows the GPU)."""
+def run_peak_gib(config: RunConfig, gpu: GpuSample, visible_gpus: int | None = None) -> float:
+    """The estimator's peak for this run on one of its GPUs (bf16 or not follows the GPU; a multi-GPU run's per-GPU peak)."""
     spec = resolve_model(str(find_model_files(config.model.name).folder))
-    return estimate_memory(spec, settings_from_run_config(config, gpu.bf16_supported)).peak_gib
+    return estimate_memory(spec, settings_from_run_config(config, gpu.bf16_supported, visible_gpus=visible_gpus)).peak_gib
 
 
 def check_gpu_ids(request: PlacementRequest, snapshot: GpuSnapshot) -> None:
@@ -267,11 +267,13 @@ def check_gpu_ids(request: PlacementRequest, snapshot: GpuSnapshot) -> None:
 
 def place(config: RunConfig, request: PlacementRequest, snapshot: GpuSnapshot, store: RunStore, force: bool,
           note: Callable[[str], None]) -> Placement:
-    """Where the run goes: its estimate, and for a run that starts now the GPU with the most room that fits it.
+    """Where the run goes: its per-GPU estimate, and for a run that starts now the GPU(s) with the most room that fit it.
 
+    A multi-GPU run ([distributed] gpus) needs that many GPUs at once, each with room for its per-GPU peak.
     Called under the queue lock, so two people launching at once never both take the same room.
     """
-    from sft_tui.core.runs.placement import gpu_rooms, most_room, roomiest
+    from sft_tui.core.config.gpus import gpu_count, gpu_ids
+    from sft_tui.core.runs.placement import gpu_rooms, most_room_many
     from sft_tui.core.runs.queue import scan
 
     stamp = now_iso()
@@ -282,23 +284,34 @@ def place(config: RunConfig, request: PlacementRequest, snapshot: GpuSnapshot, s
                  "(both go slower); --queue waits for the CPU instead")
         return Placement(stamp, "cpu", None, request.queue, request.priority, time.time(), (), request.max_parallel,
                          admitted_at="" if request.queue else stamp)
-    allowed = [g for g in snapshot.gpus if not request.gpus or g.index in request.gpus]
-    estimate = round(max(run_peak_gib(config, g) for g in allowed), 2)
-    base = Placement(stamp, "cuda", estimate, request.queue, request.priority, time.time(), request.gpus, request.max_parallel)
+    count = gpu_count(config.distributed.gpus, len(snapshot.gpus))
+    wanted = request.gpus or gpu_ids(config.distributed.gpus)  # --gpus, else [distributed] gpus = [0, 2]: the GPUs it may take
+    allowed = [g for g in snapshot.gpus if not wanted or g.index in wanted]
+    if len(allowed) < count:
+        raise UserError(f"the run needs {count} GPUs ([distributed] gpus = {config.distributed.gpus}); "
+                        f"{'--gpus allows' if request.gpus else 'this machine has'} {len(allowed)}", "distributed.gpus",
+                        f"set distributed.gpus to at most {len(allowed)}" + (", or allow more with --gpus" if request.gpus else ""))
+    estimate = round(max(run_peak_gib(config, g, len(snapshot.gpus)) for g in allowed), 2)  # per GPU
+    base = Placement(stamp, "cuda", estimate, request.queue, request.priority, time.time(), tuple(wanted), request.max_parallel,
+                     gpu_count=count)
     if request.queue:
         return base
     rooms = gpu_rooms(snapshot.gpus, scan(store).claims)
-    room = most_room(rooms, estimate, request.gpus)
-    if room is None:
-        best = roomiest(rooms, request.gpus)
+    each = f" on each of {count} GPUs" if count > 1 else ""
+    chosen = most_room_many(rooms, estimate, count, wanted)
+    if chosen is None:
+        best = sorted((r for r in rooms if not wanted or r.index in wanted), key=lambda r: (-r.free_gib, r.index))[:count]
         if not force:
-            raise UserError(f"no GPU has room for this run now: it needs {estimate:.1f} GiB; the most is {best.describe()}",
+            most = "the most is " + best[0].describe() if count == 1 else "the most: " + "; ".join(r.describe() for r in best)
+            raise UserError(f"no {'GPU has' if count == 1 else f'{count} GPUs have'} room for this run now: it needs {estimate:.1f} GiB{each}; {most}",
                             fix="queue it to start when room appears (--queue; Queue on the TUI's Launch), or force it (--force) to try anyway")
-        room = best
-        note(f"GPU: --force: placing it on GPU{room.index} without room for its {estimate:.1f} GiB ({room.describe()})")
+        chosen = tuple(sorted(best, key=lambda r: r.index))
+        note(f"GPU: --force: placing it on {', '.join(f'GPU{r.index}' for r in chosen)} without room for its {estimate:.1f} GiB{each}")
+    elif count == 1:
+        note(f"GPU: placed on GPU{chosen[0].index} {chosen[0].name}: {chosen[0].describe()}; this run needs {estimate:.1f} GiB")
     else:
-        note(f"GPU: placed on GPU{room.index} {room.name}: {room.describe()}; this run needs {estimate:.1f} GiB")
-    return replace(base, admitted_at=stamp, gpus=(room.index,))
+        note(f"GPU: placed on {', '.join(f'GPU{r.index}' for r in chosen)} (rank i on the i-th); this run needs {estimate:.1f} GiB{each}")
+    return replace(base, admitted_at=stamp, gpus=tuple(r.index for r in chosen))
 
 
 def start_run(resolved: ResolvedConfig, source: str, out: Callable[[str], None], launch_fn: Callable[[RunDir], int] | None = None,
