@@ -49,26 +49,27 @@ def run_wizard(answers_path: Path | None, as_json: bool, record: Path | None, co
     """Entry point of `sft-tui wizard`: the files come from core.decide.starter.wizard_files, as in the TUI."""
     from sft_tui.core.decide.starter import wizard_files, write_new
     from sft_tui.core.decide.wizard import (
+        detected_box,
         load_answers,
         load_spec,
         recommend,
         render_recommendation,
     )
-    from sft_tui.core.estimate.fit import detected_gpu, rooms_on_this_box
+    from sft_tui.core.estimate.fit import detected_gpus, rooms_on_this_box
     from sft_tui.core.runs.sysmon import SystemSampler
 
     spec = load_spec()
     answers = load_answers(answers_path, spec) if answers_path else ask(spec)
-    detected, rooms = None, ()
+    detected, count, rooms = None, 0, ()
     if answers.get("gpu_gib") is None:  # an answered GPU may be another machine's: the room here says nothing about it
         sampler = SystemSampler()
         try:
-            target = detected_gpu(sampler)
-            detected = target.memory_gib if target else None
-            rooms = rooms_on_this_box(sampler) if target else ()
+            targets = detected_gpus(sampler)
+            detected, count = detected_box([t.memory_gib for t in targets])  # GPU0's size, and the GPUs like it
+            rooms = rooms_on_this_box(sampler) if targets else ()
         finally:
             sampler.close()
-    rec = recommend(answers, spec, detected)
+    rec = recommend(answers, spec, detected, count)
     for path in (record, config_out):  # refuse before writing anything
         if path is not None and path.exists() and not force:
             raise UserError("file exists; not overwriting it", str(path), "choose another path or pass --force")
@@ -88,7 +89,7 @@ def run_wizard(answers_path: Path | None, as_json: bool, record: Path | None, co
         print_json(rec.to_json() | {"placement": files.placement_json()})
     else:
         sys.stdout.write(render_recommendation(rec))
-        if files.room is not None:
+        if files.room is not None or files.shares is not None:
             sys.stdout.write(f"\n{files.room_line(str(config_out) if config_out else 'run.toml')}\n")
     for note in notes:
         print(note, file=sys.stderr)

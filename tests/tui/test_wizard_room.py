@@ -13,7 +13,9 @@ from tests.tui.conftest import NO_TIMERS, settle
 from tests.unit.test_cli_estimate import admit_run, two_gpu_nvml
 from tests.unit.test_sysmon import FakeNvml
 
-ANSWERS = dict(goal="task", labeled_examples=800, model="qwen2.5-7b")  # lora on a 7B: about 20.9 GiB at 2048 tokens
+# lora on a 7B: about 20.9 GiB at 2048 tokens, on one GPU (without gpu_count the two GPUs would train a copy each:
+# tests/tui/test_wizard_multi_gpu.py)
+ANSWERS = dict(goal="task", labeled_examples=800, model="qwen2.5-7b", gpu_count=1)
 
 
 @pytest.fixture()

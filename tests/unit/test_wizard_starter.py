@@ -153,6 +153,12 @@ def test_the_cli_wizard_says_the_room_for_a_detected_gpu_only(cli, tmp_path, mon
     monkeypatch.setitem(sys.modules, "pynvml", two_gpu_nvml())
     answers = tmp_path / "answers.toml"
     answers.write_text('goal = "task"\nlabeled_examples = 800\nmodel = "qwen2.5-1.5b"\nseq_len = 512\n')
+    # both detected GPUs: one holds the run, so a copy on each (DDP), and both have room for it now
+    result = cli("wizard", "--answers", str(answers))
+    assert result.code == 0 and "DDP on 2 GPUs" in result.out
+    assert "on this box now: 2 of 2 GPUs have" in result.out and "on each of 2) would start now" in result.out
+    assert json.loads(cli("wizard", "--answers", str(answers), "--json").out)["placement"]["gpus_with_room"] == [0, 1]
+    answers.write_text(answers.read_text() + "gpu_count = 1\n")  # one GPU: the one with the most room
     result = cli("wizard", "--answers", str(answers))
     assert result.code == 0 and "on this box now: GPU1 has 24.0 of 24.0 GiB free" in result.out and "would start now" in result.out
     assert json.loads(cli("wizard", "--answers", str(answers), "--json").out)["placement"]["gpu"] == 1

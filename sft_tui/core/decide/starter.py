@@ -11,6 +11,8 @@ set (uncommented) lines, each saying which answer it came from:
                  training.gradient_accumulation_steps (keeps the recipe's effective batch)
                  training.optimizer         (the one the method was estimated with)
     data_kind -> method.objective           (stage 1's: sft before dpo/kto; only when the plan is more than SFT)
+    gpu_count -> distributed.gpus, .strategy (only when the recommendation trains on several GPUs: DDP or FSDP;
+                 the accumulation then keeps the recipe's effective batch over all of them)
 
 With pairs or thumbs up/down the plan has two stages: this file is stage 1 (SFT), and its
 header says how to run stage 2 from the same file once stage 1 has finished:
@@ -40,12 +42,12 @@ from sft_tui.core.config.load import resolve_layers, toml_value
 from sft_tui.core.config.starter import starter_config_text
 from sft_tui.core.config.tomlfile import parse_toml_text
 from sft_tui.core.decide.wizard import (
-    METHOD_OPTIMIZER,
     Recommendation,
     TrainingStage,
     WizardSpec,
     decision_record,
     load_spec,
+    method_optimizer,
 )
 from sft_tui.core.errors import UserError
 
@@ -112,19 +114,67 @@ class StarterConfig:
 
 
 @dataclass(frozen=True)
+class GpusNow:
+    """Whether this box has room now for a run on several GPUs: `gpus` of them, each with the per-GPU peak free.
+
+    The queue admits a multi-GPU run only when that many GPUs have room for its per-GPU
+    peak; this says the same for the wizard's recommendation (a line, never a change to it).
+    """
+
+    gpus: int  # the GPUs the run trains on
+    need_gib: float  # its peak on each
+    with_room: tuple[int, ...]  # the GPUs with that much free now
+    big_enough: tuple[int, ...]  # the GPUs whose whole memory holds it
+    on_box: int  # GPUs on this box
+    strategy: str = "ddp"  # ddp: one GPU holds the run too (a copy each), fsdp: it needs them all
+
+    @property
+    def fits_now(self) -> bool:
+        """`gpus` GPUs have room now."""
+        return len(self.with_room) >= self.gpus
+
+    @property
+    def fits_when_empty(self) -> bool:
+        """`gpus` GPUs here hold it when nothing else runs."""
+        return len(self.big_enough) >= self.gpus
+
+    def where(self) -> str:
+        """`3 of 4 GPUs have 38.2 GiB free`."""
+        return f"{len(self.with_room)} of {self.on_box} GPUs have {self.need_gib:.1f} GiB free"
+
+    def to_json(self) -> dict[str, Any]:
+        """The `placement` object of `sft-tui wizard --json` for a run on several GPUs."""
+        return {"gpus": self.gpus, "need_gib": round(self.need_gib, 3), "gpus_with_room": list(self.with_room),
+                "fits_now": self.fits_now, "fits_when_empty": self.fits_when_empty}
+
+
+def gpus_now(gpus: int, need_gib: float, rooms: Sequence[GpuRoom], strategy: str = "ddp") -> GpusNow | None:
+    """Which of `rooms` could take a share of a run on `gpus` GPUs now (None without GPUs)."""
+    if not rooms:
+        return None
+    return GpusNow(gpus, need_gib, tuple(r.index for r in rooms if r.free_gib >= need_gib),
+                   tuple(r.index for r in rooms if r.total_gib >= need_gib), len(rooms), strategy)
+
+
+@dataclass(frozen=True)
 class WizardFiles:
     """Both files the wizard writes, made from the same answers."""
 
     record: str  # decision.md
     config: StarterConfig | None  # None when fine-tuning is not recommended
     room: RoomNow | None = None  # the GPU the run would get on this box now (given the rooms, fine-tuning recommended)
+    shares: GpusNow | None = None  # instead of `room` for a run on several GPUs: do that many have room now
 
     def room_line(self, config_name: str = "run.toml", queue_hint: str = "") -> str:
         """`on this box now: GPU0 has ... free (...): the run (about 12.3 GiB) would start now` (or wait in the queue); '' without."""
+        if self.shares:
+            return shares_line(self.shares, config_name, queue_hint)
         return room_line(self.room, self.config.peak_gib if self.config else None, config_name, queue_hint) if self.room else ""
 
     def placement_json(self) -> dict[str, Any] | None:
         """The `placement` object of `sft-tui wizard --json` (fits null when no model was given to size), or None."""
+        if self.shares is not None:
+            return self.shares.to_json()
         if self.room is None:
             return None
         data = self.room.to_json()
@@ -149,6 +199,19 @@ def room_line(room: RoomNow, peak_gib: float | None, config_name: str = "run.tom
     return f"on this box now: {room.where()}: the run (about {peak_gib:.1f} GiB) {outlook}"
 
 
+def shares_line(shares: GpusNow, config_name: str = "run.toml", queue_hint: str = "") -> str:
+    """What a run on several GPUs would get on this box now, in one line."""
+    if shares.fits_now:
+        outlook = "would start now"
+    elif shares.fits_when_empty:
+        outlook = f"would wait in the queue for room ({queue_hint or f'sft-tui train {config_name} --queue'})"
+        if shares.strategy == "ddp" and shares.with_room:  # a copy per GPU: one GPU holds the run by itself
+            outlook += f"; on one GPU (gpu_count = 1) it would start now on GPU{shares.with_room[0]}"
+    else:
+        outlook = f"needs {shares.gpus} GPUs that hold it and this box has {len(shares.big_enough)}"
+    return f"on this box now: {shares.where()}: the run (about {shares.need_gib:.1f} GiB on each of {shares.gpus}) {outlook}"
+
+
 def _relative_to(value: str, config_dir: Path | None, cwd: Path) -> str:
     """A path typed relative to `cwd`, as the config file must hold it: relative to the config's own folder."""
     path = Path(value).expanduser()
@@ -169,37 +232,50 @@ def _set_line(lines: list[str], section: str, key: str, new: str) -> None:
 
 
 def _sized_training(model: str, recipe: str, seq_len: int, gpu_gib: float, objective: str = "sft",
-                    adapter: str = "") -> tuple[list[ConfigSetting], str, float]:
+                    adapter: str = "", gpus: int = 1, strategy: str = "") -> tuple[list[ConfigSetting], str, float]:
     """Micro-batch, accumulation and optimizer for this GPU, a header line saying what the estimate found, and the peak.
 
     `objective` and `adapter` size a later stage: DPO runs both answers of a pair and a
     reference forward, so its micro-batch is often smaller than SFT's on the same GPU.
+    With `gpus` > 1 and a `strategy` (ddp, fsdp) the micro-batch is sized for one GPU's
+    share (the per-GPU peak), and the accumulation divided by the GPUs: each optimizer step
+    sees micro-batch x accumulation x GPUs examples, the recipe's effective batch.
     """
     from sft_tui.core.estimate.fit import largest_batch
     from sft_tui.core.estimate.memory import estimate_memory, settings_from_run_config
     from sft_tui.core.models.modelspec import resolve_model
 
-    optimizer = METHOD_OPTIMIZER[recipe]
+    optimizer = method_optimizer(recipe, strategy if gpus > 1 else "")
     data = {"recipe": recipe, "model": {"name": model, "adapter": adapter}, "data": {"train": PLACEHOLDER["data.train"]},
             "method": {"objective": objective}, "training": {"max_seq_length": seq_len, "optimizer": optimizer}}
     config = resolve_layers(data, None, "wizard", None).config
     spec = resolve_model(model)
     settings = settings_from_run_config(config)
+    if gpus > 1 and strategy:
+        settings = replace(settings, gpus=gpus, strategy=strategy)
     recipe_batch = config.training.micro_batch_size
     effective = recipe_batch * config.training.gradient_accumulation_steps
     batch = min(recipe_batch, largest_batch(spec, settings, gpu_gib))
+    where = f"{gpus} x {gpu_gib:g} GiB GPUs with {strategy.upper()}" if gpus > 1 else f"a {gpu_gib:g} GiB GPU"
+    per = " per GPU" if gpus > 1 else ""
     if batch == 0:  # the recommendation already says it does not fit; the config stays at the smallest batch
         batch = 1
         peak = estimate_memory(spec, replace(settings, batch_size=1)).peak_gib
-        header = f"# does NOT fit a {gpu_gib:g} GiB GPU even at micro-batch 1 ({peak:.1f} GiB estimated): see the decision record"
+        header = f"# does NOT fit {where} even at micro-batch 1 ({peak:.1f} GiB{per} estimated): see the decision record"
     else:
         peak = estimate_memory(spec, replace(settings, batch_size=batch)).peak_gib
-        header = f"# sized for a {gpu_gib:g} GiB GPU: micro-batch {batch} at {seq_len} tokens, about {peak:.1f} GiB peak (estimate)"
-    accumulation = max(1, math.ceil(effective / batch))
+        header = f"# sized for {where}: micro-batch {batch} at {seq_len} tokens, about {peak:.1f} GiB{per} peak (estimate)"
+    copies = max(1, gpus)  # every GPU takes a micro-batch per step, under DDP and FSDP alike
+    accumulation = max(1, math.ceil(effective / (batch * copies)))
+    total = batch * accumulation * copies  # examples per optimizer step over all the GPUs
     return [
-        ConfigSetting("training.micro_batch_size", batch, f"fits {gpu_gib:g} GiB (recipe: {recipe_batch})"),
-        ConfigSetting("training.gradient_accumulation_steps", accumulation, f"effective batch {effective}, as the recipe"),
-        ConfigSetting("training.optimizer", optimizer, f"{recipe} was estimated with it"),
+        ConfigSetting("training.micro_batch_size", batch, f"{peak:.1f} of {gpu_gib:g} GiB per GPU (recipe {recipe_batch})" if copies > 1
+                      else f"fits {gpu_gib:g} GiB (recipe: {recipe_batch})"),
+        ConfigSetting("training.gradient_accumulation_steps", accumulation,
+                      f"global batch {total} = {batch} x {accumulation} x {copies} GPUs" + ("" if total == effective else f" (recipe {effective})")
+                      if copies > 1 else f"effective batch {effective}, as the recipe"),
+        ConfigSetting("training.optimizer", optimizer, f"{recipe} was estimated with it"
+                      + (" (8-bit ones cannot step FSDP's shards)" if optimizer != method_optimizer(recipe) else "")),
     ], header, peak
 
 
@@ -273,8 +349,9 @@ def starter_config(answers: dict[str, Any], rec: Recommendation, config_dir: Pat
     missing: list[str] = []
     model = rec.model
     if model:
-        why = f"{answers['model']} does not fit {rec.gpu_gib:g} GiB" \
-            if answers.get("model") and answers["model"] != model else "answered"
+        why = "answered"
+        if answers.get("model") and answers["model"] != model:  # a smaller model: the answered one did not fit the GPUs
+            why = f"{answers['model']} does not fit " + (f"{rec.gpu_count} x " if rec.gpu_count > 1 else "") + f"{rec.gpu_gib:g} GiB"
         if (cwd / Path(model).expanduser()).exists():  # a model folder: the loader reads it relative to the config
             model = _relative_to(model, config_dir, cwd)
         settings.append(ConfigSetting("model.name", model, why))
@@ -290,17 +367,22 @@ def starter_config(answers: dict[str, Any], rec: Recommendation, config_dir: Pat
     if rec.model and rec.gpu_gib:
         local = cwd / Path(rec.model).expanduser()
         sizing = (str(local) if local.exists() else rec.model, rec.method, answers["seq_len"], rec.gpu_gib)
-        sized, line, peak = _sized_training(*sizing)
+        sized, line, peak = _sized_training(*sizing, gpus=rec.gpus, strategy=rec.strategy)
         settings += sized
         header.append(line)
 
         def size_stage(objective: str) -> tuple[list[ConfigSetting], str, float]:  # a later stage, from stage 1's adapter
-            return _sized_training(*sizing, objective=objective, adapter="" if rec.method == "full" else "RUN")
+            return _sized_training(*sizing, objective=objective, adapter="" if rec.method == "full" else "RUN",
+                                   gpus=rec.gpus, strategy=rec.strategy)
     stages = rec.stages or (TrainingStage("sft", "the examples", "base"),)
     if len(stages) > 1 or stages[0].objective != "sft":
         why = (f"stage 1 of {len(stages)}, then {', '.join(s.objective for s in stages[1:])}" if len(stages) > 1
                else f"data_kind = {answers.get('data_kind')}")
         settings.append(ConfigSetting("method.objective", stages[0].objective, why))
+    if rec.gpus > 1:  # the run goes through accelerate launch, one process per GPU
+        settings.append(ConfigSetting("distributed.gpus", rec.gpus, f"{rec.gpus} x {rec.gpu_gib:g} GiB GPUs"))
+        settings.append(ConfigSetting("distributed.strategy", rec.strategy,
+                                      "sharded: one GPU cannot hold it" if rec.strategy == "fsdp" else "a copy per GPU: one holds it"))
     plan_lines, later, placeholders = _plan_header(stages, rec.method, config_name, settings, size_stage)
     header += plan_lines
     text = starter_config_text(model=rec.model or PLACEHOLDER["model.name"], recipe=rec.method,
@@ -339,7 +421,7 @@ def wizard_files(answers: dict[str, Any], rec: Recommendation, spec: WizardSpec 
     spec = spec or load_spec()
     config = starter_config(answers, rec, config_dir, cwd, config_name)
     record = decision_record(answers, rec, spec)
-    room = None
+    room = shares = None
     if config is not None:
         record += "\n## Run config\n\n" + "\n".join(f"- {line}" for line in config.summary_lines()) + "\n"
         if config.later_stages:
@@ -347,9 +429,12 @@ def wizard_files(answers: dict[str, Any], rec: Recommendation, spec: WizardSpec 
                        + " ".join(f"Stage {n}, once stage {n - 1} has finished: `{command}`"
                                   for n, command in enumerate(config.later_stages, 2))
                        + f" ({'; '.join(config.placeholders)}).\n")
-        room = room_now(config.peak_gib or 0.0, rooms)
-    files = WizardFiles(record, config, room)
-    if room is not None:
+        if rec.gpus > 1:
+            shares = gpus_now(rec.gpus, config.peak_gib or 0.0, rooms, rec.strategy)
+        else:
+            room = room_now(config.peak_gib or 0.0, rooms)
+    files = WizardFiles(record, config, room, shares)
+    if room is not None or shares is not None:
         files = replace(files, record=record + f"\n## This box when decided\n\n- {files.room_line(config_name)}\n")
     return files
 

@@ -6,13 +6,17 @@ needed: RAG for knowledge, fine-tuning for behaviour, both when both are needed,
 prompting (ICL) when neither is, or when fine-tuning is blocked (the bar is met, or
 there is too little data). The method comes from the estimator when a model and a GPU
 are known: full only when it fits, data is plentiful and forgetting is acceptable, else
-LoRA when it fits, else QLoRA, else a smaller model. What fine-tuning learns from (the
+LoRA when it fits, else QLoRA, else a smaller model. With several GPUs (gpu_count) each
+method is placed before the next is tried: a run one GPU holds trains a copy per GPU (DDP),
+one it does not is sharded over them (FSDP) when its per-GPU peak fits; wizard.toml's
+[distributed] table says so, with the reasons. What fine-tuning learns from (the
 plan) follows the data the team has: SFT on examples; with pairs or thumbs up/down, SFT
 first and then DPO or KTO from the SFT adapter (the recipes' usual order).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -67,6 +71,19 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class DistributedRules:
+    """wizard.toml's [distributed]: how a method is placed on several GPUs, and the reasons given ({gpus}: their number)."""
+
+    fits_one: str = "ddp"  # one GPU holds the run: "ddp" (a copy per GPU) or "one" (the others stay free)
+    ddp_reason: str = ""
+    one_reason: str = ""
+    fsdp_reason: str = ""
+    fsdp_over_qlora: str = ""
+    fsdp_caution: str = ""
+    ddp_caution: str = ""
+
+
+@dataclass(frozen=True)
 class WizardSpec:
     """Questions, rules and method settings loaded from wizard.toml."""
 
@@ -75,6 +92,7 @@ class WizardSpec:
     full_min_examples: int
     batch_size: int
     gradient_checkpointing: bool
+    distributed: DistributedRules = DistributedRules()
 
     def question(self, key: str) -> Question:
         """The question with this key."""
@@ -87,9 +105,11 @@ class MethodStep:
 
     method: str
     model: str
-    peak_gib: float | None
+    peak_gib: float | None  # per GPU
     fits: bool | None
     note: str
+    gpus: int = 1
+    strategy: str = ""  # "" on one GPU, else ddp | fsdp
 
 
 @dataclass(frozen=True)
@@ -125,17 +145,26 @@ class Recommendation:
     model: str | None = None
     method_steps: tuple[MethodStep, ...] = ()
     fired: tuple[str, ...] = field(default=())
-    gpu_gib: float | None = None  # the memory budget the method was checked against (answered or detected)
+    gpu_gib: float | None = None  # the memory budget the method was checked against (answered or detected), per GPU
     stages: tuple[TrainingStage, ...] = ()  # the training plan when fine-tuning (empty otherwise)
+    gpus: int = 1  # GPUs the run trains on ([distributed] gpus)
+    strategy: str = ""  # "" on one GPU, else "ddp" (a copy per GPU) or "fsdp" (sharded) ([distributed] strategy)
+    gpu_count: int = 1  # GPUs the box has for it (answered or detected): gpus is this or 1
 
     @property
     def objective(self) -> str | None:
         """What the plan ends with (sft, dpo, kto, orpo), or None when fine-tuning is not recommended."""
         return self.stages[-1].objective if self.stages else None
 
+    def placement(self) -> str:
+        """`FSDP on 4 GPUs`, `DDP on 2 GPUs`, or '' on one GPU."""
+        return f"{self.strategy.upper()} on {self.gpus} GPUs" if self.gpus > 1 else ""
+
     def outcome(self) -> str:
-        """`finetune with lora on qwen2.5-7b: SFT, then DPO` (the stages only when the plan is more than SFT)."""
+        """`finetune with lora on qwen2.5-7b, FSDP on 4 GPUs: SFT, then DPO` (the stages only when the plan is more than SFT)."""
         text = self.approach + (f" with {self.method}" if self.method else "") + (f" on {self.model}" if self.model and self.method else "")
+        if self.method and self.gpus > 1:
+            text += f", {self.placement()}"
         if [s.objective for s in self.stages] not in ([], ["sft"]):
             text += ": " + ", then ".join(s.objective.upper() for s in self.stages)
         return text
@@ -145,7 +174,8 @@ class Recommendation:
         return {"approach": self.approach, "method": self.method, "objective": self.objective,
                 "stages": [s.__dict__ for s in self.stages], "reasons": list(self.reasons), "cautions": list(self.cautions),
                 "next_steps": list(self.next_steps), "estimate": self.estimate, "model": self.model,
-                "method_steps": [s.__dict__ for s in self.method_steps], "rules_fired": list(self.fired)}
+                "method_steps": [s.__dict__ for s in self.method_steps], "rules_fired": list(self.fired),
+                "distributed": {"gpus": self.gpus, "strategy": self.strategy} if self.gpus > 1 else None}
 
 
 def load_spec(path: Path | None = None) -> WizardSpec:
@@ -168,8 +198,13 @@ def load_spec(path: Path | None = None) -> WizardSpec:
                             str(path))
         rules.append(rule)
     method = data.get("method", {})
+    distributed = data.get("distributed", {})
+    unknown = set(distributed) - set(DistributedRules.__dataclass_fields__)
+    if unknown or distributed.get("fits_one", "ddp") not in ("ddp", "one"):
+        raise UserError(f"[distributed] has unknown keys {sorted(unknown)} or fits_one other than \"ddp\" or \"one\"", str(path),
+                        f"its keys are {', '.join(DistributedRules.__dataclass_fields__)}")
     return WizardSpec(questions, tuple(rules), int(method.get("full_min_examples", 10000)), int(method.get("batch_size", 1)),
-                      bool(method.get("gradient_checkpointing", True)))
+                      bool(method.get("gradient_checkpointing", True)), DistributedRules(**distributed))
 
 
 def validate_answers(raw: dict[str, Any], spec: WizardSpec, source: str = "answers", text: str | None = None) -> dict[str, Any]:
@@ -236,7 +271,8 @@ def _describe_trigger(rule: Rule, answers: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _next_steps(approach: str, method: str | None, model: str | None, stages: tuple[TrainingStage, ...] = ()) -> list[str]:
+def _next_steps(approach: str, method: str | None, model: str | None, stages: tuple[TrainingStage, ...] = (),
+                gpus: int = 1, strategy: str = "") -> list[str]:
     steps = []
     if approach == "icl":
         steps += ["write a system prompt and 5-20 of your best examples into it", "measure it on 50+ held-out cases before changing anything"]
@@ -248,6 +284,7 @@ def _next_steps(approach: str, method: str | None, model: str | None, stages: tu
                   "hold out 10% of them to compare the tuned model with the base model"]
         if model and method:
             steps.append(f"check the run fits: sft-tui estimate {model} --method {method}"
+                         + (f" --gpus {gpus} --strategy {strategy}" if gpus > 1 else "")
                          + "".join(f" (stage {n}: add --objective {s.objective})" for n, s in enumerate(stages[1:], 2)))
         steps.append("write the run config (--config-out run.toml) and start it: sft-tui train run.toml"
                      + (f" (stage 1, {stages[0].objective.upper()})" if len(stages) > 1 else ""))
@@ -262,18 +299,45 @@ def _next_steps(approach: str, method: str | None, model: str | None, stages: tu
 METHOD_OPTIMIZER = {"full": "adamw_8bit", "lora": "adamw_torch", "qlora": "paged_adamw_8bit"}
 
 
-def choose_method(answers: dict[str, Any], spec: WizardSpec, gpu_gib: float | None, reasons: list[str],
-                  stages: tuple[TrainingStage, ...] = ()) -> tuple[str, str | None, tuple[MethodStep, ...], dict | None]:
-    """(method, model, steps, estimate json): full -> lora -> qlora -> smaller model, checked by the estimator.
+def method_optimizer(method: str, strategy: str = "") -> str:
+    """The optimizer `method` is estimated and written with; under FSDP PyTorch's AdamW, the one the trainer runs there
+    (bitsandbytes' 8-bit optimizers cannot step sharded parameters: core.runs.distributed.optimizer_under)."""
+    from sft_tui.core.runs.distributed import EIGHT_BIT_OPTIMIZERS
 
-    A method fits when every stage of the plan fits: DPO runs both answers of a pair and a
-    reference forward, so stage 2 can need more memory than the SFT stage. The estimate
-    returned is stage 1's (the run config written).
+    name = METHOD_OPTIMIZER[method]
+    return "adamw_torch" if strategy == "fsdp" and name in EIGHT_BIT_OPTIMIZERS else name
+
+
+@dataclass(frozen=True)
+class MethodChoice:
+    """What choose_method decided: the method and model, the steps that led there, stage 1's estimate, and the GPUs used."""
+
+    method: str
+    model: str | None
+    steps: tuple[MethodStep, ...]
+    estimate: dict | None
+    gpus: int = 1
+    strategy: str = ""  # "" on one GPU, else ddp | fsdp
+
+
+def choose_method(answers: dict[str, Any], spec: WizardSpec, gpu_gib: float | None, reasons: list[str],
+                  stages: tuple[TrainingStage, ...] = (), gpu_count: int = 1) -> MethodChoice:
+    """The method, checked by the estimator: full -> lora -> qlora -> smaller model, each placed on the GPUs before the next.
+
+    `gpu_gib` is one GPU's memory and `gpu_count` how many there are. A method one GPU
+    holds runs there, or as a copy per GPU (DDP) when there are several and wizard.toml's
+    `fits_one` says so; one that one GPU does not hold is sharded over all of them (FSDP)
+    when its per-GPU peak fits, before a lossier method is tried. A method fits when every
+    stage of the plan fits: DPO runs both answers of a pair and a reference forward, so
+    stage 2 can need more memory than the SFT stage. The estimate returned is stage 1's
+    (the run config written), per GPU.
     """
     from sft_tui.core.estimate.fit import GpuTarget, build_estimate, smaller_models
     from sft_tui.core.estimate.memory import TrainSettings, estimate_memory
     from sft_tui.core.models.modelspec import resolve_model
 
+    rules = spec.distributed
+    gpus = max(1, gpu_count)
     full_allowed = answers["labeled_examples"] >= spec.full_min_examples and not answers["keep_general_abilities"]
     if full_allowed:
         reasons.append(f"labeled_examples = {answers['labeled_examples']}, keep_general_abilities = false: full fine-tuning is worth considering")
@@ -281,14 +345,16 @@ def choose_method(answers: dict[str, Any], spec: WizardSpec, gpu_gib: float | No
     if not model or not gpu_gib:
         method = "full" if full_allowed else "lora"
         missing = "model = (not given)" if not model else "gpu_gib = (not given, no GPU detected)"
-        reasons.append(f"{missing}: {method} by default ({'plenty of data and forgetting acceptable' if full_allowed else 'parameter-efficient first'}); the fit was not checked")
-        return method, model, (), None
+        reasons.append(f"{missing}: {method} by default ({'plenty of data and forgetting acceptable' if full_allowed else 'parameter-efficient first'}); the fit was not checked"
+                       + (f", nor how it spreads over {gpus} GPUs" if gpus > 1 else ""))
+        return MethodChoice(method, model, (), None)
     spec_model = resolve_model(model)
     base = TrainSettings(seq_len=answers["seq_len"], batch_size=spec.batch_size, gradient_checkpointing=spec.gradient_checkpointing,
                          lora_dropout=0.05)
-    steps = []
+    steps: list[MethodStep] = []
     order = (["full"] if full_allowed else []) + ["lora", "qlora"]
     stages = stages or (TrainingStage("sft", "the examples", "base"),)
+    answered = f"model = {model}, gpu_gib = {gpu_gib:g}" + (f", gpu_count = {gpus}" if gpus > 1 else "")
 
     def stage_settings(settings: TrainSettings, stage: TrainingStage) -> TrainSettings:  # a later stage trains on from an adapter
         return replace(settings, objective=stage.objective, reference_adapter=stage.start_from == "previous" and settings.method != "full")
@@ -296,35 +362,108 @@ def choose_method(answers: dict[str, Any], spec: WizardSpec, gpu_gib: float | No
     def heaviest(model_spec, settings: TrainSettings) -> tuple[float, TrainingStage]:
         return max(((estimate_memory(model_spec, stage_settings(settings, s)).peak_gib, s) for s in stages), key=lambda x: x[0])
 
+    def step(method: str, settings: TrainSettings, strategy: str = "") -> tuple[MethodStep, TrainingStage | None]:
+        """Estimate `method` on one GPU (strategy "") or on all of them with `strategy`; a combination the libraries refuse does not fit."""
+        where = f", {strategy.upper()} on {gpus} GPUs" if strategy else ""
+        try:
+            peak, stage = heaviest(spec_model, placed(settings, strategy))
+        except UserError as exc:  # e.g. QLoRA with FSDP where peft/bitsandbytes do not support it
+            return MethodStep(method, model, None, False, f"{method} on {model}{where}: {exc.what}", gpus if strategy else 1, strategy), None
+        which = f" ({stage.objective.upper()} stage)" if len(stages) > 1 else ""
+        per = " per GPU" if strategy else ""
+        return MethodStep(method, model, round(peak, 2), peak <= gpu_gib, f"{method} on {model}{where}: {peak:.1f} GiB{per} of {gpu_gib:g} GiB{which}",
+                          gpus if strategy else 1, strategy), stage
+
+    def placed(settings: TrainSettings, strategy: str) -> TrainSettings:
+        """`settings` on all the GPUs with `strategy` ("" = one GPU), with the optimizer that runs there."""
+        if not strategy:
+            return settings
+        return replace(settings, gpus=gpus, strategy=strategy, optimizer=method_optimizer(settings.method, strategy))
+
+    def chosen(method: str, settings: TrainSettings, strategy: str, stage: TrainingStage) -> MethodChoice:
+        heavy = f", its {stage.objective.upper()} stage" if len(stages) > 1 else ""
+        last = steps[-1]
+        tried = [s for s in steps[:-1] if s.method != method or s.strategy]  # what did not fit before this
+        failed = "; " + ", ".join(f"{s.method}{f' ({s.strategy.upper()})' if s.strategy else ''}" for s in tried) + \
+            f" did not ({', '.join(f'{s.peak_gib:.1f}' if s.peak_gib is not None else 'unsupported' for s in tried)} GiB)" if tried else ""
+        if strategy == "fsdp":
+            single = next(s for s in steps if s.method == method and not s.strategy)
+            reasons.append(f"{answered}: {method} does not fit one GPU ({single.peak_gib:.1f} GiB) but fits with FSDP on {gpus} GPUs: "
+                           f"{last.peak_gib:.1f} GiB per GPU{heavy}; " + rules.fsdp_reason.format(gpus=gpus) + failed)
+            if method == "lora" and rules.fsdp_over_qlora:
+                reasons.append(rules.fsdp_over_qlora.format(gpus=gpus))
+        elif strategy == "ddp":
+            single = next(s for s in steps if s.method == method and not s.strategy)
+            reasons.append(f"{answered}: {method} fits one GPU ({single.peak_gib:.1f} GiB; {last.peak_gib:.1f} GiB per GPU with DDP{heavy}){failed}; "
+                           + rules.ddp_reason.format(gpus=gpus))
+        else:
+            reasons.append(f"{answered}: {method} fits ({last.peak_gib:.1f} GiB peak{heavy}){failed}"
+                           + (f"; {rules.one_reason.format(gpus=gpus)}" if gpus > 1 and rules.one_reason else ""))
+        label = f"{gpu_gib:g} GiB GPU" + (f" x {gpus}" if strategy else "")
+        estimate = build_estimate(spec_model, placed(settings, strategy), GpuTarget(label, gpu_gib, None, "wizard")).to_json()
+        return MethodChoice(method, model, tuple(steps), estimate, gpus if strategy else 1, strategy)
+
     for method in order:
         settings = TrainSettings(**{**base.__dict__, "method": method, "optimizer": METHOD_OPTIMIZER[method]})
-        peak, stage = heaviest(spec_model, settings)
-        fits = peak <= gpu_gib
-        which = f" ({stage.objective.upper()} stage)" if len(stages) > 1 else ""
-        heavy = f", its {stage.objective.upper()} stage" if len(stages) > 1 else ""
-        steps.append(MethodStep(method, model, round(peak, 2), fits, f"{method} on {model}: {peak:.1f} GiB of {gpu_gib:g} GiB{which}"))
-        if fits:
-            reasons.append(f"model = {model}, gpu_gib = {gpu_gib:g}: {method} fits ({peak:.1f} GiB peak{heavy})"
-                           + (f"; {', '.join(s.method for s in steps[:-1])} did not ({', '.join(f'{s.peak_gib:.1f}' for s in steps[:-1])} GiB)" if len(steps) > 1 else ""))
-            estimate = build_estimate(spec_model, settings, GpuTarget(f"{gpu_gib:g} GiB GPU", gpu_gib, None, "wizard")).to_json()
-            return method, model, tuple(steps), estimate
+        single, stage = step(method, settings)
+        steps.append(single)
+        if single.fits:
+            if gpus > 1 and rules.fits_one == "ddp":
+                copies, copies_stage = step(method, settings, "ddp")
+                steps.append(copies)
+                if copies.fits:
+                    return chosen(method, settings, "ddp", copies_stage)
+                steps.pop()  # DDP's gradient buckets tip it over: one GPU, as if there were one
+            return chosen(method, settings, "", stage)
+        if gpus > 1:
+            sharded, sharded_stage = step(method, settings, "fsdp")
+            steps.append(sharded)
+            if sharded.fits:
+                return chosen(method, settings, "fsdp", sharded_stage)
     qlora = TrainSettings(**{**base.__dict__, "method": "qlora", "optimizer": METHOD_OPTIMIZER["qlora"]})
     heavy_stage = heaviest(spec_model, qlora)[1]
     heavy = f", its {heavy_stage.objective.upper()} stage" if len(stages) > 1 else ""
+    qlora_single = next(s for s in steps if s.method == "qlora" and not s.strategy)
+    on_all = f" on one GPU or with FSDP on {gpus}" if gpus > 1 else ""
     smaller = smaller_models(spec_model, stage_settings(qlora, heavy_stage), gpu_gib)
     if not smaller:
-        reasons.append(f"model = {model}, gpu_gib = {gpu_gib:g}: not even QLoRA fits ({steps[-1].peak_gib:.1f} GiB) and no smaller preset does")
-        return "qlora", model, tuple(steps), None
+        reasons.append(f"{answered}: not even QLoRA fits{on_all} ({qlora_single.peak_gib:.1f} GiB) and no smaller preset does")
+        return MethodChoice("qlora", model, tuple(steps), None)
     pick = smaller[0]
     steps.append(MethodStep("qlora", pick.model, round(pick.peak_gib, 2), True, f"qlora on {pick.model}: {pick.peak_gib:.1f} GiB"))
-    reasons.append(f"model = {model}, gpu_gib = {gpu_gib:g}: not even QLoRA fits ({steps[-2].peak_gib:.1f} GiB); "
+    reasons.append(f"{answered}: not even QLoRA fits{on_all} ({qlora_single.peak_gib:.1f} GiB); "
                    f"the largest smaller preset that fits is {pick.model} ({pick.peak_gib:.1f} GiB with QLoRA{heavy})")
     estimate = build_estimate(resolve_model(pick.model), qlora, GpuTarget(f"{gpu_gib:g} GiB GPU", gpu_gib, None, "wizard")).to_json()
-    return "qlora", pick.model, tuple(steps), estimate
+    return MethodChoice("qlora", pick.model, tuple(steps), estimate)
 
 
-def recommend(answers: dict[str, Any], spec: WizardSpec | None = None, detected_gpu_gib: float | None = None) -> Recommendation:
-    """Fire the rules on validated answers and turn them into a recommendation."""
+def detected_box(memories_gib: Sequence[float]) -> tuple[float | None, int]:
+    """(one GPU's memory, how many GPUs like it) from the memory of each GPU detected, in index order.
+
+    GPU0 sets the size (as `sft-tui train` and the estimator take it); a multi-GPU run is
+    only as roomy as its smallest GPU, so only the GPUs of GPU0's size (to 1 GiB) count.
+    """
+    if not memories_gib:
+        return None, 0
+    first = memories_gib[0]
+    return first, sum(1 for m in memories_gib if abs(m - first) < 1.0)
+
+
+def gpus_to_use(answers: dict[str, Any], detected_gpu_count: int | None = None) -> int:
+    """How many GPUs the method is placed on: gpu_count answered, else the detected ones when gpu_gib was not answered
+    either (an answered GPU may be another machine's), else 1."""
+    if answers.get("gpu_count"):
+        return int(answers["gpu_count"])
+    return max(1, detected_gpu_count or 1) if answers.get("gpu_gib") is None else 1
+
+
+def recommend(answers: dict[str, Any], spec: WizardSpec | None = None, detected_gpu_gib: float | None = None,
+              detected_gpu_count: int | None = None) -> Recommendation:
+    """Fire the rules on validated answers and turn them into a recommendation.
+
+    `detected_gpu_gib` and `detected_gpu_count` are this box's GPUs (NVML), used where the
+    answers leave gpu_gib (and gpu_count) empty.
+    """
     spec = spec or load_spec()
     needs: dict[str, list[str]] = {"rag": [], "finetune": []}
     blocks: dict[str, list[str]] = {"finetune": []}
@@ -356,6 +495,8 @@ def recommend(answers: dict[str, Any], spec: WizardSpec | None = None, detected_
         reasons.append("so: prompting with in-context examples, the simplest approach that can work"
                        if blocks["finetune"] else "nothing calls for retrieval or fine-tuning: start simple with prompting and in-context examples")
     method = model = estimate = gpu_gib = None
+    gpu_count = gpus_to_use(answers, detected_gpu_count)
+    choice = MethodChoice("", None, (), None)
     steps: tuple[MethodStep, ...] = ()
     stages: tuple[TrainingStage, ...] = ()
     if finetune:
@@ -364,7 +505,11 @@ def recommend(answers: dict[str, Any], spec: WizardSpec | None = None, detected_
             fired.append(rule.id)
             (cautions if rule.caution else next_steps).append(rule.caution or rule.next_step)
         gpu_gib = answers.get("gpu_gib") or detected_gpu_gib
-        method, model, steps, estimate = choose_method(answers, spec, gpu_gib, reasons, stages)
+        choice = choose_method(answers, spec, gpu_gib, reasons, stages, gpu_count)
+        method, model, steps, estimate = choice.method, choice.model, choice.steps, choice.estimate
+        caution = {"fsdp": spec.distributed.fsdp_caution, "ddp": spec.distributed.ddp_caution}.get(choice.strategy)
+        if caution:
+            cautions.append(caution.format(gpus=choice.gpus))
         if method == "full":
             cautions.append("full fine-tuning can win on the target task but loses general abilities (catastrophic forgetting) and needs far more memory")
             if len(stages) > 1:
@@ -372,9 +517,9 @@ def recommend(answers: dict[str, Any], spec: WizardSpec | None = None, detected_
                                 f"{stages[-1].objective.upper()} keeps a frozen copy of it as its reference (the weights' memory twice)")
     else:
         model = answers.get("model")
-    next_steps = _next_steps(approach, method, model, stages) + next_steps
+    next_steps = _next_steps(approach, method, model, stages, choice.gpus, choice.strategy) + next_steps
     return Recommendation(approach, method, tuple(reasons), tuple(dict.fromkeys(cautions)), tuple(dict.fromkeys(next_steps)),
-                          estimate, model, steps, tuple(fired), gpu_gib, stages)
+                          estimate, model, steps, tuple(fired), gpu_gib, stages, choice.gpus, choice.strategy, gpu_count)
 
 
 def _plan(answers: dict[str, Any], plan_rules: list[Rule], reasons: list[str], fired: list[str]) -> tuple[TrainingStage, ...]:
@@ -410,7 +555,8 @@ def decision_record(answers: dict[str, Any], rec: Recommendation, spec: WizardSp
     if rec.estimate:
         e = rec.estimate
         lines += ["", "## Memory estimate", "", f"{e['model']}, {e['method']}, seq {e['seq_len']}, micro-batch {e['batch_size']}: "
-                  f"peak {e['peak_gib']:.1f} GiB on a {e['gpu_gib']:g} GiB GPU.", ""]
+                  f"peak {e['peak_gib']:.1f} GiB" + (f" per GPU, {rec.placement()} of {e['gpu_gib']:g} GiB each." if rec.gpus > 1
+                                                   else f" on a {e['gpu_gib']:g} GiB GPU."), ""]
         lines += [f"- {t['key']}: {t['gib']:.2f} GiB ({t['explanation']})" for t in e["terms"]]
     return "\n".join(lines) + "\n"
 

@@ -6,7 +6,9 @@ answer, so the first key counts. From the recommendation, `enter` writes run.tom
 decision.md into the current folder (never overwriting) and opens Launch; both files
 come from core.decide.starter.wizard_files, the same function `sft-tui wizard` uses.
 With a detected GPU, the recommendation also says how much is free on it now and whether
-the run would start now or wait in the queue (as `sft-tui wizard` does). With pairs or
+the run would start now or wait in the queue (as `sft-tui wizard` does); for a run on
+several GPUs (DDP or FSDP, the question after GPU memory), whether that many have room
+for its per-GPU peak. With pairs or
 thumbs up/down the plan has two stages: run.toml is stage 1 (SFT), and the screen says
 what stage 2 is (DPO or KTO from this run's adapter; the command is in run.toml's header).
 """
@@ -241,20 +243,21 @@ class WizardScreen(CockpitScreen):
         """Recommend from the answers (the estimator checks the method when model and GPU are known)."""
         self.written, self.target = set(), None  # new answers: new files, beside (never over) the ones written before
         self.answers = validate_answers(self.raw, self.spec)
-        detected, self.rooms = None, ()
+        detected, count, self.rooms = None, 0, ()
         if self.answers.get("gpu_gib") is None:  # an answered GPU may be another machine's: the room here says nothing about it
-            from sft_tui.core.estimate.fit import detected_gpu, rooms_on_this_box
+            from sft_tui.core.decide.wizard import detected_box
+            from sft_tui.core.estimate.fit import detected_gpus, rooms_on_this_box
 
-            target = detected_gpu(self.app.sampler)
-            detected = target.memory_gib if target else None
-            self.rooms = rooms_on_this_box(self.app.sampler, self.app.store) if target else ()
+            targets = detected_gpus(self.app.sampler)
+            detected, count = detected_box([t.memory_gib for t in targets])  # GPU0's size, and the GPUs like it
+            self.rooms = rooms_on_this_box(self.app.sampler, self.app.store) if targets else ()
         try:
-            self.recommendation = recommend(self.answers, self.spec, detected)
+            self.recommendation = recommend(self.answers, self.spec, detected, count)
             files = self._files()
             config = files.config
             outcome, _, details = render_recommendation(self.recommendation).partition("\n")
             summary = [f"[b]{outcome}[/b]"]
-            if files.room is not None:
+            if files.room is not None or files.shares is not None:
                 summary.append(self._room_markup(files))
             if config is not None:
                 # rows fit the screen (2 columns of indent, 1 of padding each side): a row with a long path drops its why
@@ -282,18 +285,26 @@ class WizardScreen(CockpitScreen):
         """What the run gets on this box now, in at most two rows at 80 columns: the verdict's words, coloured."""
         from rich.markup import escape
 
-        room, peak = files.room, files.config.peak_gib if files.config else None
-        where = (f"GPU{room.gpu} now: {room.free_gib:.1f} of {room.total_gib:.1f} GiB free "
-                 f"({room.other_gib:.1f} other, {room.reserved_gib:.1f} sft-tui runs)")
-        if peak is None:
-            return escape(f"{where}; give a model to know if the run starts now")
-        if room.fits_now:
+        room, shares, peak = files.room, files.shares, files.config.peak_gib if files.config else None
+        if shares is not None:  # a run on several GPUs: do that many have room for its per-GPU peak
+            where = f"now: {shares.where()}, the run needs {shares.gpus}"
+            fits_now, fits_ever = shares.fits_now, shares.fits_when_empty
+        else:
+            where = (f"GPU{room.gpu} now: {room.free_gib:.1f} of {room.total_gib:.1f} GiB free "
+                     f"({room.other_gib:.1f} other, {room.reserved_gib:.1f} sft-tui runs)")
+            fits_now, fits_ever = room.fits_now, room.empty_fit is not None
+            if peak is None:
+                return escape(f"{where}; give a model to know if the run starts now")
+            where += f" · the run needs ~{peak:.1f} GiB"
+        if fits_now:
             outlook, colour = "[b]✓ starts now[/b]", "green"
-        elif room.empty_fit is not None:
+        elif fits_ever:
             outlook, colour = "[b]✗ waits in the queue[/b] (Queue, ctrl+o, on Launch)", "yellow"
+        elif shares is not None:
+            outlook, colour = f"[b]✗ only {len(shares.big_enough)} GPUs here hold it, even empty[/b]", "red"
         else:
             outlook, colour = "[b]✗ fits no GPU here, even empty[/b]", "red"
-        return f"[{colour}]{escape(where)} · the run needs ~{peak:.1f} GiB: {outlook}[/]"
+        return f"[{colour}]{escape(where)}: {outlook}[/]"
 
     def _target(self) -> Path:
         """The folder this recommendation's files go to: the current folder, or wizard-2/, wizard-3/ ... beside
