@@ -89,7 +89,7 @@ def _estimated_peak_gib(run: RunDir, config, folder: Path) -> float | None:
         from sft_tui.core.estimate.memory import estimate_memory, settings_from_run_config
         from sft_tui.core.models.modelspec import resolve_model
 
-        return round(estimate_memory(resolve_model(str(folder)), settings_from_run_config(config)).peak_gib, 3)
+        return round(estimate_memory(resolve_model(str(folder)), settings_from_run_config(config, visible_gpus=world_size())).peak_gib, 3)
     except Exception:  # an estimate must never stop a run
         return None
 

@@ -164,6 +164,8 @@ def record_from_run(run, gpu_key: str | None = None) -> tuple[CalibrationRecord 
     if summary.measured_peak_phase in NOT_TRAINING_PHASES:
         return None, f"run {run.id}: its peak was in {summary.measured_peak_phase}, not a training step"
     status = run.read_status() if run.status_path.exists() else None
+    if summary.processes > 1:  # rank 0's peak under DDP/FSDP terms: the fit is of single-GPU runs (issue 18 left it so)
+        return None, f"run {run.id}: trained in {summary.processes} processes ({summary.strategy}); calibration reads one-GPU runs"
     if status is not None and len(status.gpus) > 1:
         return None, f"run {run.id}: ran on {len(status.gpus)} GPUs"
     try:
