@@ -48,33 +48,9 @@ def _watch_stop_file(run: RunDir, stop: threading.Event) -> None:
     threading.Thread(target=watch, name="stop-file", daemon=True).start()
 
 
-def peer_lost(exc: BaseException) -> bool:
-    """Whether a distributed run's collective failed because another rank went away (gloo's and NCCL's words for it)."""
-    from sft_tui.trainer.ranks import world_size
-
-    if world_size() < 2:
-        return False
-    text = str(exc)
-    return any(words in text for words in ("Connection closed by peer", "Connection reset by peer", "NCCL communicator was aborted",
-                                           "remote process exited", "Broken pipe"))
-
-
-def _tell_the_launcher(message: str) -> None:
-    """torchrun's agent reads a failed rank's error file (TORCHELASTIC_ERROR_FILE): the launcher then names the error."""
-    import json
-    import os
-
-    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
-    if path:
-        try:
-            Path(path).write_text(json.dumps({"message": message.splitlines()[0][:300] if message else "", "timestamp": int(time.time())}))
-        except OSError:
-            pass
-
-
 def _follow(run: RunDir, resume: bool, stop: threading.Event, rank: int) -> int:
     """A rank other than 0 of a distributed run: train, write nothing in the run folder, say what failed in the log."""
-    from sft_tui.trainer.ranks import FollowerReporter
+    from sft_tui.trainer.ranks import FollowerReporter, tell_the_launcher
     from sft_tui.trainer.train import run_training
 
     from sft_tui.trainer.ranks import leave_process_group
@@ -85,7 +61,7 @@ def _follow(run: RunDir, resume: bool, stop: threading.Event, rank: int) -> int:
     except BaseException as exc:  # noqa: BLE001 - the launcher reports this rank's exit; the log says why
         print(f"[sft-tui] rank {rank}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         traceback.print_exc()
-        _tell_the_launcher(f"{type(exc).__name__}: {exc}")
+        tell_the_launcher(f"{type(exc).__name__}: {exc}")
         return 1
     return 0
 
@@ -95,7 +71,7 @@ def main(argv: list[str]) -> int:
     import os
 
     from sft_tui.trainer.noise import quiet_known_noise
-    from sft_tui.trainer.ranks import rank
+    from sft_tui.trainer.ranks import peer_lost, rank, tell_the_launcher
 
     quiet_known_noise()
 
@@ -133,7 +109,7 @@ def main(argv: list[str]) -> int:
             if peer_lost(exc):  # another rank died first: the launcher names it (rank, signal), rank 0 only saw it vanish
                 reporter.stop_beating()
                 print(f"[sft-tui] rank 0: lost a peer rank ({type(exc).__name__}); the launcher reports which and why", flush=True)
-                _tell_the_launcher(f"lost a peer rank: {exc}")
+                tell_the_launcher(f"lost a peer rank: {exc}")
                 return 1
             error = classify_failure(run, exc, reporter.step)
             if error.kind == "disk":

@@ -70,3 +70,26 @@ def leave_process_group() -> None:
             dist.destroy_process_group()
     except Exception:  # noqa: BLE001 - the run is over; nothing here may turn it into a failure
         pass
+
+
+def peer_lost(exc: BaseException) -> bool:
+    """Whether a distributed run's collective failed because another rank went away (gloo's and NCCL's words for it)."""
+    if world_size() < 2:
+        return False
+    text = str(exc)
+    return any(words in text for words in ("Connection closed by peer", "Connection reset by peer", "NCCL communicator was aborted",
+                                           "remote process exited", "Broken pipe"))
+
+
+def tell_the_launcher(message: str) -> None:
+    """torchrun's agent reads a failed rank's error file (TORCHELASTIC_ERROR_FILE): the launcher then names the error."""
+    import json
+    import time
+    from pathlib import Path
+
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if path:
+        try:
+            Path(path).write_text(json.dumps({"message": message.splitlines()[0][:300] if message else "", "timestamp": int(time.time())}))
+        except OSError:
+            pass
