@@ -100,7 +100,7 @@ class RunCallback(TrainerCallback):
             import torch
 
             raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected at step {state.global_step} by {INJECT_OOM_ENV})")
-        if agreed_stop(self.stop.is_set(), args.device) and self.stopped_at is None:  # every rank stops at the same step
+        if agreed_stop(self.stop.is_set(), getattr(args, "device", None)) and self.stopped_at is None:  # every rank stops at the same step
             self.stopped_at = state.global_step
             control.should_save = True  # a checkpoint at exactly this step: resume repeats nothing
             control.should_training_stop = True
