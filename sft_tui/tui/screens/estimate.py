@@ -5,12 +5,15 @@ Every change recomputes with the same estimator as `sft-tui estimate` (core.esti
 form fields take one row each, the breakdown scrolls on its own (pgup/pgdn from any field).
 With a detected GPU picked, the verdict adds what the run gets on this box now (the queue's
 free room, sampled again every few seconds in a thread): starts now, or waits in the queue.
+GPUs above 1 (and a strategy, DDP or FSDP full shard, shown only then) make every figure one
+GPU's, as `sft-tui estimate --gpus N --strategy S` does: the verdict opens with the CLI's
+"per GPU (N GPUs, ...)" line and the fit is against one GPU's memory.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from rich.markup import escape
@@ -27,6 +30,7 @@ from textual.widgets import Checkbox, Footer, Input, Label, OptionList, Select, 
 from sft_tui.core.config.schema import METHODS, OBJECTIVES, OPTIMIZERS
 from sft_tui.core.errors import UserError
 from sft_tui.core.estimate.fit import Estimate, GpuTarget, RoomNow
+from sft_tui.core.estimate.sharding import STRATEGY_NAMES, headline
 from sft_tui.core.runs.placement import GpuRoom
 from sft_tui.core.units import GIB
 from sft_tui.tui.screens.base import CockpitScreen
@@ -34,8 +38,10 @@ from sft_tui.tui.screens.base import CockpitScreen
 VERDICT_WIDTH = 78  # the verdict's lines fit an 80-column pane (padding 1 each side)
 ROOM_EVERY_POLLS = 5  # free room is sampled again every this many app polls (5 s by default): it changes, the GPUs do not
 NO_GPU = "none"  # the GPU choice when nothing was detected and none was picked
+MAX_GPUS = 64  # one box or several: what the GPUs field takes
 _FIELD_LABELS = {"--method": "method", "--optimizer": "optimizer", "--precision": "precision", "--seq-len": "seq len",
-                 "--batch-size": "micro-batch", "--grad-accum": "accumulation", "--lora-r": "LoRA rank", "--lora-targets": "LoRA on"}
+                 "--batch-size": "micro-batch", "--grad-accum": "accumulation", "--lora-r": "LoRA rank", "--lora-targets": "LoRA on",
+                 "--gpus": "GPUs", "--strategy": "strategy"}
 _SUFFIXES = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 _FILL = {"weights": "█", "trainable": "▓", "gradients": "▒", "optimizer": "░", "activations": "▚", "logits": "▞", "reference": "▄", "overhead": "▪"}
 
@@ -99,24 +105,29 @@ def usage_bar(e: Estimate, width: int) -> str:
 
 
 def verdict_text(outcome: FormOutcome) -> str:
-    """The four lines that answer 'does it fit, how far can I push it, how long': Rich markup."""
+    """The four lines that answer 'does it fit, how far can I push it, how long' (one more on top on several GPUs): Rich markup."""
     if outcome.problem:
         return f"[b red]✗ {escape(outcome.problem)}[/]"
     e = outcome.estimate
     if e is None:
         return "estimating…"
     m, s = e.memory, e.memory.settings
-    effective = s.batch_size * s.grad_accum
-    batch_line = f"effective batch {effective} ({s.batch_size} × {s.grad_accum} accum)"
+    effective = s.batch_size * s.grad_accum * s.gpus  # each GPU steps its own micro-batches
+    # several GPUs: the global batch, the name distributed training gives it
+    batch_line = (f"global batch {effective} ({s.batch_size} × {s.grad_accum} accum × {s.gpus} GPUs)" if s.gpus > 1
+                  else f"effective batch {effective} ({s.batch_size} × {s.grad_accum} accum)")
+    # on several GPUs the memory is one GPU's (the time is the whole run's): said first, in the CLI report's words
+    per_gpu = f"[b]{headline(s)}[/]: every memory figure below is one GPU's\n" if s.gpus > 1 else ""
     if e.gpu is None:
-        return (f"[b]peak {m.peak_gib:.2f} GiB[/] · no NVIDIA GPU detected here\n"
+        return (f"{per_gpu}[b]peak {m.peak_gib:.2f} GiB[/] · no NVIDIA GPU detected here\n"
                 "[b yellow]? fit unknown[/]: pick a GPU by name in the GPU field, or type its GiB\n"
                 f"{batch_line}\ntime: needs a GPU picked by name")
     notes = f" · [yellow]{len(e.notes)} note{'s' if len(e.notes) > 1 else ''} below[/]" if e.notes else ""
     lines = [f"[b]peak {m.peak_gib:.2f} GiB[/] of {e.gpu.memory_gib:.1f} GiB · {escape(e.gpu.name)} ({e.gpu.source}){notes}"]
     bar = usage_bar(e, 24)
     if e.fits:
-        lines.append(f"[b green]✓ fits[/], {e.headroom_gib:.1f} GiB headroom  [green]{bar}[/] {m.peak_gib / e.gpu.memory_gib:.0%} used")
+        fits = "✓ fits each GPU" if per_gpu else "✓ fits"
+        lines.append(f"[b green]{fits}[/], {e.headroom_gib:.1f} GiB headroom  [green]{bar}[/] {m.peak_gib / e.gpu.memory_gib:.0%} used")
     else:
         over = f"✗ does NOT fit: {-e.headroom_gib:.1f} GiB over"
         fix = next((x for x in e.suggestions if x.fits), None)
@@ -128,10 +139,13 @@ def verdict_text(outcome: FormOutcome) -> str:
         lines.append(f"largest micro-batch at seq {s.seq_len:,}: [b]{batch}[/] · longest seq at micro-batch {s.batch_size}: [b]{seq}[/]")
     else:
         lines.append(f"no micro-batch fits at seq {s.seq_len:,}, no sequence at micro-batch {s.batch_size}")
-    lines.append(f"{batch_line} · {_time_line(e, outcome.tokens)}")
+    time_line = _time_line(e, outcome.tokens)
+    if len(Text.from_markup(f"{batch_line} · {time_line}").plain) > VERDICT_WIDTH:  # big numbers: the how goes, the batch stays
+        batch_line = batch_line.split(" (")[0]
+    lines.append(f"{batch_line} · {time_line}")
     if e.room:
         lines.append(room_verdict(e.room))
-    return "\n".join(lines)
+    return per_gpu + "\n".join(lines)
 
 
 def room_verdict(room: RoomNow) -> str:
@@ -176,7 +190,7 @@ def breakdown_lines(outcome: FormOutcome) -> list[tuple[str, str]]:
     out = []
     if e.notes:  # first: they change what to do (no bf16 on this GPU, a sequence beyond the context window)
         out += [("[b yellow]notes[/]", "head")] + [(escape(note), "bullet") for note in e.notes] + [("", "")]
-    out.append((f"[b]where the {m.peak_gib:.2f} GiB go[/] (peak at the {m.phase})", "head"))
+    out.append((f"[b]where the {m.peak_gib:.2f} GiB{' per GPU' if s.gpus > 1 else ''} go[/] (peak at the {m.phase})", "head"))
     for term in m.terms:
         gib = term.bytes / GIB
         filled = round(12 * gib / m.peak_gib) if m.peak_gib else 0
@@ -193,11 +207,12 @@ def breakdown_lines(outcome: FormOutcome) -> list[tuple[str, str]]:
             (f"{escape(m.model)}: {m.params / 1e9:.2f}B params, {m.trainable_params / 1e6:.1f}M trainable ({share:.2f}%)", "item")]
     if e.time:
         t = e.time
-        speed = (f"~{t.tokens_per_s:,.0f} tokens/s, assuming {t.utilisation:.0%} of the GPU's {t.peak_tflops:g} TFLOP/s "
+        spread = f" {t.spread_note()}" if t.gpus > 1 else ""  # the whole run's rate: N GPUs at an assumed scaling
+        speed = (f"~{t.tokens_per_s:,.0f} tokens/s{spread}, assuming {t.utilisation:.0%} of the GPU's {t.peak_tflops:g} TFLOP/s "
                  f"({t.flops_per_token / 1e9:.1f} GFLOP per token): measure on your data to know")
         out += [("", ""), ("[b]time[/]", "head"), (speed, "item")]
         if outcome.tokens:
-            effective = s.batch_size * s.grad_accum
+            effective = s.batch_size * s.grad_accum * s.gpus
             steps = math.ceil(outcome.tokens / (effective * s.seq_len))
             eta = (f"{format_count(outcome.tokens)} tokens: ~{format_duration(t.eta_s)}, at least {steps:,} optimizer steps "
                    f"of {effective} sequence{'s' if effective > 1 else ''} (more when sequences are shorter than {s.seq_len:,})")
@@ -240,9 +255,9 @@ def _short_gpu_name(name: str) -> str:
     return name
 
 
-def _field(label: str, widget) -> Horizontal:
+def _field(label: str, widget, row_id: str | None = None) -> Horizontal:
     """One form row: a fixed-width label, then the field (the label lights up while the field has focus)."""
-    return Horizontal(Label(label, classes="field-label"), widget, classes="field")
+    return Horizontal(Label(label, classes="field-label"), widget, classes="field", id=row_id)
 
 
 class EstimateScreen(CockpitScreen):
@@ -300,6 +315,12 @@ class EstimateScreen(CockpitScreen):
                 yield _field("LoRA on", Input("all-linear", id="lora_targets", compact=True, placeholder="all-linear or q,v,..."))
                 yield _field("GPU GiB", Input("" if self.gpu_gib is None else f"{self.gpu_gib:g}", id="gpu_gib", type="number",
                                              compact=True, placeholder="empty: the GPU's own"))
+                yield _field("GPUs", Input("1", id="gpus", type="integer", compact=True, placeholder=f"1 to {MAX_GPUS}"))
+                # how the run spreads matters only on several GPUs: the row shows once GPUs is not 1
+                strategy = _field("strategy", Select([(STRATEGY_NAMES[k], k) for k in STRATEGY_NAMES], value="ddp", allow_blank=False,
+                                                     id="strategy", compact=True), "strategy-row")
+                strategy.display = False
+                yield strategy
             with VerticalScroll(id="estimate-breakdown"):
                 yield Static("", id="breakdown")
         yield Footer()
@@ -321,7 +342,10 @@ class EstimateScreen(CockpitScreen):
             self._rooms = message.rooms
             self.recompute()
 
-    def on_input_changed(self, _event: Input.Changed) -> None:
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "gpus":
+            text = event.value.strip()
+            self.query_one("#strategy-row").display = not (text.isdigit() and int(text) == 1)
         self._schedule()
 
     def on_select_changed(self, _event: Select.Changed) -> None:
@@ -368,6 +392,12 @@ class EstimateScreen(CockpitScreen):
             raise UserError(f"{text or 'empty'} is not a whole number of at least 1", label, "type e.g. 1, 8 or 2048")
         return int(text)
 
+    def _gpu_count(self) -> int:
+        text = self._value("gpus")
+        if not text.isdigit() or not 1 <= int(text) <= MAX_GPUS:
+            raise UserError(f"{text or 'empty'} is not 1 to {MAX_GPUS} GPUs", "GPUs", "type how many the run trains on, e.g. 4")
+        return int(text)
+
     def _gpu_target(self) -> GpuTarget | None:
         """The GPU picked (detected or by name), its memory replaced by GPU GiB when typed (like --gpu / --gpu-gib)."""
         from sft_tui.core.models.gpus import gpu_by_name
@@ -404,6 +434,9 @@ class EstimateScreen(CockpitScreen):
                                  precision=self._value("precision"),
                                  gradient_checkpointing=bool(self.query_one("#gradient_checkpointing", Checkbox).value),
                                  lora_targets=targets, **numbers)
+        gpus = self._gpu_count()
+        if gpus > 1:  # on one GPU the strategy changes nothing: the settings stay the one-GPU ones
+            settings = replace(settings, gpus=gpus, strategy=self._value("strategy"))
         tokens = parse_token_count(self._value("tokens"))
         gpu = self._gpu_target()
         return FormOutcome(build_estimate(resolve_model(model), settings, gpu, tokens, rooms=self._rooms), tokens)
