@@ -163,7 +163,7 @@ def test_suggestions_offer_fsdp_when_ddp_replicas_do_not_fit():
     spec = spec_from_preset("llama3.1-8b")
     estimate = build_estimate(spec, TrainSettings(method="full", gpus=4, strategy="ddp"), GpuTarget("A100", 80.0, gpu_by_name("a100-80gb")))
     first = estimate.suggestions[0]
-    assert estimate.fits is False and "FSDP full shard over the 4 GPUs" in first.change and first.fits
+    assert estimate.fits is False and "FSDP: shard over the 4 GPUs" in first.change and first.fits
     assert first.settings.strategy == "fsdp" and first.settings.gpus == 4
 
 

@@ -282,7 +282,7 @@ def _candidate_changes(s: TrainSettings) -> list[tuple[str, TrainSettings]]:
     if s.attention == "eager":
         changes.append(("sdpa attention instead of eager", replace(s, attention="sdpa")))
     if s.gpus > 1 and s.strategy == "ddp":  # same result; FSDP moves 1.5x the bytes
-        changes.append((f"FSDP full shard over the {s.gpus} GPUs instead of DDP (strategy = fsdp)", replace(s, strategy="fsdp")))
+        changes.append((f"FSDP: shard over the {s.gpus} GPUs (strategy = fsdp)", replace(s, strategy="fsdp")))
     if not s.gradient_checkpointing:
         changes.append(("gradient checkpointing on (about 30% slower)", replace(s, gradient_checkpointing=True)))
     smallest = 2 if kto_has_kl(s) else 1  # KTO's KL term pairs each prompt with another example's answer
