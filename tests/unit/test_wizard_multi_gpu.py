@@ -165,6 +165,16 @@ def test_full_fine_tuning_with_fsdp_writes_the_optimizer_that_runs_there(tmp_pat
     config = wizard_files(answers, rec, SPEC, config_dir=tmp_path, cwd=tmp_path).config
     assert config.value("training.optimizer") == "adamw_torch"  # bitsandbytes' 8-bit AdamW cannot step FSDP's shards
     assert config.value("distributed.gpus") == 8
+    # the config written is the one estimated: the same settings the recommendation fitted (accumulating keeps the
+    # sharded fp32 gradients between micro-batches, which 24 GiB cannot hold here: so accumulation 1, and it says so)
+    (tmp_path / "train.jsonl").write_text("")
+    written = (tmp_path / "run.toml")
+    written.write_text(config.text)
+    from sft_tui.core.estimate.memory import settings_from_run_config
+
+    loaded = load_run_config(written).config
+    assert estimate_memory(resolve_model("llama3.1-8b"), settings_from_run_config(loaded)).peak_gib <= 24.0
+    assert "NOT fit" not in config.text and config.value("training.gradient_accumulation_steps") == 1
 
 
 def test_a_ddp_config_divides_the_accumulation_over_the_gpus(tmp_path):

@@ -255,25 +255,40 @@ def _sized_training(model: str, recipe: str, seq_len: int, gpu_gib: float, objec
         settings = replace(settings, gpus=gpus, strategy=strategy)
     recipe_batch = config.training.micro_batch_size
     effective = recipe_batch * config.training.gradient_accumulation_steps
+    copies = max(1, gpus)  # every GPU takes a micro-batch per step, under DDP and FSDP alike
+
+    def accumulation_for(micro: int) -> int:
+        return max(1, math.ceil(effective / (micro * copies)))
+
+    def peak_at(micro: int, accumulation: int) -> float:
+        # the accumulation written is the one estimated: accumulating keeps the gradients between micro-batches
+        return estimate_memory(spec, replace(settings, batch_size=micro, grad_accum=accumulation)).peak_gib
+
     batch = min(recipe_batch, largest_batch(spec, settings, gpu_gib))
+    while batch > 0 and peak_at(batch, accumulation_for(batch)) > gpu_gib:
+        batch -= 1
+    accumulation = accumulation_for(batch) if batch else 1
     where = f"{gpus} x {gpu_gib:g} GiB GPUs with {strategy.upper()}" if gpus > 1 else f"a {gpu_gib:g} GiB GPU"
     per = " per GPU" if gpus > 1 else ""
-    if batch == 0:  # the recommendation already says it does not fit; the config stays at the smallest batch
-        batch = 1
-        peak = estimate_memory(spec, replace(settings, batch_size=1)).peak_gib
+    if batch == 0 and peak_at(1, 1) <= gpu_gib:  # it fits only without accumulating: a smaller global batch, said so
+        batch, accumulation = 1, 1
+        peak = peak_at(1, 1)
+        header = (f"# sized for {where}: micro-batch 1 at {seq_len} tokens, about {peak:.1f} GiB{per} peak (estimate); "
+                  f"accumulation 1, as accumulating gradients would not fit")
+    elif batch == 0:  # the recommendation already says it does not fit; the config stays at the smallest batch
+        batch, accumulation = 1, accumulation_for(1)
+        peak = peak_at(1, accumulation)
         header = f"# does NOT fit {where} even at micro-batch 1 ({peak:.1f} GiB{per} estimated): see the decision record"
     else:
-        peak = estimate_memory(spec, replace(settings, batch_size=batch)).peak_gib
+        peak = peak_at(batch, accumulation)
         header = f"# sized for {where}: micro-batch {batch} at {seq_len} tokens, about {peak:.1f} GiB{per} peak (estimate)"
-    copies = max(1, gpus)  # every GPU takes a micro-batch per step, under DDP and FSDP alike
-    accumulation = max(1, math.ceil(effective / (batch * copies)))
     total = batch * accumulation * copies  # examples per optimizer step over all the GPUs
     return [
         ConfigSetting("training.micro_batch_size", batch, f"{peak:.1f} of {gpu_gib:g} GiB per GPU (recipe {recipe_batch})" if copies > 1
                       else f"fits {gpu_gib:g} GiB (recipe: {recipe_batch})"),
         ConfigSetting("training.gradient_accumulation_steps", accumulation,
                       f"global batch {total} = {batch} x {accumulation} x {copies} GPUs" + ("" if total == effective else f" (recipe {effective})")
-                      if copies > 1 else f"effective batch {effective}, as the recipe"),
+                      if copies > 1 else f"effective batch {total}" + (", as the recipe" if total == effective else f" (recipe {effective})")),
         ConfigSetting("training.optimizer", optimizer, f"{recipe} was estimated with it"
                       + (" (8-bit ones cannot step FSDP's shards)" if optimizer != method_optimizer(recipe) else "")),
     ], header, peak
