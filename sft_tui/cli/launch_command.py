@@ -60,6 +60,14 @@ def _run_for(target: str, overrides: list[str], nodes: int):
     return run, config, run.latest_checkpoint() is not None
 
 
+def _processes_before(run) -> int:
+    """How many processes a run trained in: its last accelerate.json (every multi-process start writes one), else 1."""
+    try:
+        return int(json.loads(run.accelerate_config_path.read_text()).get("num_processes", 1))
+    except (OSError, ValueError, AttributeError):
+        return 1
+
+
 def launch_command(
     target: Annotated[str, typer.Argument(help="A run config TOML (makes a new run), or a run id (starts it again; resumes from its last checkpoint).")],
     nodes: Annotated[int, typer.Option("--nodes", min=1, help="Machines the run trains on.")] = 2,
@@ -78,6 +86,17 @@ def launch_command(
     run, config, resume = _run_for(target, set_ or [], nodes)
     host = address or socket.getfqdn()
     launch = node_launch(run.path, run.accelerate_config_path, config, nodes, host, port, gpus_per_node, resume)
+    world = launch.plan.world_size
+    per_step = config.training.micro_batch_size * config.training.gradient_accumulation_steps
+    if resume:
+        before = _processes_before(run)
+        if before != world:  # the checkpoint's schedule counts steps of the old global batch
+            from sft_tui.core.errors import UserError
+
+            raise UserError(f"run {run.id} trained in {before} process{'es' if before > 1 else ''} (global batch {per_step * before}); "
+                            f"{nodes} machines x {launch.plan.processes} would make it {per_step * world} and change its steps mid-run",
+                            "--nodes", f"give --nodes/--gpus-per-node that make {before} processes in all, or start a new run from its config")
+    run.stop_request_path.unlink(missing_ok=True)  # a stop asked of its last session must not stop the next one at once
     precision = config.training.precision if config.training.precision != "auto" else ("bf16" if launch.plan.device == "cuda" else "fp32")
     run.write_accelerate_config(json.dumps(accelerate_config(launch.plan, precision, port), indent=2) + "\n")
     if slurm:
@@ -99,6 +118,8 @@ def launch_command(
     print(f"run {run.id}: {nodes} machines x {launch.plan.processes} {what}{'es' if what.endswith('s') and launch.plan.processes > 1 else 's' if launch.plan.processes > 1 else ''}, "
           f"{launch.plan.strategy.upper()}; machine 0 ({host}:{port}) holds rank 0 and writes the run folder"
           + ("; resumes from its last checkpoint" if resume else ""))
+    print(f"global batch: micro-batch {config.training.micro_batch_size} x accumulation {config.training.gradient_accumulation_steps} "
+          f"x {world} processes = {per_step * world} examples per step")
     print("every machine needs the run folder at the same path (a shared filesystem), this sft-tui, and the model")
     for rank, line in enumerate(lines):
         print(f"\n# on machine {rank}{' (first)' if rank == 0 else ''}:\n{line}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from dataclasses import replace
@@ -56,8 +57,11 @@ def failure_line(rank: int, exitcode: int, message: object, gpus: tuple[int, ...
 
 def record_rank_failure(run: RunDir, failures: dict) -> None:
     """Write which rank failed and how, unless rank 0 already reported its own error (its status is then the better one)."""
-    ranked = sorted(failures.items(), key=lambda item: (item[1].exitcode >= 0, item[0] == 0, item[1].timestamp))
-    rank, failure = ranked[0]  # a signal first (the cause; the others were stopped after it), then another rank than 0
+    # the cause first: a signal other than SIGTERM (torchrun SIGTERMs the survivors after the first death), then any
+    # signal, then the earliest; among equals another rank than 0 (rank 0 exits 1 when it only saw a peer vanish)
+    ranked = sorted(failures.items(), key=lambda item: (item[1].exitcode == -signal.SIGTERM, item[1].exitcode >= 0,
+                                                        item[1].timestamp, item[0] == 0))
+    rank, failure = ranked[0]
     status, _ = run.status_or_reason()
     if status is None:
         return

@@ -133,3 +133,20 @@ def _free_port() -> int:
 
 
 assert DEMO.is_dir()
+
+
+def test_launch_command_again_refuses_another_global_batch_and_clears_an_old_stop(make_run, cli):
+    run = make_run("distributed.processes=2")
+    run.write_accelerate_config('{"num_processes": 2}\n')  # it trained in 2 processes
+    from dataclasses import replace
+
+    run.write_status(replace(run.read_status(), state="stopped"))
+    run.checkpoint_dir(5).mkdir(parents=True)
+    (run.checkpoint_dir(5) / "trainer_state.json").write_text("{}")
+    run.stop_request_path.write_text("x")  # its last session was stopped
+    refused = cli("launch-command", run.id, "--nodes", "2", "--address", "127.0.0.1")  # 2 machines x 2 = 4 processes
+    assert refused.code == 2 and "trained in 2 processes (global batch 16)" in refused.err and "would make it 32" in refused.err
+    ok = cli("launch-command", run.id, "--nodes", "1", "--address", "127.0.0.1")  # 1 machine x 2 processes
+    assert ok.code == 0, ok.err
+    assert "resumes from its last checkpoint" in ok.out and "= 16 examples per step" in ok.out
+    assert not run.stop_request_path.exists()

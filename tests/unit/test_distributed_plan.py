@@ -111,3 +111,47 @@ def test_the_launcher_names_the_rank_that_died_first_not_the_one_that_saw_it_van
     run.write_status(JobStatus("running", 1, stamp, stamp))
     record_rank_failure(run, {1: SimpleNamespace(exitcode=1, timestamp=1, message="OutOfMemoryError: CUDA out of memory")})
     assert run.read_status().error.kind == "oom" and "rank 1 exited with code 1" in run.read_status().error.message
+
+
+def test_a_killed_rank_0_is_named_not_the_rank_torchrun_stopped_after_it(tmp_path):
+    from types import SimpleNamespace
+
+    from sft_tui.core.runs.rundir import RunDir
+    from sft_tui.core.runs.schema import JobStatus, now_iso
+    from sft_tui.trainer.launch import record_rank_failure
+
+    run = RunDir(tmp_path / "r")
+    run.path.mkdir()
+    stamp = now_iso()
+    run.write_status(JobStatus("running", 1, stamp, stamp, step=3))
+    record_rank_failure(run, {0: SimpleNamespace(exitcode=-9, timestamp=10, message=""),
+                              1: SimpleNamespace(exitcode=-15, timestamp=10, message="")})
+    assert run.read_status().error.message == "rank 0: trainer killed by signal 9 (SIGKILL)"
+
+
+def test_a_second_stop_finds_the_other_ranks_beside_rank_0():
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from sft_tui.core.runs.jobs import _other_ranks
+
+    # a stand-in launcher (its command line names sft_tui.trainer.launch) with two "ranks" under it
+    child = "import time; time.sleep(60)"
+    script = (f"import subprocess, sys, time; ps = [subprocess.Popen([sys.executable, '-c', {child!r}, 'sft_tui.trainer', 'RUN']) "
+              "for _ in range(2)]; time.sleep(60)")
+    launcher = subprocess.Popen([sys.executable, "-c", script, "sft_tui.trainer.launch"])
+    try:
+        deadline = time.monotonic() + 60
+        while len(psutil.Process(launcher.pid).children()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        rank0, rank1 = sorted(c.pid for c in psutil.Process(launcher.pid).children())
+        assert _other_ranks(rank0) == [rank1]
+        assert _other_ranks(launcher.pid) == []  # its parent is this test, no launcher
+    finally:
+        for process in psutil.Process(launcher.pid).children():
+            process.kill()
+        launcher.kill()
+        launcher.wait()

@@ -151,9 +151,16 @@ def request_stop(target: RunDir | JobDir) -> StopResult:
         if not can_signal:
             raise UserError(f"{what} was already asked to stop; its pid {status.pid} runs as {owner}, so only {owner} or root can kill it",
                             fix=f"it stops at the end of its step; or ask {owner} (`sft-tui stop {target.id if isinstance(target, RunDir) else target.run.id}`) or root (`kill -9 {status.pid}`)")
+        ranks = _other_ranks(status.pid) if isinstance(target, RunDir) else []
+        for pid in ranks:  # a hung rank would otherwise keep its GPU until torchrun's own timeout
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
         os.kill(status.pid, signal.SIGKILL)
         then = f"; `sft-tui resume {target.id}` continues from the last checkpoint" if isinstance(target, RunDir) else ""
-        return StopResult(True, f"second stop request: killed pid {status.pid} (SIGKILL){then}")
+        also = f" and its other ranks ({', '.join(map(str, ranks))})" if ranks else ""
+        return StopResult(True, f"second stop request: killed pid {status.pid}{also} (SIGKILL){then}")
     if not can_signal and not isinstance(target, RunDir):
         raise UserError(f"{what} runs as {owner} (pid {status.pid}): only {owner} or root can stop it", fix=f"ask {owner}")
     marker.write_text(now_iso())  # before the signal: the supervisor reads it to tell a requested stop from a crash
@@ -162,6 +169,22 @@ def request_stop(target: RunDir | JobDir) -> StopResult:
         return StopResult(False, f"asked {what} to stop through its stop file (pid {status.pid} runs as {owner}): {does}, within a few seconds")
     os.kill(status.pid, signal.SIGTERM)
     return StopResult(False, f"asked {what} to stop (SIGTERM to pid {status.pid}): {does}")
+
+
+LAUNCHERS = ("sft_tui.trainer.launch", "accelerate.commands.launch", "torch.distributed.run", "torchrun")
+
+
+def _other_ranks(pid: int) -> list[int]:
+    """The other trainer processes of a distributed run whose rank 0 is `pid`: its siblings under torchrun's agent."""
+    import psutil
+
+    try:
+        parent = psutil.Process(pid).parent()
+        if parent is None or not any(name in " ".join(parent.cmdline()) for name in LAUNCHERS):
+            return []
+        return [child.pid for child in parent.children() if child.pid != pid and "sft_tui.trainer" in " ".join(child.cmdline())]
+    except psutil.Error:
+        return []
 
 
 def wait_until_inactive(target: RunDir | JobDir, timeout_s: float, poll_s: float = 0.5,
