@@ -71,7 +71,7 @@ def main(argv: list[str]) -> int:
     import os
 
     from sft_tui.trainer.noise import quiet_known_noise
-    from sft_tui.trainer.ranks import peer_lost, rank, tell_the_launcher
+    from sft_tui.trainer.ranks import launcher_alive, peer_lost, rank, tell_the_launcher
 
     quiet_known_noise()
 
@@ -106,7 +106,7 @@ def main(argv: list[str]) -> int:
         except BaseException as exc:  # noqa: BLE001 - every failure must reach status.json
             if isinstance(exc, RunDirRemoved) or reporter.folder_removed():
                 return _removed(run, f"pid {os.getpid()}")
-            if peer_lost(exc):  # another rank died first: the launcher names it (rank, signal), rank 0 only saw it vanish
+            if peer_lost(exc) and launcher_alive():  # another rank died first: the launcher names it (rank, signal)
                 reporter.stop_beating()
                 print(f"[sft-tui] rank 0: lost a peer rank ({type(exc).__name__}); the launcher reports which and why", flush=True)
                 tell_the_launcher(f"lost a peer rank: {exc}")

@@ -93,3 +93,16 @@ def tell_the_launcher(message: str) -> None:
             Path(path).write_text(json.dumps({"message": message.splitlines()[0][:300] if message else "", "timestamp": int(time.time())}))
         except OSError:
             pass
+
+
+def launcher_alive() -> bool:
+    """Whether this rank's parent is still torchrun's agent (which reports a dead rank); False once it was killed."""
+    import psutil
+
+    from sft_tui.core.runs.jobs import LAUNCHERS
+
+    try:
+        parent = psutil.Process(os.getpid()).parent()
+        return parent is not None and any(name in " ".join(parent.cmdline()) for name in LAUNCHERS)
+    except psutil.Error:
+        return False

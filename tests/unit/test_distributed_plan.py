@@ -25,7 +25,7 @@ def test_gpus_takes_a_count_all_or_indices(given, spec, count, ids):
     assert section.gpus == spec and gpu_count(spec, 8) == count and gpu_ids(spec) == ids
 
 
-@pytest.mark.parametrize("given", [0, [], "two", True, [-1]])
+@pytest.mark.parametrize("given", [0, [], "two", True, [-1], [0, 0]])
 def test_a_bad_gpus_value_is_one_line_naming_the_field(given):
     with pytest.raises(UserError, match="distributed.gpus must be a GPU count"):
         config(gpus=given)
@@ -37,11 +37,15 @@ def test_one_process_per_gpu_and_the_refusals_name_the_field():
     assert plan_distribution(config(gpus="all"), 8).processes == 8
     assert plan_distribution(config(gpus=[1, 5]), 8).gpu_ids == (1, 5)
     for kwargs, visible, where in (({"gpus": 4}, 2, "distributed.gpus"), ({"gpus": [0, 9]}, 4, "distributed.gpus"),
-                                   ({"gpus": 2}, 0, "distributed.gpus"), ({"processes": 2}, 4, "distributed.processes"),
-                                   ({"processes": 2, "strategy": "fsdp"}, 0, "distributed.strategy")):
+                                   ({"gpus": 2}, 0, "distributed.gpus"), ({"processes": 2}, 4, "distributed.processes")):
         with pytest.raises(UserError) as caught:
             plan_distribution(config(**kwargs), visible)
         assert caught.value.where == where
+
+
+def test_fsdp_over_cpu_processes_is_refused_when_the_config_loads():
+    with pytest.raises(UserError, match="distributed.strategy = 'fsdp' shards over GPUs"):
+        config(processes=2, strategy="fsdp")
 
 
 def test_cpu_processes_run_ddp_over_gloo():

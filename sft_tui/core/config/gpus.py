@@ -19,9 +19,9 @@ def normalise_gpus(value: Any) -> str | None:
     if isinstance(value, int):
         return str(value) if value >= 1 else None
     if isinstance(value, list):
-        if not value or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
-            return None
-        return "[" + ", ".join(str(v) for v in dict.fromkeys(value)) + "]"
+        if not value or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value) or len(set(value)) < len(value):
+            return None  # a GPU named twice would put two ranks on it
+        return "[" + ", ".join(str(v) for v in value) + "]"
     if isinstance(value, str):
         text = value.strip().lower()
         if text == ALL:

@@ -243,6 +243,10 @@ def _check_required_and_contradictions(values: dict[str, dict[str, Any]], origin
         # the preference trainers batch pairs padded: said here so `config check` and the TUI's check catch it too
         raise UserError(f"data.packing = {values['data']['packing']!r} packs SFT rows, but method.objective is {objective!r}",
                         origins["data.packing"], f"remove data.packing (TRL's {objective.upper()} trainer pads its pairs)")
+    if values["distributed"]["strategy"] == "fsdp" and values["distributed"]["processes"] > 1:
+        # accelerate turns FSDP on for GPU process groups only: CPU processes would quietly train as DDP
+        raise UserError("distributed.strategy = 'fsdp' shards over GPUs; distributed.processes are CPU processes, which accelerate "
+                        "trains as DDP", origins["distributed.strategy"], "use strategy = 'ddp' with processes, or gpus = N with fsdp")
     if values["method"]["sft_weight"] > 0 and objective != "dpo":
         raise UserError(f"method.sft_weight adds an SFT loss to DPO, but method.objective is {objective!r}",
                         origins["method.sft_weight"], "remove method.sft_weight (ORPO has its own SFT term; KTO has none)")
