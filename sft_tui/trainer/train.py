@@ -64,11 +64,11 @@ def is_mixture_of_experts(model_config) -> bool:
     return any(getattr(model_config, name, 0) for name in ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts"))
 
 
-def distribution_line(processes: int, fsdp: bool, device: str) -> str:
+def distribution_line(processes: int, fsdp: bool, device: str, per_process: int) -> str:
     """train.log's line for a distributed run: how many processes, and how they share the model."""
     where = f"{processes} GPUs" if device == "cuda" else f"{processes} CPU processes (gloo)"
     how = "FSDP full shard (weights, gradients and optimizer state split over them)" if fsdp else "DDP (a whole copy each, gradients averaged)"
-    return f"distributed: {where}, {how}; global batch {processes} x micro-batch x accumulation"
+    return f"distributed: {where}, {how}; global batch {per_process * processes} ({processes} x micro-batch x accumulation)"
 
 
 def packed_steps(trainer, config) -> int:
@@ -192,7 +192,7 @@ def _train(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusRep
     processes = world_size()
     fsdp = processes > 1 and config.distributed.strategy == "fsdp"
     if processes > 1:
-        _log(distribution_line(processes, fsdp, device))
+        _log(distribution_line(processes, fsdp, device, config.training.micro_batch_size * config.training.gradient_accumulation_steps))
     total = planned_steps(report.train_rows, config, processes)
     reporter.set_progress(reporter.step, total)
     chosen, told = optimizer_under(config, fsdp)

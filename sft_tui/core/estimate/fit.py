@@ -320,7 +320,8 @@ def suggest(spec: ModelSpec, s: TrainSettings, budget_gib: float, cal: Calibrati
         if s.method == "lora" and changed.optimizer == "adamw_8bit" and current - peak < 0.5:
             continue  # a dense model's adapters: their optimizer state is too small to matter (MoE experts' adapters are not)
         out.append(Suggestion(change, changed, peak, peak <= budget_gib))
-        if not path_fits and peak < current:  # a change that costs memory here (e.g. QLoRA's fp32 experts) is no step
+        eight_bit_on_shards = changed.optimizer == "adamw_8bit" and sharding.spread(path) == "fsdp"  # the trainer runs AdamW there
+        if not path_fits and peak < current and not eight_bit_on_shards:  # a change that costs memory here (e.g. QLoRA's fp32 experts) is no step
             path = _merge_change(path, changed, s)
             labels.append(change)
             path_fits = _fits(spec, path, budget_gib, cal)
