@@ -48,7 +48,7 @@ def test_two_cpu_processes_give_the_curve_of_one_process_with_the_same_global_ba
 
 
 def test_a_distributed_run_stops_on_every_rank_at_one_step_and_resumes(make_run):
-    run = make_run("training.max_steps=120", "distributed.processes=2", "training.micro_batch_size=4", *QUICK)
+    run = make_run("training.max_steps=60", "distributed.processes=2", "training.micro_batch_size=4", *QUICK)
     launch(run)
     wait_for(lambda: (run.read_status().step or 0) >= 5, START_S, "a few steps")
     assert "SIGTERM" in request_stop(run).message  # to rank 0 alone: the ranks agree on the step after it
@@ -59,7 +59,7 @@ def test_a_distributed_run_stops_on_every_rank_at_one_step_and_resumes(make_run)
     assert {p.name for p in checkpoint.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}  # both ranks saved
     launch(run, resume=True)
     assert wait_until_inactive(run, FINISH_S) == "completed", run.log_path.read_text()[-3000:]
-    assert [r.step for r in train_rows(run)] == list(range(1, 121)), "every step once across the resume"
+    assert [r.step for r in train_rows(run)] == list(range(1, 61)), "every step once across the resume"
     assert [e.event for e in events(run)] == ["started", "stopped", "resumed", "completed"]
 
 
