@@ -22,17 +22,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from sft_tui.core.config.load import config_from_toml_text
-from sft_tui.core.runs.distributed import DistributedPlan, accelerate_config, launch_argv, plan_distribution, shell_line
+from sft_tui.core.runs.distributed import DistributedPlan, accelerate_config, free_port, launch_argv, plan_distribution, shell_line
 from sft_tui.core.runs.rundir import RunDir
 from sft_tui.core.runs.schema import ACTIVE_STATES, EventRow, JobError, now_iso
 from sft_tui.core.runs.supervise import describe_exit
 
 
-def local_plan(run: RunDir) -> DistributedPlan:
+def local_plan(config) -> DistributedPlan:
     """The run's processes on this machine: the GPUs the supervisor pinned (CUDA_VISIBLE_DEVICES), or CPU processes."""
     import torch
 
-    config = config_from_toml_text(run.read_config_text(), str(run.config_path))
     visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if visible and os.environ.get("CUDA_VISIBLE_DEVICES"):  # pinned to the placed GPUs: all of them, in order
         return DistributedPlan(visible, "cuda", config.distributed.strategy)
@@ -91,14 +90,12 @@ def main(argv: list[str]) -> int:
     from accelerate.commands.launch import launch_command, launch_command_parser
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    from sft_tui.core.runs.distributed import free_port
+    from sft_tui.trainer.model_setup import resolve_precision
 
     run = RunDir(Path(argv[0]).resolve())
     resume = "--resume" in argv[1:]
     config = config_from_toml_text(run.read_config_text(), str(run.config_path))
-    plan = local_plan(run)
-    from sft_tui.trainer.model_setup import resolve_precision
-
+    plan = local_plan(config)
     port = free_port()
     run.write_accelerate_config(json.dumps(accelerate_config(plan, resolve_precision(config.training.precision), port), indent=2) + "\n")
     argv = launch_argv(run.path, run.accelerate_config_path, plan, resume, main_port=port)

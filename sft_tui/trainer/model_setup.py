@@ -80,13 +80,13 @@ def load_model(folder: Path, config: RunConfig, precision: str):
     """The model on the right device, in the recipe's dtypes."""
     from transformers import AutoModelForCausalLM
 
-    from sft_tui.trainer.ranks import local_rank, world_size
+    from sft_tui.trainer.ranks import local_rank, sharded
 
     method = config.method.name
     compute = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
     device = f"cuda:{local_rank()}" if torch.cuda.is_available() else "cpu"  # each rank its own GPU of CUDA_VISIBLE_DEVICES
     # FSDP places the shards itself: the whole model must not land on one GPU first (a 70B would not fit)
-    fsdp = world_size() > 1 and config.distributed.strategy == "fsdp"
+    fsdp = sharded(config)
     if fsdp:
         device = "cpu"
     family = model_type(folder)

@@ -33,6 +33,11 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1") or 1)
 
 
+def sharded(config) -> bool:
+    """Whether this run shards the model with FSDP: several processes and strategy = fsdp (else DDP, or one process)."""
+    return world_size() > 1 and config.distributed.strategy == "fsdp"
+
+
 def writes_run_folder() -> bool:
     """Only rank 0 writes status, metrics, summary and outputs."""
     return rank() == 0
@@ -97,12 +102,6 @@ def tell_the_launcher(message: str) -> None:
 
 def launcher_alive() -> bool:
     """Whether this rank's parent is still torchrun's agent (which reports a dead rank); False once it was killed."""
-    import psutil
+    from sft_tui.core.runs.jobs import launcher_of
 
-    from sft_tui.core.runs.jobs import LAUNCHERS
-
-    try:
-        parent = psutil.Process(os.getpid()).parent()
-        return parent is not None and any(name in " ".join(parent.cmdline()) for name in LAUNCHERS)
-    except psutil.Error:
-        return False
+    return launcher_of(os.getpid()) is not None

@@ -27,7 +27,7 @@ from sft_tui.trainer.cuda_memory import cuda_memory_for
 from sft_tui.trainer.dataset import build_datasets
 from sft_tui.trainer.model_setup import attach_adapter, load_model, load_tokenizer, lora_config, resolve_precision
 from sft_tui.trainer.objectives import build_preference_datasets, build_trainer
-from sft_tui.trainer.ranks import world_size, writes_run_folder
+from sft_tui.trainer.ranks import sharded, world_size, writes_run_folder
 
 ROWS_PER_RUN, EVALS_PER_RUN, SAVES_PER_RUN = 50, 10, 5
 # our optimizer names -> transformers' (adamw_torch runs fused: no full-size update temporaries)
@@ -190,7 +190,7 @@ def _train(run: RunDir, resume: bool, stop: threading.Event, reporter: StatusRep
              "the SFT adapter it started from, frozen (a copy of the adapter only)" if config.model.adapter else
              "the base with the adapter switched off (no second copy)"))
     processes = world_size()
-    fsdp = processes > 1 and config.distributed.strategy == "fsdp"
+    fsdp = sharded(config)
     if processes > 1:
         _log(distribution_line(processes, fsdp, device, config.training.micro_batch_size * config.training.gradient_accumulation_steps))
     total = planned_steps(report.train_rows, config, processes)

@@ -300,12 +300,10 @@ METHOD_OPTIMIZER = {"full": "adamw_8bit", "lora": "adamw_torch", "qlora": "paged
 
 
 def method_optimizer(method: str, strategy: str = "") -> str:
-    """The optimizer `method` is estimated and written with; under FSDP PyTorch's AdamW, the one the trainer runs there
-    (bitsandbytes' 8-bit optimizers cannot step sharded parameters: core.runs.distributed.optimizer_under)."""
-    from sft_tui.core.runs.distributed import EIGHT_BIT_OPTIMIZERS
+    """The optimizer `method` is estimated and written with: under FSDP the one the trainer runs there (sharding.runs_as)."""
+    from sft_tui.core.estimate.sharding import runs_as
 
-    name = METHOD_OPTIMIZER[method]
-    return "adamw_torch" if strategy == "fsdp" and name in EIGHT_BIT_OPTIMIZERS else name
+    return runs_as(METHOD_OPTIMIZER[method], strategy == "fsdp")
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ DDP_BUCKET_CAP_MB = 25  # torch's default bucket_cap_mb, which transformers keep
 # moves 1.5x DDP's bytes (two all-gathers and a reduce-scatter per step against an all-reduce: Zhao et al.,
 # "PyTorch FSDP", VLDB 2023), which NVLink hides better than PCIe.
 SCALING_EFFICIENCY = {"ddp": 0.90, "fsdp": 0.85}
-EIGHT_BIT_OPTIMIZERS = ("adamw_8bit", "paged_adamw_8bit")  # the same list as core.runs.distributed's
+EIGHT_BIT_OPTIMIZERS = ("adamw_8bit", "paged_adamw_8bit")
 
 
 def spread(settings) -> str:
@@ -68,12 +68,20 @@ def headline(settings) -> str:
     return f"per GPU ({settings.gpus} GPUs, {STRATEGY_NAMES[how]})" if how else ""
 
 
+def runs_as(optimizer: str, sharded: bool) -> str:
+    """The optimizer the trainer steps: under FSDP (`sharded`) bitsandbytes' 8-bit ones become PyTorch's AdamW.
+
+    bitsandbytes issues #89 and #1633 (open): its optimizers allocate state shaped like the
+    DTensor and pass DTensors to the kernels, so they cannot step FSDP2's sharded
+    parameters. AdamW's state is sharded over the GPUs like everything else. The trainer,
+    preflight, the estimator and the wizard all ask here.
+    """
+    return "adamw_torch" if sharded and optimizer in EIGHT_BIT_OPTIMIZERS else optimizer
+
+
 def optimizer_that_runs(settings) -> str:
-    """The optimizer the trainer steps: under FSDP bitsandbytes' 8-bit ones become PyTorch's AdamW (they cannot step
-    sharded parameters; core.runs.distributed.optimizer_under)."""
-    if spread(settings) == "fsdp" and settings.optimizer in EIGHT_BIT_OPTIMIZERS:
-        return "adamw_torch"
-    return settings.optimizer
+    """The optimizer the trainer steps for these estimator settings (runs_as)."""
+    return runs_as(settings.optimizer, spread(settings) == "fsdp")
 
 
 @dataclass(frozen=True)

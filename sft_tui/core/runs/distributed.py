@@ -74,22 +74,18 @@ def bnb_version() -> tuple[int, ...] | None:
     return tuple(int(p) for p in text.split("+")[0].split(".")[:3] if p.isdigit())
 
 
-def plan_distribution(config: RunConfig, visible_gpus: int, machines: int = 1) -> DistributedPlan:
+def plan_distribution(config: RunConfig, visible_gpus: int) -> DistributedPlan:
     """The run's topology on a machine with `visible_gpus` CUDA GPUs (0: the CPU); UserError naming the field otherwise."""
     section = config.distributed
     if visible_gpus == 0:
         if section.gpus not in ("1", ALL):
             raise UserError(f"distributed.gpus = {section.gpus} but this machine has no GPU", "distributed.gpus",
                             "remove distributed.gpus, or set distributed.processes = N to train in N CPU processes (gloo)")
-        processes = max(1, section.processes)
-        if section.strategy == "fsdp" and processes * machines > 1:
-            # accelerate 1.15 turns FSDP on for GPU process groups only: CPU processes would silently train as DDP
-            raise UserError("distributed.strategy = 'fsdp' needs GPUs: accelerate shards with FSDP on GPUs only (CPU processes "
-                            "would train as DDP)", "distributed.strategy", "use strategy = 'ddp' for CPU processes")
-        if config.method.name == "qlora" and processes * machines > 1:
+        processes = max(1, section.processes)  # fsdp with processes is refused when the config loads (core/config/load.py)
+        if config.method.name == "qlora" and processes > 1:
             raise UserError("QLoRA's 4-bit kernels need a CUDA GPU; several CPU processes cannot train it", "method.name",
                             "use method.name = 'lora' on the CPU")
-        return DistributedPlan(processes, "cpu", section.strategy, (), machines)
+        return DistributedPlan(processes, "cpu", section.strategy)
     if section.processes > 1:
         raise UserError(f"distributed.processes = {section.processes} is for machines without a GPU; this one has {visible_gpus}",
                         "distributed.processes", "remove it and set distributed.gpus = N (one process per GPU)")
@@ -102,7 +98,7 @@ def plan_distribution(config: RunConfig, visible_gpus: int, machines: int = 1) -
     if missing:
         raise UserError(f"distributed.gpus = {section.gpus}: this machine has no GPU {','.join(map(str, missing))} "
                         f"(it has 0-{visible_gpus - 1})", "distributed.gpus", "`sft-tui gpu` lists them")
-    plan = DistributedPlan(count, "cuda", section.strategy, ids, machines)
+    plan = DistributedPlan(count, "cuda", section.strategy, ids)
     if plan.distributed and plan.strategy == "fsdp" and config.method.name == "qlora":
         found = bnb_version()
         if found is None or found < QLORA_FSDP_MIN_BNB:
@@ -208,8 +204,6 @@ class NodeLaunch:
     """What each machine of a run runs: one `accelerate launch` per machine, the same config file for all."""
 
     plan: DistributedPlan
-    address: str
-    port: int
     commands: tuple[tuple[str, ...], ...]  # machine rank -> argv
 
 
@@ -223,7 +217,7 @@ def node_launch(run_path: Path, config_file: Path, config: RunConfig, machines: 
                         "use strategy = 'ddp' for CPU processes, or pass --gpus-per-node N")
     plan = DistributedPlan(per, device, config.distributed.strategy, (), machines)
     commands = tuple(tuple(launch_argv(run_path, config_file, plan, resume, rank, address, port, python)) for rank in range(machines))
-    return NodeLaunch(plan, address, port, commands)
+    return NodeLaunch(plan, commands)
 
 
 def slurm_script(run_id: str, launch: NodeLaunch, log_path: Path, workdir: Path) -> str:
@@ -248,18 +242,13 @@ def slurm_script(run_id: str, launch: NodeLaunch, log_path: Path, workdir: Path)
             f"srun --kill-on-bad-exit=1 bash -c '{line}'\n")
 
 
-EIGHT_BIT_OPTIMIZERS = ("adamw_8bit", "paged_adamw_8bit")
-
-
 def optimizer_under(config: RunConfig, sharded: bool) -> tuple[str, str]:
-    """(the optimizer that runs, a note or ""): bitsandbytes' 8-bit optimizers cannot step FSDP's sharded parameters.
+    """(the optimizer that runs, a note or ""): under FSDP the 8-bit ones give way to AdamW (core.estimate.sharding.runs_as)."""
+    from sft_tui.core.estimate.sharding import runs_as
 
-    bitsandbytes issues #89 and #1633 (open): its optimizers allocate state shaped like the
-    DTensor and pass DTensors to the kernels. Under FSDP the run takes PyTorch's AdamW instead,
-    whose state is sharded over the GPUs like everything else.
-    """
     name = config.training.optimizer
-    if sharded and name in EIGHT_BIT_OPTIMIZERS:
-        return "adamw_torch", (f"note: training.optimizer = {name!r} runs as adamw_torch under FSDP: bitsandbytes' 8-bit "
-                               "optimizers cannot step sharded parameters (its state is sharded over the GPUs instead)")
+    runs = runs_as(name, sharded)
+    if runs != name:
+        return runs, (f"note: training.optimizer = {name!r} runs as {runs} under FSDP: bitsandbytes' 8-bit "
+                      "optimizers cannot step sharded parameters (its state is sharded over the GPUs instead)")
     return name, ""

@@ -174,15 +174,25 @@ def request_stop(target: RunDir | JobDir) -> StopResult:
 LAUNCHERS = ("sft_tui.trainer.launch", "accelerate.commands.launch", "torch.distributed.run", "torchrun")
 
 
-def _other_ranks(pid: int) -> list[int]:
-    """The other trainer processes of a distributed run whose rank 0 is `pid`: its siblings under torchrun's agent."""
+def launcher_of(pid: int):
+    """The torchrun agent (our launcher, or `accelerate launch`) a rank `pid` runs under, as a psutil.Process; None when
+    its parent is something else (a one-process run, or an orphan whose launcher was killed)."""
     import psutil
 
     try:
         parent = psutil.Process(pid).parent()
-        if parent is None or not any(name in " ".join(parent.cmdline()) for name in LAUNCHERS):
-            return []
-        return [child.pid for child in parent.children() if child.pid != pid and "sft_tui.trainer" in " ".join(child.cmdline())]
+        return parent if parent is not None and any(name in " ".join(parent.cmdline()) for name in LAUNCHERS) else None
+    except psutil.Error:
+        return None
+
+
+def _other_ranks(pid: int) -> list[int]:
+    """The other trainer processes of a distributed run whose rank 0 is `pid`: its siblings under torchrun's agent."""
+    import psutil
+
+    launcher = launcher_of(pid)
+    try:
+        return [child.pid for child in launcher.children() if child.pid != pid and "sft_tui.trainer" in " ".join(child.cmdline())] if launcher else []
     except psutil.Error:
         return []
 
