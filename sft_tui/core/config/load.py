@@ -161,7 +161,7 @@ def _coerce(path: str, value: Any, hint: Any, meta: Mapping[str, Any], where: st
 
         canonical = normalise_gpus(value)
         if canonical is None:
-            raise bad('a GPU count (2), "all", or a list of GPU indices ([0, 2])')
+            raise bad('a GPU count (2), "all", or a list of distinct GPU indices ([0, 2])')
         value = canonical
     elif hint is str and meta.get("bool_words") and isinstance(value, bool):
         value = meta["bool_words"][0 if value else 1]
